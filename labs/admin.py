@@ -1,0 +1,160 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
+
+from labs.models import AuditEvent, Guest, Host, IpPool, Lab, LabTemplate, StudentQuota, Task
+
+User = get_user_model()
+
+
+@admin.register(Host)
+class HostAdmin(admin.ModelAdmin):
+    list_display = (
+        "name",
+        "queue_name",
+        "toolstack",
+        "volume_group",
+        "bridge",
+        "dom0_reserve_mb",
+        "total_memory_mb",
+        "free_memory_mb",
+        "xen_version",
+        "health_ok",
+        "last_seen",
+        "enabled",
+    )
+    list_filter = ("toolstack", "enabled", "health_ok")
+    search_fields = ("name", "queue_name", "volume_group")
+    readonly_fields = (
+        "total_memory_mb",
+        "free_memory_mb",
+        "vg_size_mb",
+        "vg_free_mb",
+        "xen_version",
+        "last_seen",
+        "health_ok",
+        "health_report",
+        "health_checked_at",
+    )
+
+
+@admin.register(LabTemplate)
+class LabTemplateAdmin(admin.ModelAdmin):
+    list_display = (
+        "name",
+        "rootfs_path",
+        "kernel",
+        "root_device",
+        "fs_type",
+        "clone_method",
+        "root_size_mb",
+        "swap_size_mb",
+        "default_memory_mb",
+        "max_memory_mb",
+        "vcpus",
+    )
+    list_filter = ("root_device", "fs_type", "clone_method")
+    search_fields = ("name", "rootfs_path")
+
+
+@admin.register(IpPool)
+class IpPoolAdmin(admin.ModelAdmin):
+    list_display = ("name", "network", "gateway", "first_ip", "last_ip", "dns_domain", "mac_prefix")
+    search_fields = ("name", "network", "dns_domain")
+
+
+@admin.register(Lab)
+class LabAdmin(admin.ModelAdmin):
+    list_display = (
+        "name",
+        "slug",
+        "template",
+        "pool",
+        "memory_mb",
+        "max_guest_memory_mb",
+        "status",
+        "expires_at",
+        "created_at",
+    )
+    list_filter = ("status", "template", "pool")
+    list_editable = ("max_guest_memory_mb",)
+    search_fields = ("name", "slug", "instructors__username")
+    filter_horizontal = ("instructors",)
+
+
+@admin.register(Guest)
+class GuestAdmin(admin.ModelAdmin):
+    """Read-mostly: allocations are made by the service layer, not by hand."""
+
+    list_display = (
+        "domain_name",
+        "lab",
+        "student",
+        "host",
+        "ip",
+        "mac",
+        "memory_mb",
+        "status",
+        "observed_state",
+        "busy_with",
+        "updated_at",
+    )
+    list_filter = ("status", "observed_state", "host", "lab")
+    search_fields = ("domain_name", "hostname", "ip", "mac", "student__username")
+    readonly_fields = [f.name for f in Guest._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(StudentQuota)
+class StudentQuotaAdmin(admin.ModelAdmin):
+    list_display = ("user", "max_guests", "max_memory_mb")
+    list_editable = ("max_guests", "max_memory_mb")
+    search_fields = ("user__username", "user__email")
+    autocomplete_fields = ("user",)
+
+
+@admin.register(Task)
+class TaskAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "kind", "target", "host", "status", "step", "steps_done", "steps_total", "actor")
+    list_filter = ("status", "kind", "host")
+    search_fields = ("target", "rq_job_id", "error")
+    readonly_fields = [f.name for f in Task._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "actor", "action", "target", "result")
+    list_filter = ("result", "action")
+    search_fields = ("target", "actor__username", "message")
+    date_hierarchy = "created_at"
+    readonly_fields = [f.name for f in AuditEvent._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class QuotaInline(admin.StackedInline):
+    model = StudentQuota
+    can_delete = True
+    extra = 0
+    max_num = 1
+
+
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class XenpanelUserAdmin(UserAdmin):
+    """The stock user admin, with the student's quota editable on the same page."""
+
+    inlines = [QuotaInline]

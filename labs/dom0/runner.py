@@ -1,0 +1,232 @@
+"""The one place commands run.
+
+Every command is an argv list (never a shell string), runs with a timeout,
+stdin from /dev/null unless the caller passes data, and captured output. A
+non-zero exit becomes a `CommandFailed` that carries argv, rc and stderr.
+
+`LocalRunner` runs on this machine (the worker on dom0). `SshRunner` runs on
+another machine over ssh; it exists for the testbed and benchmarks, and
+quotes each argument with shlex.quote so the remote shell sees the same argv.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from .errors import CommandFailed, CommandTimeout
+
+DEFAULT_TIMEOUT = 300.0
+# LVM warns about inherited descriptors unless told not to.
+BASE_ENV = {"LVM_SUPPRESS_FD_WARNINGS": "1", "LC_ALL": "C"}
+
+
+@dataclass(frozen=True)
+class Result:
+    argv: list[str]
+    rc: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+
+class Runner(Protocol):
+    # Total seconds spent waiting for commands; jobs read it to split host
+    # work from the panel's own overhead.
+    busy_seconds: float
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        check: bool = True,
+        input: bytes | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> Result: ...
+
+    def write_file(self, path: str, data: bytes, mode: int = 0o644) -> None: ...
+
+    def read_file(self, path: str) -> bytes: ...
+
+
+def _check_argv(argv: Sequence[str]) -> list[str]:
+    argv = [str(a) for a in argv]
+    if not argv or not argv[0]:
+        raise ValueError("empty command")
+    if any("\x00" in a for a in argv):
+        raise ValueError("NUL byte in a command argument")
+    return argv
+
+
+class LocalRunner:
+    def __init__(self, env: Mapping[str, str] | None = None, prefix: Sequence[str] = ()) -> None:
+        self.env = {**os.environ, **BASE_ENV, **(env or {})}
+        # A prefix such as ["nsenter", ...] or ["sudo", "-n"]; empty by default.
+        self.prefix = list(prefix)
+        self.busy_seconds = 0.0
+        self.history: list[Result] = []
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        check: bool = True,
+        input: bytes | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> Result:
+        argv = self.prefix + _check_argv(argv)
+        started = time.monotonic()
+        try:
+            p = subprocess.run(
+                argv,
+                input=input,
+                stdin=subprocess.DEVNULL if input is None else None,
+                capture_output=True,
+                timeout=timeout,
+                env={**self.env, **(env or {})},
+                close_fds=True,
+            )
+        except subprocess.TimeoutExpired as e:
+            self.busy_seconds += time.monotonic() - started
+            stderr = (e.stderr or b"").decode(errors="replace")
+            raise CommandTimeout(f"{argv[0]} did not finish within {timeout:g} s", argv=argv, stderr=stderr) from None
+        except FileNotFoundError:
+            raise CommandFailed(f"{argv[0]}: command not found", argv=argv, rc=127) from None
+        seconds = time.monotonic() - started
+        self.busy_seconds += seconds
+        result = Result(
+            argv, p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace"), seconds
+        )
+        self.history.append(result)
+        if check and p.returncode != 0:
+            raise CommandFailed(
+                f"{os.path.basename(argv[0])} failed (exit {p.returncode}): {_last_line(result.stderr)}",
+                argv=argv,
+                rc=p.returncode,
+                stderr=result.stderr,
+            )
+        return result
+
+    def write_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
+        """Write atomically: a temp file in the same directory, fsync, rename."""
+        directory = os.path.dirname(path) or "."
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".xenpanel-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, mode)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def read_file(self, path: str) -> bytes:
+        with open(path, "rb") as f:
+            return f.read()
+
+
+class SshRunner(LocalRunner):
+    """Run commands on another host: `ssh ... root@host -- <quoted argv>`."""
+
+    def __init__(self, target: str, port: int = 22, key: str | None = None, options: Sequence[str] = ()) -> None:
+        ssh = [
+            "ssh",
+            "-p",
+            str(port),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            *options,
+        ]
+        if key:
+            ssh += ["-i", key]
+        super().__init__()
+        self.ssh = [*ssh, target, "--"]
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        check: bool = True,
+        input: bytes | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> Result:
+        argv = _check_argv(argv)
+        remote_env = [f"{k}={v}" for k, v in {**BASE_ENV, **(env or {})}.items()]
+        remote = shlex.join(["env", *remote_env, *argv])
+        started = time.monotonic()
+        try:
+            p = subprocess.run(
+                [*self.ssh, remote],
+                input=input,
+                stdin=subprocess.DEVNULL if input is None else None,
+                capture_output=True,
+                timeout=timeout,
+                close_fds=True,
+            )
+        except subprocess.TimeoutExpired as e:
+            self.busy_seconds += time.monotonic() - started
+            raise CommandTimeout(
+                f"{argv[0]} did not finish within {timeout:g} s",
+                argv=argv,
+                stderr=(e.stderr or b"").decode(errors="replace"),
+            ) from None
+        seconds = time.monotonic() - started
+        self.busy_seconds += seconds
+        result = Result(
+            argv, p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace"), seconds
+        )
+        self.history.append(result)
+        if p.returncode == 255 and not result.stdout:
+            raise CommandFailed(
+                f"ssh could not reach the host: {_last_line(result.stderr)}", argv=argv, rc=255, stderr=result.stderr
+            )
+        if check and p.returncode != 0:
+            raise CommandFailed(
+                f"{os.path.basename(argv[0])} failed (exit {p.returncode}): {_last_line(result.stderr)}",
+                argv=argv,
+                rc=p.returncode,
+                stderr=result.stderr,
+            )
+        return result
+
+    def write_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
+        directory = os.path.dirname(path) or "."
+        tmp = f"{directory}/.xenpanel-{os.getpid()}-{time.monotonic_ns()}"
+        self.run(
+            [
+                "sh",
+                "-c",
+                'umask 077 && cat > "$1" && chmod "$2" "$1" && sync "$1" && mv -f "$1" "$3"',
+                "write_file",
+                tmp,
+                f"{mode:o}",
+                path,
+            ],
+            input=data,
+        )
+
+    def read_file(self, path: str) -> bytes:
+        return self.run(["cat", "--", path]).stdout.encode()
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else "no error output"

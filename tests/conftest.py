@@ -1,0 +1,123 @@
+"""Shared fixtures: the cast of users every test file uses.
+
+- alice:   a student who owns a guest in ivy's lab
+- bob:     another student (in the same lab, with his own guest)
+- charlie: an instructor who does not teach ivy's lab
+- ivy:     the instructor who owns the lab
+- admin:   staff and superuser
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Group, User
+
+from labs.access import INSTRUCTORS_GROUP
+from labs.models import Guest, Host, IpPool, Lab, LabTemplate
+
+PASSWORD = "correct horse battery staple"
+
+
+def _user(username: str, **extra) -> User:
+    return User.objects.create_user(username, f"{username}@example.edu", PASSWORD, **extra)
+
+
+@pytest.fixture
+def instructors_group(db) -> Group:
+    return Group.objects.get_or_create(name=INSTRUCTORS_GROUP)[0]
+
+
+@pytest.fixture
+def alice(db) -> User:
+    return _user("alice", first_name="Alice")
+
+
+@pytest.fixture
+def bob(db) -> User:
+    return _user("bob", first_name="Bob")
+
+
+@pytest.fixture
+def ivy(instructors_group) -> User:
+    u = _user("ivy", first_name="Ivy")
+    u.groups.add(instructors_group)
+    return u
+
+
+@pytest.fixture
+def charlie(instructors_group) -> User:
+    u = _user("charlie", first_name="Charlie")
+    u.groups.add(instructors_group)
+    return u
+
+
+@pytest.fixture
+def admin_user(db) -> User:
+    return _user("root", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def host(db) -> Host:
+    return Host.objects.create(
+        name="dom0-a", queue_name="dom0-a", volume_group="vg0", total_memory_mb=16384, free_memory_mb=15000
+    )
+
+
+@pytest.fixture
+def template(db) -> LabTemplate:
+    return LabTemplate.objects.create(
+        name="debian-12",
+        rootfs_path="/modelo",
+        kernel="/boot/vmlinuz",
+        ramdisk="/boot/initrd.img",
+        root_size_mb=1024,
+        swap_size_mb=128,
+        default_memory_mb=256,
+        max_memory_mb=1024,
+    )
+
+
+@pytest.fixture
+def pool(db) -> IpPool:
+    return IpPool.objects.create(
+        name="net",
+        network="10.10.0.0/24",
+        gateway="10.10.0.1",
+        first_ip="10.10.0.1",
+        last_ip="10.10.0.254",
+        dns_domain="lab.example.edu",
+    )
+
+
+@pytest.fixture
+def lab(ivy, template, pool) -> Lab:
+    lab = Lab.objects.create(name="Networks 101", slug="net101", template=template, pool=pool, memory_mb=256)
+    lab.instructors.add(ivy)
+    return lab
+
+
+def make_guest(lab: Lab, student: User, host: Host, n: int) -> Guest:
+    name = f"{lab.slug}-{student.username}"
+    return Guest.objects.create(
+        lab=lab,
+        student=student,
+        host=host,
+        pool=lab.pool,
+        domain_name=name,
+        hostname=name,
+        ip=f"10.10.0.{10 + n}",
+        mac=f"00:16:3e:00:00:{n:02x}",
+        root_lv=f"vm-{name}.raiz",
+        swap_lv=f"vm-{name}.swap",
+        memory_mb=256,
+    )
+
+
+@pytest.fixture
+def alice_guest(lab, alice, host) -> Guest:
+    return make_guest(lab, alice, host, 1)
+
+
+@pytest.fixture
+def bob_guest(lab, bob, host) -> Guest:
+    return make_guest(lab, bob, host, 2)

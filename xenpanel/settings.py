@@ -1,0 +1,189 @@
+"""xenpanel settings.
+
+Every setting comes from the environment with a safe default, in the
+Healthchecks style. A bad value stops start-up with a message that names the
+variable, instead of failing later in a request or a job.
+"""
+
+from __future__ import annotations
+
+import os
+import zoneinfo
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def envbool(name: str, default: str) -> bool:
+    value = os.getenv(name, default).strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false, not {value!r}")
+
+
+def envint(name: str, default: int, minimum: int = 0) -> int:
+    raw = os.getenv(name, str(default)).strip()
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, not {raw!r}") from None
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {value}")
+    return value
+
+
+def envchoice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = os.getenv(name, default).strip()
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+    return value
+
+
+DEBUG = envbool("DEBUG", "false")
+SECRET_KEY = os.getenv("SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off (or set DEBUG=true for a local demo)")
+    SECRET_KEY = "insecure-dev-only-key-do-not-use-in-production"
+
+ALLOWED_HOSTS = [h.strip() for h in os.getenv("ALLOWED_HOSTS", "127.0.0.1,localhost").split(",") if h.strip()]
+CSRF_TRUSTED_ORIGINS = [o.strip() for o in os.getenv("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]
+
+TIME_ZONE = os.getenv("TIME_ZONE", "UTC")
+try:
+    zoneinfo.ZoneInfo(TIME_ZONE)
+except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    raise ImproperlyConfigured(f"TIME_ZONE {TIME_ZONE!r} is not a known time zone") from None
+USE_TZ = True
+USE_I18N = True
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("pt-br", "Português (Brasil)")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "crispy_forms",
+    "crispy_bootstrap5",
+    "django_htmx",
+    "django_rq",
+    "labs",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "xenpanel.urls"
+WSGI_APPLICATION = "xenpanel.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.template.context_processors.i18n",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+_db_url = os.getenv("DATABASE_URL", f"sqlite:///{BASE_DIR / 'var' / 'xenpanel.sqlite3'}")
+if not _db_url.startswith(("sqlite:", "postgres:", "postgresql:")):
+    raise ImproperlyConfigured(f"DATABASE_URL must be a sqlite:// or postgres:// URL, not {_db_url!r}")
+try:
+    DATABASES = {"default": dj_database_url.parse(_db_url, conn_max_age=60)}
+except Exception as e:  # dj-database-url raises plain ValueErrors
+    raise ImproperlyConfigured(f"DATABASE_URL is not a valid URL: {e}") from None
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
+    # SQLite serialises writers; a busy timeout lets a worker and the panel
+    # write at the same time without "database is locked".
+    DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = os.getenv("REDIS_URL", "redis://127.0.0.1:6379/0")
+if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
+    raise ImproperlyConfigured(f"REDIS_URL must be a redis:// URL, not {REDIS_URL!r}")
+
+
+class _Queues(dict):
+    """RQ_QUEUES that knows every per-host queue.
+
+    Each dom0 has its own queue, named in the Host row, so the set of queue
+    names is data, not configuration. Any name not listed here uses the
+    default queue's Redis connection.
+    """
+
+    def __missing__(self, key: str) -> dict:
+        return self["default"]
+
+
+RQ_QUEUES = _Queues(
+    default={"URL": REDIS_URL, "DEFAULT_TIMEOUT": envint("RQ_DEFAULT_TIMEOUT", 1800, 10)},
+)
+RQ = {"COMMIT_MODE": "on_db_commit"}
+RQ_SHOW_ADMIN_LINK = True
+
+# simulated: the built-in fake dom0 (demo and unit tests); xen: run xl/LVM for real.
+XENPANEL_DOM0 = envchoice("XENPANEL_DOM0", "simulated", ("simulated", "xen"))
+XENPANEL_SIM_DIR = os.getenv("XENPANEL_SIM_DIR", str(BASE_DIR / "var" / "simdom0"))
+# Seconds a simulated step takes (clone, create...); 0 for fast tests.
+XENPANEL_SIM_DELAY = float(os.getenv("XENPANEL_SIM_DELAY", "0") or 0)
+
+# Quota defaults; per-student and per-lab overrides live in the database.
+XENPANEL_DEFAULT_MAX_GUESTS = envint("XENPANEL_DEFAULT_MAX_GUESTS", 2, 0)
+XENPANEL_DEFAULT_MAX_MEMORY_MB = envint("XENPANEL_DEFAULT_MAX_MEMORY_MB", 2048, 0)
+XENPANEL_DEFAULT_LAB_MAX_GUEST_MEMORY_MB = envint("XENPANEL_DEFAULT_LAB_MAX_GUEST_MEMORY_MB", 1024, 16)
+# How students reach the console: "xl" (xl console on dom0) or an ssh command template.
+XENPANEL_CONSOLE_SSH = os.getenv("XENPANEL_CONSOLE_SSH", "")
+# Template builds (debootstrap) on a dom0.
+XENPANEL_TEMPLATE_SUITE = os.getenv("XENPANEL_TEMPLATE_SUITE", "bookworm")
+XENPANEL_TEMPLATE_MIRROR = os.getenv("XENPANEL_TEMPLATE_MIRROR", "http://deb.debian.org/debian")
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "var" / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+CRISPY_ALLOWED_TEMPLATE_PACKS = "bootstrap5"
+CRISPY_TEMPLATE_PACK = "bootstrap5"
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "login"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": os.getenv("LOG_LEVEL", "INFO")},
+}
