@@ -13,6 +13,7 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from redis.connection import parse_url as redis_parse_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -37,6 +38,17 @@ def envint(name: str, default: int, minimum: int = 0) -> int:
     return value
 
 
+def envfloat(name: str, default: float, minimum: float = 0) -> float:
+    raw = os.getenv(name, str(default)).strip()
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, not {raw!r}") from None
+    if not value >= minimum:  # also rejects nan
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {raw}")
+    return value
+
+
 def envchoice(name: str, default: str, choices: tuple[str, ...]) -> str:
     value = os.getenv(name, default).strip()
     if value not in choices:
@@ -52,6 +64,9 @@ if not SECRET_KEY:
     SECRET_KEY = "insecure-dev-only-key-do-not-use-in-production"
 
 ALLOWED_HOSTS = [h.strip() for h in os.getenv("ALLOWED_HOSTS", "127.0.0.1,localhost").split(",") if h.strip()]
+if not ALLOWED_HOSTS and not DEBUG:
+    # Django would answer every request with 400; say why at start-up instead.
+    raise ImproperlyConfigured("ALLOWED_HOSTS is empty: list the panel's host names, comma-separated")
 CSRF_TRUSTED_ORIGINS = [o.strip() for o in os.getenv("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]
 
 TIME_ZONE = os.getenv("TIME_ZONE", "UTC")
@@ -113,12 +128,17 @@ TEMPLATES = [
 ]
 
 _db_url = os.getenv("DATABASE_URL", f"sqlite:///{BASE_DIR / 'var' / 'xenpanel.sqlite3'}")
+# Messages name the scheme only: the URL may carry a password.
 if not _db_url.startswith(("sqlite:", "postgres:", "postgresql:")):
-    raise ImproperlyConfigured(f"DATABASE_URL must be a sqlite:// or postgres:// URL, not {_db_url!r}")
+    raise ImproperlyConfigured(
+        f"DATABASE_URL must be a sqlite:// or postgres:// URL, not {_db_url.split(':', 1)[0]!r}://..."
+    )
 try:
     DATABASES = {"default": dj_database_url.parse(_db_url, conn_max_age=60)}
 except Exception as e:  # dj-database-url raises plain ValueErrors
     raise ImproperlyConfigured(f"DATABASE_URL is not a valid URL: {e}") from None
+if not DATABASES["default"]["NAME"]:
+    raise ImproperlyConfigured("DATABASE_URL names no database (postgres://user@host:5432/<name>)")
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
     # SQLite serialises writers; a busy timeout lets a worker and the panel
@@ -129,7 +149,12 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.getenv("REDIS_URL", "redis://127.0.0.1:6379/0")
 if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
-    raise ImproperlyConfigured(f"REDIS_URL must be a redis:// URL, not {REDIS_URL!r}")
+    raise ImproperlyConfigured("REDIS_URL must be a redis://, rediss:// or unix:// URL")
+try:
+    # redis-py parses lazily, at the first command; parse now so a typo stops start-up.
+    redis_parse_url(REDIS_URL)
+except ValueError as e:
+    raise ImproperlyConfigured(f"REDIS_URL is not a valid URL: {e}") from None
 
 
 class _Queues(dict):
@@ -154,7 +179,7 @@ RQ_SHOW_ADMIN_LINK = True
 XENPANEL_DOM0 = envchoice("XENPANEL_DOM0", "simulated", ("simulated", "xen"))
 XENPANEL_SIM_DIR = os.getenv("XENPANEL_SIM_DIR", str(BASE_DIR / "var" / "simdom0"))
 # Seconds a simulated step takes (clone, create...); 0 for fast tests.
-XENPANEL_SIM_DELAY = float(os.getenv("XENPANEL_SIM_DELAY", "0") or 0)
+XENPANEL_SIM_DELAY = envfloat("XENPANEL_SIM_DELAY", 0)
 
 # Quota defaults; per-student and per-lab overrides live in the database.
 XENPANEL_DEFAULT_MAX_GUESTS = envint("XENPANEL_DEFAULT_MAX_GUESTS", 2, 0)
@@ -165,6 +190,8 @@ XENPANEL_CONSOLE_SSH = os.getenv("XENPANEL_CONSOLE_SSH", "")
 # Template builds (debootstrap) on a dom0.
 XENPANEL_TEMPLATE_SUITE = os.getenv("XENPANEL_TEMPLATE_SUITE", "bookworm")
 XENPANEL_TEMPLATE_MIRROR = os.getenv("XENPANEL_TEMPLATE_MIRROR", "http://deb.debian.org/debian")
+if not XENPANEL_TEMPLATE_MIRROR.startswith(("http://", "https://")):
+    raise ImproperlyConfigured("XENPANEL_TEMPLATE_MIRROR must be an http:// or https:// URL")
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
@@ -181,9 +208,10 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
+LOG_LEVEL = envchoice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": os.getenv("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }
