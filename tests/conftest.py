@@ -18,6 +18,13 @@ from labs.models import Guest, Host, IpPool, Lab, LabTemplate
 PASSWORD = "correct horse battery staple"
 
 
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings) -> None:
+    # The production hasher (PBKDF2, 1M rounds) costs ~0.3 s per user and
+    # almost every test creates several; what is tested is who may do what.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 def _user(username: str, **extra) -> User:
     return User.objects.create_user(username, f"{username}@example.edu", PASSWORD, **extra)
 
