@@ -1,8 +1,17 @@
+"""The Django admin: the staff's view of every table, and where quotas and per-lab limits are edited.
+
+Rows whose life is driven by dom0 work (guests, tasks, audit events) are
+read-only here: creating or deleting them by hand would leave a VM and its
+row out of step, so that goes through the panel's service layer.
+"""
+
 from __future__ import annotations
 
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
+from django.db.models import Count, QuerySet
+from django.http import HttpRequest
 
 from labs.models import AuditEvent, Guest, Host, IpPool, Lab, LabTemplate, StudentQuota, Task
 
@@ -61,8 +70,33 @@ class LabTemplateAdmin(admin.ModelAdmin):
 
 @admin.register(IpPool)
 class IpPoolAdmin(admin.ModelAdmin):
-    list_display = ("name", "network", "gateway", "first_ip", "last_ip", "dns_domain", "mac_prefix")
+    list_display = (
+        "name",
+        "network",
+        "gateway",
+        "first_ip",
+        "last_ip",
+        "usable",
+        "in_use",
+        "dns_domain",
+        "mac_prefix",
+    )
+    list_filter = ("dns_domain",)
     search_fields = ("name", "network", "dns_domain")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[IpPool]:
+        return super().get_queryset(request).annotate(guest_count=Count("guests"))
+
+    @admin.display(description="usable addresses")
+    def usable(self, obj: IpPool) -> int | str:
+        try:
+            return obj.usable_set().size
+        except (ValueError, TypeError):  # a pool saved before clean() existed; show, do not crash
+            return "?"
+
+    @admin.display(description="guests", ordering="guest_count")
+    def in_use(self, obj: IpPool) -> int:
+        return obj.guest_count
 
 
 @admin.register(Lab)
@@ -74,14 +108,35 @@ class LabAdmin(admin.ModelAdmin):
         "pool",
         "memory_mb",
         "max_guest_memory_mb",
+        "guest_total",
         "status",
         "expires_at",
         "created_at",
     )
     list_filter = ("status", "template", "pool")
     list_editable = ("max_guest_memory_mb",)
+    list_select_related = ("template", "pool")
     search_fields = ("name", "slug", "instructors__username")
     filter_horizontal = ("instructors",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Lab]:
+        return super().get_queryset(request).annotate(guest_count=Count("guests"))
+
+    @admin.display(description="guests", ordering="guest_count")
+    def guest_total(self, obj: Lab) -> int:
+        return obj.guest_count
+
+    def has_delete_permission(self, request: HttpRequest, obj: Lab | None = None) -> bool:
+        # Deleting a lab row would cascade to its guests and orphan their VMs;
+        # a lab with guests is torn down from the panel instead.
+        if obj is not None and obj.guests.exists():
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def get_actions(self, request: HttpRequest) -> dict:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # the bulk delete skips has_delete_permission(obj)
+        return actions
 
 
 @admin.register(Guest)
@@ -102,10 +157,15 @@ class GuestAdmin(admin.ModelAdmin):
         "updated_at",
     )
     list_filter = ("status", "observed_state", "host", "lab")
+    list_select_related = ("lab", "student", "host")
     search_fields = ("domain_name", "hostname", "ip", "mac", "student__username")
     readonly_fields = [f.name for f in Guest._meta.fields]
 
     def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Guest | None = None) -> bool:
+        # The row is the VM's only record; dropping it would leak the domain and its volumes.
         return False
 
 
@@ -113,6 +173,7 @@ class GuestAdmin(admin.ModelAdmin):
 class StudentQuotaAdmin(admin.ModelAdmin):
     list_display = ("user", "max_guests", "max_memory_mb")
     list_editable = ("max_guests", "max_memory_mb")
+    list_select_related = ("user",)
     search_fields = ("user__username", "user__email")
     autocomplete_fields = ("user",)
 
@@ -121,6 +182,8 @@ class StudentQuotaAdmin(admin.ModelAdmin):
 class TaskAdmin(admin.ModelAdmin):
     list_display = ("created_at", "kind", "target", "host", "status", "step", "steps_done", "steps_total", "actor")
     list_filter = ("status", "kind", "host")
+    list_select_related = ("host", "actor")
+    date_hierarchy = "created_at"
     search_fields = ("target", "rq_job_id", "error")
     readonly_fields = [f.name for f in Task._meta.fields]
 
@@ -132,6 +195,7 @@ class TaskAdmin(admin.ModelAdmin):
 class AuditEventAdmin(admin.ModelAdmin):
     list_display = ("created_at", "actor", "action", "target", "result")
     list_filter = ("result", "action")
+    list_select_related = ("actor",)
     search_fields = ("target", "actor__username", "message")
     date_hierarchy = "created_at"
     readonly_fields = [f.name for f in AuditEvent._meta.fields]
@@ -141,6 +205,9 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # an audit trail that staff can edit is not one
 
 
 class QuotaInline(admin.StackedInline):

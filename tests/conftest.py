@@ -18,6 +18,12 @@ from labs.models import Guest, Host, IpPool, Lab, LabTemplate
 PASSWORD = "correct horse battery staple"
 
 
+def pytest_configure(config) -> None:
+    # WhiteNoise warns on every request when collectstatic has not run; tests
+    # never serve static files, and `make run` runs collectstatic.
+    config.addinivalue_line("filterwarnings", "ignore:No directory at:UserWarning")
+
+
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings) -> None:
     # The production hasher (PBKDF2, 1M rounds) costs ~0.3 s per user and
