@@ -1,0 +1,261 @@
+"""The Xen toolstack: `xl` (Xen >= 4.2) or the classic `xm` of the 2007 recipe.
+
+`Toolstack` turns each lifecycle verb into one argv list, runs it through the
+host's runner and maps the toolstack's error messages to errors.py classes,
+so a job can tell "no such domain" from "out of memory" without reading
+stderr itself. Every name and path is validated by names.py before any argv
+is built.
+
+The parsers are module-level pure functions so tests can feed them captured
+output: `parse_list_table` (the `Name ID Mem VCPUs State Time(s)` table of
+both `xl list` and `xm list`), `parse_list_json` (`xl list -l`) and
+`parse_info` (`xl info` / `xm info`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Literal
+
+from . import names
+from .base import STATE_LETTERS, Domain, HostInfo
+from .errors import (
+    CommandFailed,
+    DomainExists,
+    DomainNotFound,
+    NotEnoughMemory,
+    ToolstackError,
+)
+from .runner import Result, Runner
+
+Dialect = Literal["xl", "xm"]
+
+# Short verbs (pause, destroy, mem-set...) return in well under a second on
+# a real host; `xl create` runs the hotplug scripts and took 10-13 s on the
+# emulated testbed, so it gets more room.
+VERB_TIMEOUT = 60.0
+CREATE_TIMEOUT = 180.0
+SAVE_TIMEOUT = 600.0
+
+# (pattern, class), first match wins. xl prints e.g.
+#   "web1 is an invalid domain identifier (rc=-6)"
+#   "libxl: error: ...: Domain web1 not found"  /  "Domain with name "web1" already exists."
+#   "libxl: error: ...: failed to free memory for the domain"
+# and xm "Error: Domain 'web1' does not exist." / "Error: Domain 'web1' already exists with ID '3'".
+_ERRORS: list[tuple[re.Pattern[str], type[ToolstackError]]] = [
+    (re.compile(r"already exists", re.I), DomainExists),
+    (
+        re.compile(
+            r"failed to free memory|out of memory|not enough (free )?memory|cannot allocate memory"
+            r"|insufficient memory",
+            re.I,
+        ),
+        NotEnoughMemory,
+    ),
+    (
+        re.compile(
+            r"invalid domain identifier|domain \S+ not found|domain '[^']*' does not exist"
+            r"|non-?existent domain|no such domain",
+            re.I,
+        ),
+        DomainNotFound,
+    ),
+]
+
+# A row of the list table, read from the right because only the name is
+# free text: Name, ID, Mem, VCPUs, State (six columns r b p s c d), Time(s).
+_LIST_ROW = re.compile(
+    r"^(?P<name>\S.*?)\s+(?P<domid>\d+)\s+(?P<mem>\d+)\s+(?P<vcpus>\d+)\s+"
+    r"(?P<state>[" + STATE_LETTERS + r"-]{6})\s+(?P<time>\d+(?:\.\d+)?)\s*$"
+)
+# xm also lists domains xend manages but that are not running: no ID and an
+# empty state. They are configs, not domains, so they are left out.
+_XM_INACTIVE_ROW = re.compile(r"^\S.*?\s+\d+\s+\d+\s+-{6}\s+\d+(?:\.\d+)?\s*$")
+
+
+def classify_error(argv: list[str], rc: int | None, stderr: str) -> ToolstackError:
+    """The errors.py class that fits the toolstack's stderr, carrying argv, rc and stderr."""
+    line = _message_line(stderr)
+    verb = " ".join(argv[:2]) if len(argv) >= 2 else (argv[0] if argv else "toolstack")
+    for pattern, cls in _ERRORS:
+        if pattern.search(stderr):
+            return cls(f"{verb}: {line}", argv=argv, rc=rc, stderr=stderr)
+    return ToolstackError(f"{verb} failed (exit {rc}): {line}", argv=argv, rc=rc, stderr=stderr)
+
+
+def _message_line(stderr: str) -> str:
+    """The most telling stderr line: the last libxl/xm error, else the last line."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    for line in reversed(lines):
+        if any(p.search(line) for p, _ in _ERRORS):
+            return line
+    return lines[-1] if lines else "no error output"
+
+
+def parse_list_table(text: str) -> list[Domain]:
+    """Rows of `xl list` / `xm list`, Domain-0 included; a dying `(null)` domain is kept as is."""
+    domains: list[Domain] = []
+    for raw in text.splitlines():
+        line = raw.rstrip()
+        if not line.strip():
+            continue
+        if line.split()[0] == "Name" and "State" in line:
+            continue  # the header
+        m = _LIST_ROW.match(line)
+        if m is None:
+            if _XM_INACTIVE_ROW.match(line):
+                continue
+            raise ToolstackError(f"unexpected line in the domain list: {line!r}")
+        domains.append(
+            Domain(
+                name=m["name"],
+                domid=int(m["domid"]),
+                memory_mb=int(m["mem"]),
+                vcpus=int(m["vcpus"]),
+                state=m["state"],
+            )
+        )
+    return domains
+
+
+def parse_list_json(text: str) -> list[Domain]:
+    """Domains of `xl list -l` (JSON: [{"domid": N, "config": libxl_domain_config}, ...]).
+
+    The JSON carries each domain's configuration but not its run state, so
+    `state` is "" here; `memory_mb` is the balloon target and `maxmem_mb` the
+    static maximum. xl only lists domains whose config it stored, which
+    leaves out Domain-0. Raises ToolstackError when the text is not that
+    JSON (e.g. the SXP that xl 4.0/4.1 printed).
+    """
+    try:
+        data = json.loads(text) if text.strip() else []
+    except ValueError as e:
+        raise ToolstackError(f"xl list -l did not print JSON: {e}") from None
+    if not isinstance(data, list):
+        raise ToolstackError("xl list -l printed JSON that is not a list")
+    domains: list[Domain] = []
+    for item in data:
+        try:
+            config = item["config"]
+            c_info, b_info = config["c_info"], config["b_info"]
+            max_kb = int(b_info.get("max_memkb", 0) or 0)
+            target_kb = int(b_info.get("target_memkb", 0) or max_kb)
+            vcpus = int(b_info.get("max_vcpus", 0) or 0) or len(b_info.get("avail_vcpus", []) or []) or 1
+            domains.append(
+                Domain(
+                    name=str(c_info["name"]),
+                    domid=int(item["domid"]),
+                    memory_mb=target_kb // 1024,
+                    vcpus=vcpus,
+                    state="",
+                    maxmem_mb=max_kb // 1024 if max_kb else None,
+                )
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise ToolstackError(f"unexpected entry in xl list -l: {e!r}") from None
+    return domains
+
+
+def parse_info(text: str) -> HostInfo:
+    """HostInfo from `xl info` / `xm info` ("key : value" lines)."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(key.strip(), value.strip())
+    try:
+        return HostInfo(
+            total_memory_mb=int(fields["total_memory"]),
+            free_memory_mb=int(fields["free_memory"]),
+            xen_version=f"{int(fields['xen_major'])}.{int(fields['xen_minor'])}{fields.get('xen_extra', '')}",
+            nr_cpus=int(fields.get("nr_cpus", "0") or 0),
+        )
+    except (KeyError, ValueError) as e:
+        raise ToolstackError(f"unexpected `info` output: missing or bad field {e}") from None
+
+
+class Toolstack:
+    """Lifecycle verbs of one host's toolstack, run through `runner`."""
+
+    def __init__(self, runner: Runner, dialect: Dialect = "xl") -> None:
+        if dialect not in ("xl", "xm"):
+            raise ValueError(f"unknown toolstack {dialect!r}: use 'xl' or 'xm'")
+        self.runner = runner
+        self.dialect: Dialect = dialect
+
+    # --- plumbing -------------------------------------------------------------
+    def _run(self, *args: str, timeout: float = VERB_TIMEOUT) -> Result:
+        argv = [self.dialect, *args]
+        try:
+            return self.runner.run(argv, timeout=timeout)
+        except CommandFailed as e:
+            raise classify_error(e.argv or argv, e.rc, e.stderr) from None
+
+    # --- host -----------------------------------------------------------------
+    def info(self) -> HostInfo:
+        return parse_info(self._run("info").stdout)
+
+    def list_domains(self) -> list[Domain]:
+        """Every domain the hypervisor knows, Domain-0 (domid 0) included.
+
+        The table gives the live state and memory; with xl, `xl list -l`
+        adds each domain's maxmem. When that JSON is unavailable (xm, or an
+        xl that prints SXP) the table alone is the answer.
+        """
+        domains = parse_list_table(self._run("list").stdout)
+        if self.dialect != "xl":
+            return domains
+        try:
+            details = {d.domid: d for d in parse_list_json(self._run("list", "-l").stdout)}
+        except ToolstackError:
+            return domains
+        merged = []
+        for d in domains:
+            extra = details.get(d.domid)
+            if extra is not None and extra.name == d.name:
+                d = Domain(d.name, d.domid, d.memory_mb, d.vcpus, d.state, maxmem_mb=extra.maxmem_mb)
+            merged.append(d)
+        return merged
+
+    # --- verbs ----------------------------------------------------------------
+    def create(self, config_path: str) -> None:
+        self._run("create", names.abs_path(config_path), timeout=CREATE_TIMEOUT)
+
+    def shutdown(self, name: str, wait: bool = False, timeout: float = 120) -> None:
+        """Ask the guest to power off; with `wait`, return only once it has (`-w`)."""
+        name = names.domain_name(name)
+        if wait:
+            self._run("shutdown", "-w", name, timeout=timeout)
+        else:
+            self._run("shutdown", name)
+
+    def reboot(self, name: str) -> None:
+        self._run("reboot", names.domain_name(name))
+
+    def destroy(self, name: str) -> None:
+        self._run("destroy", names.domain_name(name))
+
+    def pause(self, name: str) -> None:
+        self._run("pause", names.domain_name(name))
+
+    def unpause(self, name: str) -> None:
+        self._run("unpause", names.domain_name(name))
+
+    def mem_set(self, name: str, memory_mb: int) -> None:
+        name = names.domain_name(name)
+        memory_mb = names.memory_mb(memory_mb)
+        # xl takes a unit suffix (a bare number would be KiB in some versions);
+        # xm takes plain MiB, as in the recipe's `xm mem-set vm1 256`.
+        amount = f"{memory_mb}m" if self.dialect == "xl" else str(memory_mb)
+        self._run("mem-set", name, amount)
+
+    def save(self, name: str, path: str) -> None:
+        self._run("save", names.domain_name(name), names.abs_path(path), timeout=SAVE_TIMEOUT)
+
+    def restore(self, path: str) -> None:
+        self._run("restore", names.abs_path(path), timeout=SAVE_TIMEOUT)
+
+    def console_command(self, name: str) -> list[str]:
+        """The argv that attaches to the guest's console (detach with Ctrl+])."""
+        return [self.dialect, "console", names.domain_name(name)]

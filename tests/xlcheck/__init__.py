@@ -1,0 +1,1 @@
+"""Real `xl -N create` on a machine without Xen (see xlcheck.py)."""
