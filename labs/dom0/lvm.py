@@ -190,6 +190,19 @@ class Lvm:
         self._run(["lvcreate", "-y", "-s", "-kn", "-ay", "-K", "-n", name, f"{self.vg}/{origin}"])
         return self.get(name)
 
+    def extend(self, name: str, size_mb: int) -> Volume:
+        """Grow a volume to at least `size_mb` MiB; a no-op when it is already that big.
+
+        A thin clone starts at the golden volume's size; the guest's root may
+        be bigger (the filesystem is grown afterwards with resize2fs).
+        """
+        name, size = self._name(name), _size_mb(size_mb)
+        current = self.get(name)
+        if current.size_bytes >= size * 1024 * 1024:
+            return current
+        self._run(["lvextend", "-y", "-L", f"{size}m", f"{self.vg}/{name}"])
+        return self.get(name)
+
     def remove(self, name: str) -> bool:
         """Remove a volume; False when it was not there (so cleanup can repeat)."""
         name = self._name(name)

@@ -93,6 +93,23 @@ def test_remove_frees_the_space_and_is_false_when_absent(lvm, loop_vg):
     assert not lvm.exists("vm-virt04.raiz")
 
 
+def test_extend_grows_to_whole_extents_and_never_shrinks(lvm):
+    before = lvm.vg_info().free_bytes
+    lvm.create("vm-virt05.raiz", 8)
+    grown = lvm.extend("vm-virt05.raiz", 18)
+    assert grown.size_bytes == 20 * MiB
+    assert lvm.vg_info().free_bytes == before - 20 * MiB
+    # Asking for less (or the same) changes nothing and is not an error.
+    assert lvm.extend("vm-virt05.raiz", 8).size_bytes == 20 * MiB
+    assert lvm.extend("vm-virt05.raiz", 20).size_bytes == 20 * MiB
+    assert lvm.vg_info().free_bytes == before - 20 * MiB
+    with pytest.raises(InsufficientSpace) as e:
+        lvm.extend("vm-virt05.raiz", 1024)
+    assert e.value.argv[0] == "lvextend"
+    with pytest.raises(VolumeNotFound):
+        lvm.extend("vm-nope.raiz", 16)
+
+
 def test_duplicate_name_raises_volume_exists(lvm, loop_vg):
     lvm.create("vm-virt01.raiz", 8)
     free = lvm.vg_info().free_bytes
@@ -182,6 +199,7 @@ def test_invalid_names_are_refused_before_any_command_runs(lvm, loop_vg, bad):
         lambda: lvm.create(bad, 4),
         lambda: lvm.create(bad, 4, thin=True),
         lambda: lvm.remove(bad),
+        lambda: lvm.extend(bad, 8),
         lambda: lvm.exists(bad),
         lambda: lvm.get(bad),
         lambda: lvm.path(bad),
