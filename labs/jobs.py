@@ -1,0 +1,523 @@
+"""RQ jobs: the bridge from Task rows to a dom0.
+
+Each job runs on the worker of the guest's host (its own queue), builds the
+host object with `labs.dom0.connect()` and records every step on the Task
+row as it goes (step, steps done, timestamped log, seconds inside dom0
+calls), so the browser can show progress and the instructor can read what
+happened. Jobs are idempotent: re-running one after a crash at any step
+looks at what exists (one `lvs`, one `xl list`) and finishes or cleans up;
+it never creates a second volume or domain.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import netaddr
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from labs import dom0
+from labs.dom0.base import Dom0Host, DomainSpec, GuestFiles, HostConfig, Volume
+from labs.dom0.errors import Dom0Error
+from labs.models import AuditEvent, Guest, Host, Lab, Task
+from labs.services.limits import template_lab_max_mb
+
+log = logging.getLogger(__name__)
+# How long `xl shutdown -w` may wait for a guest to power off before the job fails.
+SHUTDOWN_TIMEOUT = 120.0
+
+
+def host_config(host: Host) -> HostConfig:
+    return HostConfig(
+        name=host.name,
+        volume_group=host.volume_group,
+        toolstack=host.toolstack,
+        thin_pool=host.thin_pool,
+        bridge=host.bridge,
+        dom0_reserve_mb=host.dom0_reserve_mb,
+        sim_dir=settings.XENPANEL_SIM_DIR,
+        sim_delay=settings.XENPANEL_SIM_DELAY,
+    )
+
+
+def connect_host(host: Host) -> Dom0Host:
+    return dom0.connect(host_config(host), mode=settings.XENPANEL_DOM0)
+
+
+def crypt_sha512(password: str) -> str:
+    """A crypt(3) SHA-512 hash for /etc/shadow.
+
+    The crypt module is deprecated since 3.11 (removed in 3.13) but is the
+    only standard-library route to glibc's SHA-crypt; the warning is
+    expected here.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt
+
+    return crypt.crypt(password, crypt.mksalt(crypt.METHOD_SHA512))
+
+
+class StepFailed(Exception):
+    """A Dom0Error wrapped with the step it happened in."""
+
+    def __init__(self, step: str, error: Dom0Error) -> None:
+        super().__init__(f"{step}: {error}")
+        self.step = step
+        self.error = error
+
+
+class Recorder:
+    """Writes a Task's progress to the database while its job runs."""
+
+    def __init__(self, task: Task, host: Dom0Host, volume_group: str) -> None:
+        self.task = task
+        self.host = host
+        self.host_vg = volume_group
+        self._lines: list[str] = [task.log] if task.log else []
+
+    def log(self, text: str) -> None:
+        stamp = timezone.localtime().strftime("%H:%M:%S.%f")[:-3]
+        for line in text.splitlines() or [""]:
+            self._lines.append(f"{stamp} {line}")
+        self.task.log = "\n".join(self._lines)
+
+    def save(self, *fields: str) -> None:
+        self.task.save(update_fields=["log", "dom0_seconds", *fields])
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        """One recorded step: its name is saved when it starts, so a crash shows where it stopped."""
+        self.task.step = name
+        self.log(f"step {name}")
+        self.save("step", "steps_done")
+        try:
+            yield
+        except Dom0Error as e:
+            raise StepFailed(name, e) from e
+        self.task.steps_done += 1
+
+    def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """A dom0 operation, timed into Task.dom0_seconds."""
+        started = time.monotonic()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            self.task.dom0_seconds += time.monotonic() - started
+
+
+# ------------------------------------------------------------------ helpers
+def _domains(rec: Recorder) -> dict[str, Any]:
+    return {d.name: d for d in rec.call(rec.host.list_domains) if d.domid != 0}
+
+
+def _guest_files(guest: Guest) -> GuestFiles:
+    pool = guest.pool
+    net = netaddr.IPNetwork(pool.network)
+    return GuestFiles(
+        hostname=guest.hostname,
+        fqdn=f"{guest.hostname}.{pool.dns_domain}",
+        address=guest.ip,
+        netmask=str(net.netmask),
+        gateway=pool.gateway,
+        broadcast=str(net.broadcast or net.ip),
+        root_device=guest.lab.template.root_device,
+        fs_type=guest.lab.template.fs_type,
+        nameservers=tuple(pool.nameservers.replace(",", " ").split()),
+        root_password_hash=crypt_sha512(guest.initial_password) if guest.initial_password else "",
+    )
+
+
+def _domain_spec(guest: Guest, vg: str) -> DomainSpec:
+    template = guest.lab.template
+    return DomainSpec(
+        name=guest.domain_name,
+        kernel=template.kernel,
+        ramdisk=template.ramdisk,
+        memory_mb=guest.memory_mb,
+        # Room to balloon up to what mem-set may grant later.
+        maxmem_mb=max(template_lab_max_mb(template, guest.lab), guest.memory_mb),
+        root_target=f"/dev/{vg}/{guest.root_lv}",
+        swap_target=f"/dev/{vg}/{guest.swap_lv}" if guest.swap_lv else "",
+        vcpus=template.vcpus,
+        root_device=template.root_device,
+        bridge=guest.host.bridge,
+        mac=guest.mac,
+    )
+
+
+def _observe(rec: Recorder, guest: Guest) -> str:
+    """The guest's state letter after the job, from one `xl list`."""
+    d = _domains(rec).get(guest.domain_name)
+    letter = d.letter if d is not None else ""
+    Guest.objects.filter(pk=guest.pk).update(observed_state=letter, observed_at=timezone.now())
+    guest.observed_state = letter
+    return letter
+
+
+def _ensure_volume(rec: Recorder, existing: dict[str, Volume], name: str, size_mb: int) -> Volume:
+    if name in existing:
+        rec.log(f"volume {name} exists, reused")
+        return existing[name]
+    vol = rec.call(rec.host.create_volume, name, size_mb)
+    rec.log(f"created volume {vol.path} ({size_mb} MiB)")
+    return vol
+
+
+# -------------------------------------------------------------- provisioning
+def _provision(rec: Recorder, guest: Guest, reimage: bool = False) -> None:
+    host, template, name = rec.host, guest.lab.template, guest.domain_name
+    domains = _domains(rec)
+    if reimage:
+        with rec.step("destroy"):
+            if name in domains:
+                rec.call(host.destroy, name)
+                rec.log(f"destroyed domain {name}")
+        with rec.step("remove root"):
+            # A fresh root volume, so nothing of the old filesystem survives.
+            if rec.call(host.remove_volume, guest.root_lv):
+                rec.log(f"removed volume {guest.root_lv}")
+    elif name in domains:
+        if domains[name].letter in ("r", "b", "p"):
+            # A previous run got past `xl create` before it was interrupted.
+            rec.log(f"domain {name} already exists ({domains[name].state}); nothing to redo")
+            rec.task.steps_done = rec.task.steps_total
+            return
+        rec.call(host.destroy, name)
+        rec.log(f"destroyed leftover domain {name} ({domains[name].state})")
+
+    with rec.step("volumes"):
+        existing = {v.name: v for v in rec.call(host.list_volumes)}
+        if template.clone_method == template.CloneMethod.THIN:
+            if guest.root_lv in existing:
+                root = existing[guest.root_lv]
+                rec.log(f"volume {guest.root_lv} exists, reused")
+            else:
+                root = rec.call(host.snapshot_volume, template.golden_volume, guest.root_lv)
+                rec.log(f"thin snapshot {root.path} of {template.golden_volume}")
+        else:
+            root = _ensure_volume(rec, existing, guest.root_lv, template.root_size_mb)
+        if guest.swap_lv:
+            swap = _ensure_volume(rec, existing, guest.swap_lv, template.swap_size_mb)
+            # Cheap and harmless to repeat while no domain uses the volume.
+            rec.call(host.make_swap, swap.path)
+    with rec.step("clone"):
+        # Re-run on a retry too: a clone interrupted half-way leaves a
+        # filesystem that must not be trusted, and mkfs starts over.
+        source = template.golden_volume if template.clone_method == template.CloneMethod.THIN else template.rootfs_path
+        rec.call(host.clone_template, source, root.path, template.fs_type, template.clone_method)
+        rec.log(f"cloned {source} into {root.path} ({template.clone_method}, {template.fs_type})")
+    with rec.step("customize"):
+        rec.call(host.customize_rootfs, root.path, _guest_files(guest))
+        rec.log(f"wrote hostname {guest.hostname}, address {guest.ip}, fstab and root password")
+    with rec.step("config"):
+        path = rec.call(host.write_config, _domain_spec(guest, rec.host_vg), True)
+        rec.log(f"wrote {path}")
+    with rec.step("create"):
+        rec.call(host.create, name)
+        rec.log(f"xl create {name}")
+
+
+def _cleanup_guest(rec: Recorder, guest: Guest) -> list[str]:
+    """Remove whatever exists of a guest on its host; returns what could not be removed."""
+    host, left = rec.host, []
+    try:
+        if guest.domain_name in _domains(rec):
+            rec.call(host.destroy, guest.domain_name)
+            rec.log(f"cleanup: destroyed domain {guest.domain_name}")
+    except Dom0Error as e:
+        left.append(f"domain {guest.domain_name} ({e})")
+    try:
+        if rec.call(host.remove_config, guest.domain_name):
+            rec.log(f"cleanup: removed config of {guest.domain_name}")
+    except Dom0Error as e:
+        left.append(f"config of {guest.domain_name} ({e})")
+    for lv in filter(None, (guest.root_lv, guest.swap_lv)):
+        try:
+            if rec.call(host.remove_volume, lv):
+                rec.log(f"cleanup: removed volume {lv}")
+        except Dom0Error as e:
+            left.append(f"volume {lv} ({e})")
+    return left
+
+
+# ------------------------------------------------------------------ actions
+def _start(rec: Recorder, guest: Guest) -> None:
+    name = guest.domain_name
+    with rec.step("create"):
+        d = _domains(rec).get(name)
+        if d is not None and d.letter in ("r", "b", "p"):
+            rec.log(f"{name} is already running")
+            return
+        if d is not None:
+            rec.call(rec.host.destroy, name)
+            rec.log(f"destroyed leftover domain {name} ({d.state})")
+        # Rewritten each time so the memory set by mem-set applies at boot.
+        rec.call(rec.host.write_config, _domain_spec(guest, rec.host_vg), True)
+        rec.call(rec.host.create, name)
+        rec.log(f"xl create {name}")
+
+
+def _verb(verb: str) -> Callable[[Recorder, Guest], None]:
+    def run(rec: Recorder, guest: Guest) -> None:
+        name = guest.domain_name
+        with rec.step(verb):
+            if name not in _domains(rec) and verb in ("shutdown", "destroy"):
+                rec.log(f"{name} is not running; nothing to do")
+                return
+            if verb == "shutdown":
+                rec.call(rec.host.shutdown, name, wait=True, timeout=SHUTDOWN_TIMEOUT)
+            else:
+                rec.call(getattr(rec.host, verb), name)
+            rec.log(f"xl {verb} {name}")
+
+    return run
+
+
+def _mem_set(rec: Recorder, guest: Guest) -> None:
+    memory = int(rec.task.args["memory_mb"])
+    with rec.step("mem_set"):
+        rec.call(rec.host.mem_set, guest.domain_name, memory)
+        guest.memory_mb = memory
+        Guest.objects.filter(pk=guest.pk).update(memory_mb=memory)
+        # The config keeps the new size for the next boot.
+        rec.call(rec.host.write_config, _domain_spec(guest, rec.host_vg), True)
+        rec.log(f"xl mem-set {guest.domain_name} {memory}m")
+
+
+def _teardown(rec: Recorder, guest: Guest) -> None:
+    host, name = rec.host, guest.domain_name
+    with rec.step("destroy"):
+        if name in _domains(rec):
+            rec.call(host.destroy, name)
+            rec.log(f"destroyed domain {name}")
+    with rec.step("config"):
+        if rec.call(host.remove_config, name):
+            rec.log(f"removed {host.config_path(name)}")
+    with rec.step("volumes"):
+        for lv in filter(None, (guest.root_lv, guest.swap_lv)):
+            if rec.call(host.remove_volume, lv):
+                rec.log(f"removed volume {lv}")
+
+
+HANDLERS: dict[str, Callable[[Recorder, Guest], None]] = {
+    "provision": _provision,
+    "reset": lambda rec, guest: _provision(rec, guest, reimage=True),
+    "start": _start,
+    "shutdown": _verb("shutdown"),
+    "reboot": _verb("reboot"),
+    "destroy": _verb("destroy"),
+    "pause": _verb("pause"),
+    "unpause": _verb("unpause"),
+    "mem_set": _mem_set,
+    "teardown": _teardown,
+}
+# Kinds whose failure leaves the guest unusable (status failed, volumes cleaned up).
+REBUILDS = ("provision", "reset")
+
+
+# ------------------------------------------------------------------ outcome
+def _finish(task: Task, ok: bool, message: str = "") -> None:
+    task.status = Task.Status.SUCCEEDED if ok else Task.Status.FAILED
+    task.error = "" if ok else message
+    task.finished_at = timezone.now()
+    task.save(update_fields=["status", "error", "finished_at", "log", "dom0_seconds", "step", "steps_done"])
+    AuditEvent.objects.filter(task=task).update(
+        result=AuditEvent.Result.SUCCEEDED if ok else AuditEvent.Result.FAILED, message=message[:2000]
+    )
+
+
+def _guest_done(guest: Guest, task: Task, **fields: Any) -> None:
+    # Only clear busy_with if it is still ours: a lab teardown may have
+    # queued the next action meanwhile.
+    Guest.objects.filter(pk=guest.pk, busy_with=task.kind).update(busy_with="")
+    if fields:
+        Guest.objects.filter(pk=guest.pk).update(**fields)
+
+
+def _lab_maybe_torn_down(lab_id: int | None) -> None:
+    if lab_id is None:
+        return
+    with transaction.atomic():
+        lab = Lab.objects.select_for_update().filter(pk=lab_id, status=Lab.Status.TEARING_DOWN).first()
+        if lab is not None and not lab.guests.exists():
+            lab.status = Lab.Status.TORN_DOWN
+            lab.save(update_fields=["status"])
+            AuditEvent.objects.filter(lab=lab, action="teardown_lab", result=AuditEvent.Result.REQUESTED).update(
+                result=AuditEvent.Result.SUCCEEDED
+            )
+
+
+def run_task(task_id: int) -> str:
+    """The one RQ entry point for guest work: run Task `task_id` and record the outcome."""
+    task = Task.objects.select_related("host").filter(pk=task_id).first()
+    if task is None:
+        return f"task {task_id} no longer exists"
+    claimed = Task.objects.filter(pk=task_id, status=Task.Status.QUEUED).update(
+        status=Task.Status.RUNNING, started_at=timezone.now()
+    )
+    if not claimed and task.status != Task.Status.RUNNING:
+        # Already finished (a duplicate delivery, or marked lost): never redo.
+        return f"task {task_id} is already {task.status}"
+    task.status = Task.Status.RUNNING
+    guest = (
+        Guest.objects.select_related("lab__template", "pool", "host", "student").filter(pk=task.guest_id).first()
+        if task.guest_id
+        else None
+    )
+    if guest is None:
+        _finish(task, False, "The guest no longer exists.")
+        return "no guest"
+    handler = HANDLERS.get(task.kind)
+    rec = Recorder(task, connect_host(guest.host), guest.host.volume_group)
+    if task.started_at is None or claimed:
+        task.started_at = timezone.now()
+    rec.log(f"{task.kind} {guest.domain_name} on {guest.host.name}")
+    if handler is None:
+        _finish(task, False, f"Unknown task kind {task.kind!r}.")
+        return "unknown kind"
+
+    if task.kind in REBUILDS:
+        Guest.objects.filter(pk=guest.pk).update(status=Guest.Status.PROVISIONING, last_error="")
+    try:
+        handler(rec, guest)
+        if task.kind == "teardown":
+            rec.log(f"deleted guest {guest.domain_name}; its IP {guest.ip} and MAC {guest.mac} are free again")
+            _finish(task, True)
+            lab_id = guest.lab_id
+            guest.delete()
+            _lab_maybe_torn_down(lab_id)
+            return "ok"
+        letter = _observe(rec, guest)
+        if task.kind in REBUILDS or task.kind == "start":
+            if letter not in ("r", "b", "p"):
+                raise StepFailed(
+                    "create",
+                    Dom0Error(f"{guest.domain_name} stopped right after xl create: it did not boot (see its console)"),
+                )
+        done = {"last_error": ""}
+        if task.kind in REBUILDS:
+            done["status"] = Guest.Status.READY
+        _guest_done(guest, task, **done)
+        rec.log("done")
+        _finish(task, True)
+        return "ok"
+    except (StepFailed, Dom0Error) as e:
+        step, error = (e.step, e.error) if isinstance(e, StepFailed) else (task.step or "start", e)
+        detail = error.detail()
+        rec.log(f"FAILED in step {step}:\n{detail}")
+        message = f"{step}: {detail}"
+        fields: dict[str, Any] = {"last_error": message}
+        if task.kind in REBUILDS or task.kind == "teardown":
+            left = _cleanup_guest(rec, guest)
+            if left:
+                message += "\nleft on the host (remove by hand or retry): " + "; ".join(left)
+                rec.log("cleanup could not remove: " + "; ".join(left))
+            fields = {"status": Guest.Status.FAILED, "last_error": message}
+        else:
+            try:
+                _observe(rec, guest)
+            except Dom0Error:
+                pass
+        _guest_done(guest, task, **fields)
+        _finish(task, False, message)
+        return "failed"
+    except Exception as e:
+        # A bug, not a host failure: record it, then let RQ keep the traceback.
+        rec.log(f"FAILED with an internal error: {e!r}")
+        status = {"status": Guest.Status.FAILED} if task.kind in REBUILDS or task.kind == "teardown" else {}
+        _guest_done(guest, task, last_error=f"internal error: {e!r}", **status)
+        _finish(task, False, f"internal error: {e!r}")
+        raise
+
+
+# ------------------------------------------------------------ host upkeep
+def sync_host(host_id: int) -> str:
+    """State sync: one `xl list` and one `xl info`, written to the Host and its Guests."""
+    host = Host.objects.filter(pk=host_id).first()
+    if host is None:
+        return "no such host"
+    started = time.monotonic()
+    h = connect_host(host)
+    info = h.info()
+    letters = {d.name: d.letter for d in h.list_domains() if d.domid != 0}
+    now = timezone.now()
+    Host.objects.filter(pk=host.pk).update(
+        total_memory_mb=info.total_memory_mb,
+        free_memory_mb=max(info.free_memory_mb, 0),
+        xen_version=info.xen_version[:64],
+        last_seen=now,
+    )
+    changed = []
+    for guest in Guest.objects.filter(host=host).only("pk", "domain_name", "observed_state", "busy_with"):
+        letter = letters.get(guest.domain_name, "")
+        if letter != guest.observed_state:
+            guest.observed_state = letter
+            changed.append(guest)
+    if changed:
+        Guest.objects.bulk_update(changed, ["observed_state"])
+    Guest.objects.filter(host=host).update(observed_at=now)
+    return f"{len(letters)} domains, {len(changed)} changed, {time.monotonic() - started:.3f} s"
+
+
+def _check(report: dict, name: str, fn: Callable[[], tuple[bool, str]]) -> None:
+    try:
+        ok, detail = fn()
+    except Dom0Error as e:
+        ok, detail = False, e.detail()
+    report[name] = {"ok": ok, "detail": detail}
+
+
+def health_check(host_id: int) -> dict:
+    """xl info, VG free space, bridge and dom0 reserve, recorded on the Host row."""
+    host = Host.objects.filter(pk=host_id).first()
+    if host is None:
+        return {}
+    h = connect_host(host)
+    report: dict[str, dict] = {}
+    facts: dict[str, Any] = {}
+
+    def xen() -> tuple[bool, str]:
+        info = h.info()
+        facts.update(
+            total_memory_mb=info.total_memory_mb,
+            free_memory_mb=max(info.free_memory_mb, 0),
+            xen_version=info.xen_version[:64],
+        )
+        return True, f"Xen {info.xen_version}, {info.total_memory_mb} MiB, {info.free_memory_mb} MiB free"
+
+    def vg() -> tuple[bool, str]:
+        g = h.volume_group()
+        mib = 1024 * 1024
+        facts.update(vg_size_mb=g.size_bytes // mib, vg_free_mb=g.free_bytes // mib)
+        return g.free_bytes > 0, f"{g.name}: {g.free_bytes // mib} of {g.size_bytes // mib} MiB free"
+
+    def bridge() -> tuple[bool, str]:
+        ok = h.bridge_exists(host.bridge)
+        return ok, f"bridge {host.bridge} {'exists' if ok else 'is missing'}"
+
+    def reserve() -> tuple[bool, str]:
+        total = facts.get("total_memory_mb")
+        if total is None:
+            return False, "unknown: xl info failed"
+        room = total - host.dom0_reserve_mb
+        return room > 0, f"{host.dom0_reserve_mb} MiB reserved for dom0, {max(room, 0)} MiB left for guests"
+
+    for name, fn in (("xen", xen), ("volume_group", vg), ("bridge", bridge), ("dom0_reserve", reserve)):
+        _check(report, name, fn)
+    now = timezone.now()
+    Host.objects.filter(pk=host.pk).update(
+        health_ok=all(c["ok"] for c in report.values()),
+        health_report=report,
+        health_checked_at=now,
+        last_seen=now,
+        **facts,
+    )
+    return report

@@ -1,0 +1,44 @@
+"""The one place that decides: batches, guest and lab actions, quotas, progress.
+
+Views call these functions and show a ServiceError's `.message`; jobs
+(labs/jobs.py) carry out the Tasks they queue. Nothing here runs a command
+on a host.
+"""
+
+from __future__ import annotations
+
+from labs.roster import RosterEntry, RosterError, parse_roster
+from labs.services.actions import (
+    GUEST_ACTIONS,
+    LAB_ACTIONS,
+    allowed_actions,
+    describe_state,
+    guest_action,
+    lab_action,
+    lab_progress,
+)
+from labs.services.batch import BatchResult, create_lab_batch
+from labs.services.errors import InvalidAction, QueueUnavailable, QuotaExceeded, ServiceError
+from labs.services.limits import memory_limits
+from labs.services.upkeep import enqueue_health_check
+
+__all__ = [
+    "GUEST_ACTIONS",
+    "LAB_ACTIONS",
+    "BatchResult",
+    "InvalidAction",
+    "QueueUnavailable",
+    "QuotaExceeded",
+    "RosterEntry",
+    "RosterError",
+    "ServiceError",
+    "allowed_actions",
+    "create_lab_batch",
+    "describe_state",
+    "enqueue_health_check",
+    "guest_action",
+    "lab_action",
+    "lab_progress",
+    "memory_limits",
+    "parse_roster",
+]

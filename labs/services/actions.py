@@ -1,0 +1,333 @@
+"""Guest and lab actions: who may do what in which state, and the Task that does it."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+
+from django.db import transaction
+from django.utils.translation import gettext as _
+
+from labs.access import guests_for, labs_for
+from labs.models import AuditEvent, Guest, Lab, Task
+from labs.services import limits, queueing
+from labs.services.errors import InvalidAction, QuotaExceeded
+
+GUEST_ACTIONS = ("start", "shutdown", "reboot", "destroy", "pause", "unpause", "mem_set", "reset", "teardown")
+LAB_ACTIONS = ("provision_missing", "retry_failed", "teardown")
+RUNNING_LETTERS = ("r", "b")
+# The recorded steps of each job kind, in order (labs/jobs.py runs them;
+# Task.steps_total is their number). Other actions have one step.
+JOB_STEPS = {
+    "provision": ("volumes", "clone", "customize", "config", "create"),
+    "reset": ("destroy", "remove root", "volumes", "clone", "customize", "config", "create"),
+    "teardown": ("destroy", "config", "volumes"),
+}
+# What the user wants the domain to be after the action (Guest.desired_state).
+DESIRED = {
+    "start": Guest.Desired.RUNNING,
+    "reboot": Guest.Desired.RUNNING,
+    "unpause": Guest.Desired.RUNNING,
+    "reset": Guest.Desired.RUNNING,
+    "shutdown": Guest.Desired.STOPPED,
+    "destroy": Guest.Desired.STOPPED,
+    "pause": Guest.Desired.PAUSED,
+}
+
+
+def _verb(action: str) -> str:
+    return {
+        "start": _("start"),
+        "shutdown": _("shut down"),
+        "reboot": _("reboot"),
+        "destroy": _("force off"),
+        "pause": _("pause"),
+        "unpause": _("unpause"),
+        "mem_set": _("change the memory of"),
+        "reset": _("reset"),
+        "teardown": _("delete"),
+        "provision": _("provision"),
+    }.get(action, action)
+
+
+def describe_state(guest: Guest) -> str:
+    """A few words for the guest's state, as used in messages ("it is stopped")."""
+    if guest.busy_with:
+        return _("busy (%(action)s)") % {"action": guest.busy_with.replace("_", " ")}
+    if guest.status == Guest.Status.PENDING:
+        return _("waiting to be provisioned")
+    if guest.status == Guest.Status.PROVISIONING:
+        return _("being provisioned")
+    if guest.status == Guest.Status.TEARING_DOWN:
+        return _("being deleted")
+    if guest.status == Guest.Status.FAILED:
+        return _("failed")
+    return {
+        "r": _("running"),
+        "b": _("running"),
+        "p": _("paused"),
+        "s": _("shut down but not cleaned up"),
+        "c": _("crashed"),
+        "d": _("dying"),
+    }.get(guest.observed_state, _("stopped"))
+
+
+def allowed_actions(guest: Guest) -> set[str]:
+    """The actions that make sense now; the UI disables the rest and guest_action refuses them."""
+    if guest.busy_with or guest.status != Guest.Status.READY:
+        return {"reset", "teardown"} if guest.status == Guest.Status.FAILED and not guest.busy_with else set()
+    if guest.lab.status != Lab.Status.ACTIVE:
+        return set()
+    always = {"reset", "teardown"}
+    state = guest.observed_state
+    if state in RUNNING_LETTERS:
+        return always | {"shutdown", "reboot", "destroy", "pause", "mem_set"}
+    if state == "p":
+        return always | {"unpause", "destroy", "mem_set"}
+    if state in ("s", "c", "d"):
+        # A leftover domain blocks `xl create`: it has to be destroyed first.
+        return always | {"destroy"}
+    return always | {"start"}
+
+
+def _may_act(actor, guest: Guest) -> bool:
+    return guests_for(actor).filter(pk=guest.pk).exists()
+
+
+def _check_memory(guest: Guest, memory_mb) -> int:
+    if isinstance(memory_mb, bool) or not isinstance(memory_mb, int):
+        raise InvalidAction(_("Give the new memory size as a whole number of MiB."), field="memory_mb")
+    template = guest.lab.template
+    if memory_mb < limits.MIN_GUEST_MEMORY_MB:
+        raise QuotaExceeded(
+            _("%(mem)d MiB is too little: a guest needs at least %(min)d MiB.")
+            % {"mem": memory_mb, "min": limits.MIN_GUEST_MEMORY_MB},
+            field="memory_mb",
+        )
+    if memory_mb > guest.lab.max_guest_memory_mb:
+        raise QuotaExceeded(
+            _("%(mem)d MiB exceeds the lab's maximum memory per guest (%(max)d MiB).")
+            % {"mem": memory_mb, "max": guest.lab.max_guest_memory_mb},
+            field="memory_mb",
+        )
+    if memory_mb > template.max_memory_mb:
+        raise QuotaExceeded(
+            _("%(mem)d MiB exceeds the template's maximum memory (%(max)d MiB).")
+            % {"mem": memory_mb, "max": template.max_memory_mb},
+            field="memory_mb",
+        )
+    others = limits.usage_for([guest.student], exclude_guest=guest).get(guest.student_id, limits.Usage())
+    limits.check_student_quota(
+        guest.student, limits.quota_for(guest.student), limits.Usage(others.guests, others.memory_mb), 0, memory_mb
+    )
+    free = limits.host_free_mb(guest.host, limits.allocated_mb([guest.host]).get(guest.host_id, 0))
+    if free is not None and memory_mb - guest.memory_mb > free:
+        raise QuotaExceeded(
+            _("Host %(host)s has only %(free)d MiB free for guests.")
+            % {"host": guest.host.name, "free": max(free, 0)},
+            field="memory_mb",
+        )
+    return memory_mb
+
+
+def _new_task(kind: str, guest: Guest, actor, args: dict | None = None) -> Task:
+    return Task(
+        kind=kind,
+        guest=guest,
+        lab=guest.lab,
+        host=guest.host,
+        actor=actor if getattr(actor, "pk", None) else None,
+        target=guest.domain_name,
+        args=args or {},
+        steps_total=len(JOB_STEPS.get(kind, (kind,))),
+        rq_job_id=f"xenpanel-{uuid.uuid4().hex}",
+    )
+
+
+def _refuse(actor, guest: Guest, action: str, message: str) -> None:
+    AuditEvent.objects.create(
+        actor=actor if getattr(actor, "pk", None) else None,
+        action=action,
+        guest=guest,
+        lab=guest.lab,
+        target=guest.domain_name,
+        result=AuditEvent.Result.REFUSED,
+        message=message,
+    )
+
+
+def guest_action(actor, guest: Guest, action: str, *, memory_mb: int | None = None) -> Task:
+    """Check rights and state, record the request and queue the job; returns its Task."""
+    if action not in GUEST_ACTIONS:
+        raise InvalidAction(_("Unknown action %(action)r.") % {"action": action})
+    if not _may_act(actor, guest):
+        raise InvalidAction(_("You may not act on this VM."))
+    refusal = None
+    with transaction.atomic():
+        g = Guest.objects.select_for_update().select_related("lab__template", "host", "student").get(pk=guest.pk)
+        if action not in allowed_actions(g):
+            refusal = _("Cannot %(verb)s %(owner)s's VM: it is %(state)s.") % {
+                "verb": _verb(action),
+                "owner": g.student.username,
+                "state": describe_state(g),
+            }
+        else:
+            args = {}
+            if action == "mem_set":
+                args["memory_mb"] = _check_memory(g, memory_mb)
+            before = {"status": g.status, "busy_with": g.busy_with, "desired_state": g.desired_state}
+            g.busy_with = action
+            if action == "teardown":
+                g.status = Guest.Status.TEARING_DOWN
+            g.desired_state = DESIRED.get(action, g.desired_state)
+            g.save(update_fields=["busy_with", "status", "desired_state", "updated_at"])
+            task = _new_task(action, g, actor, args)
+            task.save()
+            event = AuditEvent.objects.create(
+                actor=task.actor,
+                action=action,
+                guest=g,
+                lab=g.lab,
+                target=g.domain_name,
+                result=AuditEvent.Result.REQUESTED,
+                task=task,
+                message=_("to %(mem)d MiB") % {"mem": args["memory_mb"]} if action == "mem_set" else "",
+            )
+            queueing.ping([g.host.queue_name])
+
+            def undo() -> None:
+                event.delete()
+                task.delete()
+                Guest.objects.filter(pk=g.pk).update(**before)
+
+            queueing.enqueue_after_commit([task], undo)
+    if refusal is not None:
+        _refuse(actor, g, action, refusal)
+        raise InvalidAction(refusal)
+    for name in ("busy_with", "status", "desired_state"):
+        setattr(guest, name, getattr(g, name))
+    return task
+
+
+def queue_for_guests(
+    actor, lab: Lab, kind: str, guests: list[Guest], lab_status: str | None = None, lab_event: AuditEvent | None = None
+) -> list[Task]:
+    """Queue one `kind` task per guest (all or none), marking each guest busy."""
+    tasks = []
+    with transaction.atomic():
+        lab_row = Lab.objects.select_for_update().get(pk=lab.pk)
+        previous_lab_status = lab_row.status
+        if lab_event is not None:
+            lab_event.save()
+        if lab_status:
+            lab_row.status = lab_status
+            lab_row.save(update_fields=["status"])
+        locked = list(Guest.objects.select_for_update().select_related("host").filter(pk__in=[g.pk for g in guests]))
+        before = {g.pk: {"status": g.status, "busy_with": g.busy_with} for g in locked}
+        for g in locked:
+            g.busy_with = kind
+            g.status = Guest.Status.TEARING_DOWN if kind == "teardown" else Guest.Status.PENDING
+            g.lab = lab_row
+        Guest.objects.bulk_update(locked, ["busy_with", "status"])
+        tasks = Task.objects.bulk_create([_new_task(kind, g, actor) for g in locked])
+        actor_or_none = actor if getattr(actor, "pk", None) else None
+        AuditEvent.objects.bulk_create(
+            [
+                AuditEvent(
+                    actor=actor_or_none,
+                    action=kind,
+                    guest=t.guest,
+                    lab=lab_row,
+                    target=t.target,
+                    result=AuditEvent.Result.REQUESTED,
+                    task=t,
+                )
+                for t in tasks
+            ]
+        )
+        if tasks:
+            queueing.ping({t.host.queue_name for t in tasks})
+        elif lab_status == Lab.Status.TEARING_DOWN and not Guest.objects.filter(lab=lab_row).exists():
+            lab_row.status = Lab.Status.TORN_DOWN
+            lab_row.save(update_fields=["status"])
+        task_pks = [t.pk for t in tasks]
+
+        def undo() -> None:
+            AuditEvent.objects.filter(task__in=task_pks).delete()
+            if lab_event is not None:
+                lab_event.delete()
+            Task.objects.filter(pk__in=task_pks).delete()
+            for pk, fields in before.items():
+                Guest.objects.filter(pk=pk).update(**fields)
+            Lab.objects.filter(pk=lab.pk).update(status=previous_lab_status)
+
+        queueing.enqueue_after_commit(tasks, undo)
+    lab.status = lab_row.status
+    return tasks
+
+
+def lab_action(actor, lab: Lab, action: str) -> list[Task]:
+    """provision_missing | retry_failed | teardown, for every guest it applies to; returns the Tasks."""
+    if action not in LAB_ACTIONS:
+        raise InvalidAction(_("Unknown lab action %(action)r.") % {"action": action})
+    if not labs_for(actor).filter(pk=lab.pk).exists():
+        raise InvalidAction(_("You may not manage this lab."))
+    return _lab_action(actor, lab, action)
+
+
+def _lab_action(actor, lab: Lab, action: str) -> list[Task]:
+    lab.refresh_from_db(fields=["status"])
+    idle = lab.guests.filter(busy_with="")
+    if action == "teardown":
+        if lab.status == Lab.Status.TORN_DOWN:
+            raise InvalidAction(_("The lab %(lab)s is already deleted.") % {"lab": lab.name})
+        event = AuditEvent(
+            actor=actor if getattr(actor, "pk", None) else None,
+            action="teardown_lab",
+            lab=lab,
+            target=lab.slug,
+            result=AuditEvent.Result.REQUESTED,
+            message="" if getattr(actor, "pk", None) else _("The lab expired."),
+        )
+        # A guest busy with another action is torn down by the sync loop once
+        # that job ends (see labs.services.upkeep.continue_teardowns).
+        return queue_for_guests(
+            actor, lab, "teardown", list(idle), lab_status=Lab.Status.TEARING_DOWN, lab_event=event
+        )
+    if lab.status != Lab.Status.ACTIVE:
+        if action == "retry_failed" and lab.status == Lab.Status.TEARING_DOWN:
+            return queue_for_guests(actor, lab, "teardown", list(idle.filter(status=Guest.Status.FAILED)))
+        raise InvalidAction(_("The lab %(lab)s is being deleted.") % {"lab": lab.name})
+    statuses = [Guest.Status.FAILED]
+    if action == "provision_missing":
+        statuses.append(Guest.Status.PENDING)
+    return queue_for_guests(actor, lab, "provision", list(idle.filter(status__in=statuses)))
+
+
+def teardown_expired_lab(lab: Lab) -> list[Task]:
+    """The sync loop's lab expiry: the system (no actor) tears the lab down."""
+    return _lab_action(None, lab, "teardown")
+
+
+def lab_progress(lab: Lab) -> dict:
+    """Counts for the lab page's progress bar; one query."""
+    rows = list(lab.guests.values_list("status", "observed_state", "busy_with"))
+    by_status = Counter(status for status, _state, _busy in rows)
+    ready = [state for status, state, _busy in rows if status == Guest.Status.READY]
+    total = len(rows)
+    done = by_status[Guest.Status.READY]
+    failed = by_status[Guest.Status.FAILED]
+    return {
+        "total": total,
+        "done": done,
+        "failed": failed,
+        "pending": by_status[Guest.Status.PENDING],
+        "provisioning": by_status[Guest.Status.PROVISIONING],
+        "tearing_down": by_status[Guest.Status.TEARING_DOWN],
+        "running": sum(1 for s in ready if s in RUNNING_LETTERS),
+        "paused": sum(1 for s in ready if s == "p"),
+        "stopped": sum(1 for s in ready if s not in (*RUNNING_LETTERS, "p")),
+        "busy": sum(1 for _status, _state, busy in rows if busy),
+        "percent": round(100 * (done + failed) / total) if total else 100,
+        "finished": total == done + failed,
+    }

@@ -1,0 +1,31 @@
+"""Errors the services raise; views show `.message` to the user as it is."""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """A request the panel refuses, with a user-facing (translated) message.
+
+    `field` names the form field at fault when there is one, so a view can
+    attach the message to it.
+    """
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = str(message)
+        self.field = field
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class QuotaExceeded(ServiceError):
+    """A student's limit (guests, total memory) or a lab/template limit would be exceeded."""
+
+
+class InvalidAction(ServiceError):
+    """The action makes no sense in the guest's current state, or the actor may not do it."""
+
+
+class QueueUnavailable(ServiceError):
+    """Redis could not be reached; nothing was created."""

@@ -1,0 +1,107 @@
+"""Quotas and capacity: how much memory a guest, a student and a host may take."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db.models import Count, Sum
+from django.utils.translation import gettext as _
+
+from labs.models import Guest, Host, Lab, LabTemplate, StudentQuota
+from labs.services.errors import QuotaExceeded
+
+# A Debian PV guest does not get through boot with less than this.
+MIN_GUEST_MEMORY_MB = 32
+
+
+@dataclass(frozen=True)
+class Quota:
+    max_guests: int
+    max_memory_mb: int
+
+
+@dataclass(frozen=True)
+class Usage:
+    guests: int = 0
+    memory_mb: int = 0
+
+
+def default_quota() -> Quota:
+    return Quota(settings.XENPANEL_DEFAULT_MAX_GUESTS, settings.XENPANEL_DEFAULT_MAX_MEMORY_MB)
+
+
+def quota_for(user) -> Quota:
+    """The student's StudentQuota row (edited by an admin) or the settings' defaults."""
+    row = StudentQuota.objects.filter(user=user).first()
+    if row is not None:
+        return Quota(row.max_guests, row.max_memory_mb)
+    return default_quota()
+
+
+def quotas_for(users: Iterable) -> dict[int, Quota]:
+    users = list(users)
+    rows = {q.user_id: q for q in StudentQuota.objects.filter(user__in=users)}
+    default = default_quota()
+    return {u.pk: Quota(rows[u.pk].max_guests, rows[u.pk].max_memory_mb) if u.pk in rows else default for u in users}
+
+
+def usage_for(users: Iterable, exclude_guest: Guest | None = None) -> dict[int, Usage]:
+    """Guests and memory each student holds now, over all labs (tearing-down guests still hold theirs)."""
+    qs = Guest.objects.filter(student__in=list(users))
+    if exclude_guest is not None:
+        qs = qs.exclude(pk=exclude_guest.pk)
+    rows = qs.values("student_id").annotate(n=Count("id"), mem=Sum("memory_mb"))
+    return {r["student_id"]: Usage(r["n"], r["mem"] or 0) for r in rows}
+
+
+def check_student_quota(user, quota: Quota, usage: Usage, add_guests: int, add_memory_mb: int) -> None:
+    """Raise QuotaExceeded naming the limit and the student when the request does not fit."""
+    if usage.guests + add_guests > quota.max_guests:
+        raise QuotaExceeded(
+            _("%(user)s already has %(n)d guest(s); the limit is %(max)d (maximum guests).")
+            % {"user": user.username, "n": usage.guests, "max": quota.max_guests},
+            field="roster",
+        )
+    if usage.memory_mb + add_memory_mb > quota.max_memory_mb:
+        raise QuotaExceeded(
+            _("%(user)s would use %(total)d MiB of memory; the limit is %(max)d MiB (maximum total memory).")
+            % {"user": user.username, "total": usage.memory_mb + add_memory_mb, "max": quota.max_memory_mb},
+            field="memory_mb",
+        )
+
+
+def template_lab_max_mb(template: LabTemplate, lab: Lab | None = None) -> int:
+    lab_max = lab.max_guest_memory_mb if lab is not None else settings.XENPANEL_DEFAULT_LAB_MAX_GUEST_MEMORY_MB
+    return min(template.max_memory_mb, lab_max)
+
+
+def allocated_mb(hosts: Iterable[Host]) -> dict[int, int]:
+    """Memory promised to guests on each host, whatever their state: a stopped guest may start any time."""
+    rows = Guest.objects.filter(host__in=list(hosts)).values("host_id").annotate(mem=Sum("memory_mb"))
+    return {r["host_id"]: r["mem"] or 0 for r in rows}
+
+
+def host_free_mb(host: Host, allocated: int) -> int | None:
+    """Memory still free for new guests; None when the host has never reported its memory."""
+    usable = host.usable_memory_mb
+    return None if usable is None else usable - allocated
+
+
+def memory_limits(obj: Guest | Lab | LabTemplate) -> tuple[int, int]:
+    """(min, max) MiB for a guest's mem-set, or for a new batch on a lab or template."""
+    if isinstance(obj, LabTemplate):
+        return MIN_GUEST_MEMORY_MB, template_lab_max_mb(obj)
+    if isinstance(obj, Lab):
+        return MIN_GUEST_MEMORY_MB, template_lab_max_mb(obj.template, obj)
+    guest = obj
+    upper = template_lab_max_mb(guest.lab.template, guest.lab)
+    quota = quota_for(guest.student)
+    others = usage_for([guest.student], exclude_guest=guest).get(guest.student_id, Usage())
+    upper = min(upper, quota.max_memory_mb - others.memory_mb)
+    free = host_free_mb(guest.host, allocated_mb([guest.host]).get(guest.host_id, 0))
+    if free is not None:
+        # The guest's own memory is already counted as allocated.
+        upper = min(upper, free + guest.memory_mb)
+    return MIN_GUEST_MEMORY_MB, max(upper, MIN_GUEST_MEMORY_MB)

@@ -1,0 +1,173 @@
+"""What the sync loop does besides syncing: lost work, lab expiry, unfinished teardowns.
+
+Called by `manage.py sync_loop` every tick; each function is safe to run
+from several processes at once (claims are conditional UPDATEs).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+
+import django_rq
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from rq.exceptions import NoSuchJobError
+from rq.job import Job, JobStatus
+from rq.registry import StartedJobRegistry
+
+from labs.models import AuditEvent, Guest, Host, Lab, Task
+from labs.services import queueing
+from labs.services.actions import queue_for_guests, teardown_expired_lab
+
+log = logging.getLogger(__name__)
+# A task younger than this may still be on its way to Redis (the enqueue runs
+# just after the commit), so a missing job means nothing yet.
+LOST_GRACE_SECONDS = 30
+SYNC_JOB_TIMEOUT = 60
+SYNC_JOB_TTL = 30  # a sync nobody picked up within this is stale: drop it
+HEALTH_JOB_TIMEOUT = 120
+GUEST_BREAKING_KINDS = ("provision", "reset", "teardown")
+
+
+def _lost_reason(status: str | None) -> str:
+    if status is None:
+        return _("The job disappeared from the queue (Redis was flushed or restarted).")
+    return _(
+        "The worker running this job stopped (killed or crashed) before it finished; what it left on the host is"
+        " reused or cleaned up by a retry."
+    )
+
+
+def fail_lost_task(task: Task, reason: str) -> bool:
+    """Mark an unfinished task failed and release its guest; False if it finished meanwhile."""
+    with transaction.atomic():
+        claimed = Task.objects.filter(pk=task.pk, status__in=[Task.Status.QUEUED, Task.Status.RUNNING]).update(
+            status=Task.Status.FAILED, error=reason, finished_at=timezone.now()
+        )
+        if not claimed:
+            return False
+        message = f"{task.step or task.kind}: {reason}"
+        if task.guest_id:
+            if task.kind in GUEST_BREAKING_KINDS:
+                Guest.objects.filter(pk=task.guest_id).update(
+                    status=Guest.Status.FAILED, busy_with="", last_error=message
+                )
+            else:
+                Guest.objects.filter(pk=task.guest_id, busy_with=task.kind).update(busy_with="")
+                Guest.objects.filter(pk=task.guest_id).update(last_error=message)
+        AuditEvent.objects.filter(task=task).update(result=AuditEvent.Result.FAILED, message=message)
+    log.warning("task %s (%s %s) lost: %s", task.pk, task.kind, task.target, reason)
+    return True
+
+
+def detect_lost_work(now: float | None = None) -> list[Task]:
+    """Fail tasks whose RQ job is gone, failed or abandoned by a dead worker.
+
+    RQ notices a dead worker when its job's heartbeat in the started
+    registry expires (about 90 s); `now` lets a caller (or a test) judge as
+    of a later moment.
+    """
+    ts = time.time() if now is None else now
+    conn = queueing.redis_connection()
+    open_tasks = list(
+        Task.objects.filter(
+            status__in=[Task.Status.QUEUED, Task.Status.RUNNING],
+            created_at__lt=datetime.fromtimestamp(ts - LOST_GRACE_SECONDS, tz=UTC),
+        ).select_related("host")
+    )
+    for name in {t.host.queue_name for t in open_tasks if t.host}:
+        # Moves jobs of dead workers to the failed registry (status FAILED).
+        StartedJobRegistry(name, connection=conn).cleanup(timestamp=ts)
+    lost = []
+    for task in open_tasks:
+        try:
+            status = Job.fetch(task.rq_job_id, connection=conn).get_status()
+        except NoSuchJobError:
+            status = None
+        if status in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
+            continue
+        if fail_lost_task(task, _lost_reason(status)):
+            lost.append(task)
+    return lost
+
+
+def expire_labs(now: datetime | None = None) -> list[Lab]:
+    """Start the teardown of every active lab whose expiry has passed."""
+    now = now or timezone.now()
+    expired = list(Lab.objects.filter(status=Lab.Status.ACTIVE, expires_at__lte=now))
+    for lab in expired:
+        teardown_expired_lab(lab)
+        log.info("lab %s expired; teardown started", lab.slug)
+    return expired
+
+
+def continue_teardowns() -> int:
+    """Tear down guests of tearing-down labs that were busy when the teardown began; close empty labs."""
+    queued = 0
+    for lab in Lab.objects.filter(status=Lab.Status.TEARING_DOWN):
+        waiting = list(
+            lab.guests.filter(busy_with="").exclude(status__in=[Guest.Status.TEARING_DOWN, Guest.Status.FAILED])
+        )
+        if waiting:
+            queued += len(queue_for_guests(None, lab, "teardown", waiting))
+        elif not lab.guests.exists():
+            Lab.objects.filter(pk=lab.pk, status=Lab.Status.TEARING_DOWN).update(status=Lab.Status.TORN_DOWN)
+    return queued
+
+
+def _host_job(host: Host, func: str, kind: str, timeout: int, ttl: int | None) -> Job | None:
+    """Enqueue `func(host.pk)` on the host's queue unless the same job is already waiting or running."""
+    conn = queueing.redis_connection(host.queue_name)
+    job_id = f"xenpanel-{kind}-{host.pk}"
+    try:
+        old = Job.fetch(job_id, connection=conn)
+        if old.get_status() in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED):
+            return None
+        old.delete()
+    except NoSuchJobError:
+        pass
+    queue = django_rq.get_queue(host.queue_name, connection=conn)
+    return queue.enqueue_call(
+        func, args=(host.pk,), job_id=job_id, timeout=timeout, ttl=ttl, result_ttl=60, failure_ttl=3600
+    )
+
+
+def enqueue_sync(host: Host) -> Job | None:
+    return _host_job(host, "labs.jobs.sync_host", "sync", SYNC_JOB_TIMEOUT, SYNC_JOB_TTL)
+
+
+def enqueue_health_check(host: Host) -> Job | None:
+    """Queue a health check on the host's worker (admin button, `manage.py check_hosts`)."""
+    return _host_job(host, "labs.jobs.health_check", "health", HEALTH_JOB_TIMEOUT, None)
+
+
+def tick(now: datetime | None = None) -> dict:
+    """One pass of the sync loop; each part runs even when another fails."""
+    summary = {"synced": 0, "lost": 0, "expired": 0, "teardowns": 0, "errors": []}
+    steps = (
+        ("synced", lambda: sum(1 for h in Host.objects.all() if enqueue_sync(h) is not None)),
+        ("lost", lambda: len(detect_lost_work())),
+        ("expired", lambda: len(expire_labs(now))),
+        ("teardowns", continue_teardowns),
+    )
+    for key, fn in steps:
+        try:
+            summary[key] = fn()
+        except Exception as e:  # keep looping: Redis or the database may come back
+            log.exception("sync loop: %s failed", key)
+            summary["errors"].append(f"{key}: {e}")
+    return summary
+
+
+__all__ = [
+    "continue_teardowns",
+    "detect_lost_work",
+    "enqueue_health_check",
+    "enqueue_sync",
+    "expire_labs",
+    "fail_lost_task",
+    "tick",
+]

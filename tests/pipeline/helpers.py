@@ -1,0 +1,83 @@
+"""Helpers for the pipeline tests: rosters, in-process and subprocess RQ workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import django_rq
+from django.conf import settings
+from django.db import connections
+from rq.worker import SimpleWorker
+
+from labs.roster import RosterEntry
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def roster(*usernames: str) -> list[RosterEntry]:
+    return [RosterEntry(i, u, u.title(), f"{u}@example.edu") for i, u in enumerate(usernames, 1)]
+
+
+def work(*queues: str) -> None:
+    """Run every queued job to the end in this process (django-rq's usual test pattern)."""
+    django_rq.get_worker(*(queues or ("default",)), worker_class=SimpleWorker).work(burst=True)
+
+
+def worker_env(sim_dir: Path, delay: float = 0.0) -> dict[str, str]:
+    """The environment of a worker subprocess: the test database, this Redis, this simulated host."""
+    db = connections["default"].settings_dict
+    if db["ENGINE"].endswith("sqlite3"):
+        url = f"sqlite:///{db['NAME']}"
+    else:
+        auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+        url = f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=url,
+        REDIS_URL=settings.REDIS_URL,
+        SECRET_KEY=settings.SECRET_KEY,
+        XENPANEL_DOM0="simulated",
+        XENPANEL_SIM_DIR=str(sim_dir),
+        XENPANEL_SIM_DELAY=str(delay),
+        LOG_LEVEL="WARNING",
+    )
+    return env
+
+
+def start_worker(sim_dir: Path, *queues: str, delay: float = 0.0, burst: bool = True) -> subprocess.Popen:
+    """`manage.py rqworker` in its own process group (so a test can kill it and its work-horse)."""
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), "rqworker", *(["--burst"] if burst else []), *queues],
+        cwd=ROOT,
+        env=worker_env(sim_dir, delay),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def finish_worker(proc: subprocess.Popen, timeout: float = 60) -> str:
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        raise AssertionError(f"worker did not finish within {timeout} s:\n{out.decode(errors='replace')}") from None
+    text = out.decode(errors="replace")
+    assert proc.returncode == 0, text
+    return text
+
+
+def wait_for(predicate, timeout: float = 20, interval: float = 0.02):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
