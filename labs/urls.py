@@ -1,7 +1,24 @@
+from __future__ import annotations
+
 from django.urls import path
 
 from labs import views
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("healthz/", views.healthz, name="healthz"),
+    path("vms/", views.my_vms, name="my_vms"),
+    path("vms/<int:pk>/", views.guest_detail, name="guest_detail"),
+    path("vms/<int:pk>/live/", views.guest_live, name="guest_live"),
+    path("vms/<int:pk>/confirm/<str:action>/", views.guest_confirm, name="guest_confirm"),
+    path("vms/<int:pk>/action/<str:action>/", views.guest_action, name="guest_action"),
+    path("labs/", views.lab_list, name="lab_list"),
+    path("labs/new/", views.lab_create, name="lab_create"),
+    path("labs/<int:pk>/", views.lab_detail, name="lab_detail"),
+    path("labs/<int:pk>/live/", views.lab_live, name="lab_live"),
+    path("labs/<int:pk>/accounts/", views.lab_accounts, name="lab_accounts"),
+    path("labs/<int:pk>/teardown/", views.lab_confirm_teardown, name="lab_confirm_teardown"),
+    path("labs/<int:pk>/action/<str:action>/", views.lab_action, name="lab_action"),
+    path("hosts/", views.host_list, name="host_list"),
+    path("hosts/<int:pk>/", views.host_detail, name="host_detail"),
 ]

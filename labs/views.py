@@ -1,17 +1,456 @@
+"""The panel's pages. Thin: read the database, call the service layer, render.
+
+No view runs a command or talks to a dom0; actions become Task rows and RQ
+jobs inside `labs.services`, and pages poll the database (htmx) to show
+their progress. Authorization goes only through `labs.access`.
+"""
+
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+import base64
+import csv
+import io
 
-from labs.access import guests_for, is_instructor, labs_for
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Page, Paginator
+from django.db.models import Count, Q, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST
+
+from labs import services
+from labs.access import (
+    get_guest_for_user,
+    get_host_for_user,
+    get_lab_for_user,
+    guests_for,
+    is_instructor,
+    labs_for,
+)
+from labs.forms import ConfirmForm, LabBatchForm, MemoryForm
+from labs.models import Guest, Host, Lab, Task
+from labs.templatetags.xenpanel import ACTION_LABELS as GUEST_ACTION_LABELS
+
+GUESTS_PER_PAGE = 50
+LABS_PER_PAGE = 25
+# Session key for the new accounts' initial passwords, per lab; popped when shown.
+NEW_ACCOUNTS_KEY = "xenpanel_new_accounts"
+# Poll fast while something is happening, slowly otherwise.
+POLL_BUSY = "2s"
+POLL_IDLE = "5s"
+
+# Actions that lose data: a confirmation page first, a ticked box checked here.
+CONFIRM_GUEST_ACTIONS = ("destroy", "reset", "teardown")
+# Deleting a VM is the lab's business, not the student's.
+INSTRUCTOR_GUEST_ACTIONS = ("teardown",)
+CONFIRM_TEXT = {
+    "destroy": gettext_lazy(
+        "Destroy stops the VM at once, like pulling the power plug: nothing is saved and the "
+        "filesystem can be left corrupted. Use Shut down when the VM still answers."
+    ),
+    "reset": gettext_lazy(
+        "Reset to template erases the VM's disk and clones the lab template again: every file, "
+        "package and password changed inside the VM is lost. The IP address stays the same."
+    ),
+    "teardown": gettext_lazy(
+        "Deleting the VM stops it, removes its disk and swap volumes and releases its IP address. "
+        "The student loses everything stored in it."
+    ),
+}
+CONFIRM_LABEL = {
+    "destroy": gettext_lazy("I understand that destroying can corrupt the VM's filesystem."),
+    "reset": gettext_lazy("I understand that everything inside the VM will be erased."),
+    "teardown": gettext_lazy("I understand that the VM and its disks will be deleted."),
+}
+LAB_ACTION_LABELS = {
+    "retry_failed": gettext_lazy("Retry failed VMs"),
+    "provision_missing": gettext_lazy("Provision missing VMs"),
+    "teardown": gettext_lazy("Tear down the lab"),
+}
+# Filters on the lab page; each maps to the guests it selects.
+STATE_FILTERS = {
+    "running": (gettext_lazy("running"), Q(status=Guest.Status.READY, observed_state__in=("r", "b"))),
+    "stopped": (gettext_lazy("stopped"), Q(status=Guest.Status.READY) & ~Q(observed_state__in=("r", "b", "p"))),
+    "paused": (gettext_lazy("paused"), Q(status=Guest.Status.READY, observed_state="p")),
+    "provisioning": (
+        gettext_lazy("provisioning"),
+        Q(status__in=(Guest.Status.PENDING, Guest.Status.PROVISIONING)),
+    ),
+    "failed": (gettext_lazy("failed"), Q(status=Guest.Status.FAILED) | ~Q(last_error="")),
+    "busy": (gettext_lazy("working"), ~Q(busy_with="")),
+}
+# The service layer names its arguments; the form names its fields.
+SERVICE_FIELDS = {"hosts": "host", "roster": "roster_text"}
+BUSY_STATUSES = (Guest.Status.PENDING, Guest.Status.PROVISIONING, Guest.Status.TEARING_DOWN)
+
+
+def healthz(request: HttpRequest) -> HttpResponse:
+    """A bare view for load balancers and the benchmark's baseline."""
+    return HttpResponse("ok", content_type="text/plain")
 
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    ctx = {
-        "guests": guests_for(request.user).filter(student=request.user),
-        "labs": labs_for(request.user)[:50],
-        "is_instructor": is_instructor(request.user),
+    return redirect("lab_list" if is_instructor(request.user) else "my_vms")
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _paginate(request: HttpRequest, qs: QuerySet, per_page: int) -> Page:
+    return Paginator(qs, per_page).get_page(request.GET.get("page"))
+
+
+def _next_url(request: HttpRequest, default: str) -> str:
+    """Where to go after a POST: the form's `next` if it is ours, else `default`."""
+    nxt = request.POST.get("next", "")
+    if nxt and url_has_allowed_host_and_scheme(nxt, {request.get_host()}, require_https=request.is_secure()):
+        return nxt
+    return default
+
+
+def _teaches(request: HttpRequest, lab_id: int) -> bool:
+    return labs_for(request.user).filter(pk=lab_id).exists()
+
+
+def _guest_is_busy(guest: Guest) -> bool:
+    return bool(guest.busy_with) or guest.status in BUSY_STATUSES
+
+
+def _guest_controls(request: HttpRequest, guest: Guest, teaches: bool) -> list[dict]:
+    """The guest's buttons, each enabled only when the service layer allows it now."""
+    allowed = services.allowed_actions(guest)
+    controls = []
+    for name in services.GUEST_ACTIONS:
+        if name == "mem_set" or (name in INSTRUCTOR_GUEST_ACTIONS and not teaches):
+            continue
+        controls.append(
+            {
+                "name": name,
+                "label": GUEST_ACTION_LABELS[name],
+                "allowed": name in allowed,
+                "confirm": name in CONFIRM_GUEST_ACTIONS,
+                "url": reverse(
+                    "guest_confirm" if name in CONFIRM_GUEST_ACTIONS else "guest_action",
+                    args=[guest.pk, name],
+                ),
+            }
+        )
+    return controls
+
+
+def _guest_live_context(request: HttpRequest, guest: Guest) -> dict:
+    teaches = _teaches(request, guest.lab_id)
+    latest = guest.tasks.order_by("-created_at").first()
+    busy = _guest_is_busy(guest) or (latest is not None and latest.status in (Task.Status.QUEUED, Task.Status.RUNNING))
+    low, high = services.memory_limits(guest)
+    return {
+        "guest": guest,
+        "teaches": teaches,
+        "latest_task": latest,
+        "busy": busy,
+        "poll": POLL_BUSY if busy else POLL_IDLE,
+        "controls": _guest_controls(request, guest, teaches),
+        "mem_allowed": "mem_set" in services.allowed_actions(guest),
+        "memory_form": MemoryForm(initial={"memory_mb": guest.memory_mb}, limits=(low, high)),
     }
-    return render(request, "labs/home.html", ctx)
+
+
+# ---------------------------------------------------------------- students
+
+
+@login_required
+def my_vms(request: HttpRequest) -> HttpResponse:
+    qs = Guest.objects.filter(student=request.user).select_related("lab", "host").order_by("-created_at")
+    return render(request, "labs/my_vms.html", {"page": _paginate(request, qs, GUESTS_PER_PAGE)})
+
+
+@login_required
+def guest_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    guest = get_guest_for_user(request, pk, write=False)
+    ctx = _guest_live_context(request, guest)
+    host = guest.host
+    ctx.update(
+        {
+            "console_ssh": host.console_ssh or settings.XENPANEL_CONSOLE_SSH,
+            "console_command": f"{host.toolstack} console {guest.domain_name}",
+            "tasks": guest.tasks.select_related("actor").order_by("-created_at")[:10],
+        }
+    )
+    return render(request, "labs/guest_detail.html", ctx)
+
+
+@login_required
+def guest_live(request: HttpRequest, pk: int) -> HttpResponse:
+    """The guest's state and controls, polled by htmx from the guest page."""
+    guest = get_guest_for_user(request, pk, write=False)
+    return render(request, "labs/_guest_live.html", _guest_live_context(request, guest))
+
+
+@login_required
+def guest_confirm(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    """Explain what a destructive action does and ask for a ticked box."""
+    guest = get_guest_for_user(request, pk)
+    if action not in CONFIRM_GUEST_ACTIONS:
+        raise Http404
+    if action in INSTRUCTOR_GUEST_ACTIONS and not _teaches(request, guest.lab_id):
+        raise Http404
+    ctx = {
+        "guest": guest,
+        "action": action,
+        "label": GUEST_ACTION_LABELS[action],
+        "explanation": CONFIRM_TEXT[action],
+        "allowed": action in services.allowed_actions(guest),
+        "form": ConfirmForm(label=CONFIRM_LABEL[action]),
+        "post_url": reverse("guest_action", args=[guest.pk, action]),
+        "cancel_url": reverse("guest_detail", args=[guest.pk]),
+    }
+    return render(request, "labs/confirm.html", ctx)
+
+
+@require_POST
+@login_required
+def guest_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    guest = get_guest_for_user(request, pk)
+    if action not in services.GUEST_ACTIONS:
+        raise Http404
+    teaches = _teaches(request, guest.lab_id)
+    if action in INSTRUCTOR_GUEST_ACTIONS and not teaches:
+        raise Http404
+    back = _next_url(request, reverse("guest_detail", args=[guest.pk]))
+    if action == "teardown":
+        back = _next_url(request, reverse("lab_detail", args=[guest.lab_id]))
+    if action in CONFIRM_GUEST_ACTIONS and not ConfirmForm(request.POST).is_valid():
+        messages.error(request, _("Nothing was done: tick the confirmation box to %(action)s.") % _lower(action))
+        return redirect("guest_confirm", pk=guest.pk, action=action)
+    memory_mb = None
+    if action == "mem_set":
+        form = MemoryForm(request.POST, limits=services.memory_limits(guest))
+        if not form.is_valid():
+            errors = " ".join(str(e) for e in form.errors.get("memory_mb", []))
+            messages.error(request, _("Memory not changed: %(errors)s") % {"errors": errors})
+            return redirect(back)
+        memory_mb = form.cleaned_data["memory_mb"]
+    try:
+        services.guest_action(request.user, guest, action, memory_mb=memory_mb)
+    except services.ServiceError as e:
+        messages.error(request, str(e.message))
+    else:
+        messages.success(
+            request,
+            _("%(action)s requested for %(domain)s. This page shows the result when the job finishes.")
+            % {"action": GUEST_ACTION_LABELS[action], "domain": guest.domain_name},
+        )
+    return redirect(back)
+
+
+def _lower(action: str) -> dict:
+    return {"action": str(GUEST_ACTION_LABELS[action]).lower()}
+
+
+# ---------------------------------------------------------------- instructors
+
+
+def _require_instructor(request: HttpRequest) -> None:
+    if not is_instructor(request.user):
+        raise Http404
+
+
+@login_required
+def lab_list(request: HttpRequest) -> HttpResponse:
+    _require_instructor(request)
+    show_all = request.GET.get("all") == "1"
+    qs = labs_for(request.user).select_related("template").order_by("-created_at")
+    if not show_all:
+        qs = qs.exclude(status=Lab.Status.TORN_DOWN)
+    page = _paginate(request, qs, LABS_PER_PAGE)
+    hosts: dict[int, list[str]] = {}
+    for lab_id, host_name in (
+        Guest.objects.filter(lab__in=list(page.object_list)).order_by().values_list("lab_id", "host__name").distinct()
+    ):
+        hosts.setdefault(lab_id, []).append(host_name)
+    rows = [
+        {"lab": lab, "hosts": sorted(hosts.get(lab.pk, [])), "progress": services.lab_progress(lab)} for lab in page
+    ]
+    return render(request, "labs/lab_list.html", {"page": page, "rows": rows, "show_all": show_all})
+
+
+@login_required
+def lab_create(request: HttpRequest) -> HttpResponse:
+    _require_instructor(request)
+    form = LabBatchForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            result = services.create_lab_batch(
+                request.user,
+                data["template"],
+                data["pool"],
+                form.roster,
+                data["memory_mb"],
+                hosts=[data["host"]] if data["host"] else None,
+                expires_at=data["expires_at"],
+                name=data["name"],
+                slug=data["slug"] or None,
+            )
+        except services.ServiceError as e:
+            field = SERVICE_FIELDS.get(e.field or "", e.field)
+            form.add_error(field if field in form.fields else None, str(e.message))
+        else:
+            lab = result.lab
+            messages.success(
+                request,
+                _("Lab %(lab)s created: %(count)s VMs are being provisioned.")
+                % {"lab": lab.name, "count": len(result.guests)},
+            )
+            if result.new_accounts:
+                stash = request.session.get(NEW_ACCOUNTS_KEY, {})
+                stash[str(lab.pk)] = [list(pair) for pair in result.new_accounts]
+                request.session[NEW_ACCOUNTS_KEY] = stash
+                return redirect("lab_accounts", pk=lab.pk)
+            return redirect("lab_detail", pk=lab.pk)
+    return render(request, "labs/lab_create.html", {"form": form})
+
+
+@never_cache
+@login_required
+def lab_accounts(request: HttpRequest, pk: int) -> HttpResponse:
+    """New students' initial passwords: shown once, then gone from the session."""
+    lab = get_lab_for_user(request, pk)
+    stash = request.session.get(NEW_ACCOUNTS_KEY, {})
+    accounts = stash.pop(str(lab.pk), None)
+    if accounts is None:
+        messages.info(request, _("There are no new passwords to show: they are shown only once."))
+        return redirect("lab_detail", pk=lab.pk)
+    request.session[NEW_ACCOUNTS_KEY] = stash
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["username", "password"])
+    writer.writerows(accounts)
+    csv_uri = "data:text/csv;charset=utf-8;base64," + base64.b64encode(buf.getvalue().encode()).decode()
+    return render(request, "labs/lab_accounts.html", {"lab": lab, "accounts": accounts, "csv_uri": csv_uri})
+
+
+def _lab_guests(request: HttpRequest, lab: Lab) -> tuple[Page, str, str]:
+    qs = lab.guests.select_related("student", "host").order_by("student__username")
+    state = request.GET.get("state", "")
+    if state in STATE_FILTERS:
+        qs = qs.filter(STATE_FILTERS[state][1])
+    else:
+        state = ""
+    q = request.GET.get("q", "").strip()[:64]
+    if q:
+        qs = qs.filter(
+            Q(student__username__icontains=q)
+            | Q(student__first_name__icontains=q)
+            | Q(student__last_name__icontains=q)
+            | Q(domain_name__icontains=q)
+            | Q(ip__startswith=q)
+        )
+    return _paginate(request, qs, GUESTS_PER_PAGE), state, q
+
+
+def _lab_live_context(request: HttpRequest, lab: Lab) -> dict:
+    page, state, q = _lab_guests(request, lab)
+    progress = services.lab_progress(lab)
+    busy = bool(progress.get("provisioning")) or any(_guest_is_busy(g) for g in page)
+    rows = [{"guest": g, "allowed": services.allowed_actions(g)} for g in page]
+    return {
+        "lab": lab,
+        "progress": progress,
+        "page": page,
+        "rows": rows,
+        "state": state,
+        "q": q,
+        "busy": busy,
+        "poll": POLL_BUSY if busy else POLL_IDLE,
+        "quick_actions": [(a, GUEST_ACTION_LABELS[a]) for a in ("start", "shutdown", "reboot")],
+        # The live fragment is served from its own URL; actions return to the page.
+        "back_url": reverse("lab_detail", args=[lab.pk]) + (f"?{request.GET.urlencode()}" if request.GET else ""),
+    }
+
+
+@login_required
+def lab_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    lab = get_lab_for_user(request, pk)
+    ctx = _lab_live_context(request, lab)
+    ctx["state_filters"] = [(k, v[0]) for k, v in STATE_FILTERS.items()]
+    ctx["lab_actions"] = [(a, LAB_ACTION_LABELS[a]) for a in ("retry_failed", "provision_missing")]
+    ctx["recent_failures"] = lab.tasks.filter(status=Task.Status.FAILED).select_related("guest")[:5]
+    return render(request, "labs/lab_detail.html", ctx)
+
+
+@login_required
+def lab_live(request: HttpRequest, pk: int) -> HttpResponse:
+    """Progress bar and the current page of the guest table, polled by htmx."""
+    lab = get_lab_for_user(request, pk)
+    return render(request, "labs/_lab_live.html", _lab_live_context(request, lab))
+
+
+@login_required
+def lab_confirm_teardown(request: HttpRequest, pk: int) -> HttpResponse:
+    """Say exactly what tearing the lab down destroys, then ask for a ticked box."""
+    lab = get_lab_for_user(request, pk)
+    guests = lab.guests.select_related("student", "host").order_by("student__username")
+    ctx = {
+        "lab": lab,
+        "guests": guests,
+        "count": guests.count(),
+        "hosts": sorted({g.host.name for g in guests}),
+        "form": ConfirmForm(
+            label=_("I understand that all %(n)s VMs of this lab will be deleted.") % {"n": guests.count()}
+        ),
+    }
+    return render(request, "labs/lab_confirm_teardown.html", ctx)
+
+
+@require_POST
+@login_required
+def lab_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
+    lab = get_lab_for_user(request, pk)
+    if action not in LAB_ACTION_LABELS:
+        raise Http404
+    if action == "teardown" and not ConfirmForm(request.POST).is_valid():
+        messages.error(request, _("Nothing was done: tick the confirmation box to tear the lab down."))
+        return redirect("lab_confirm_teardown", pk=lab.pk)
+    try:
+        tasks = services.lab_action(request.user, lab, action)
+    except services.ServiceError as e:
+        messages.error(request, str(e.message))
+    else:
+        if tasks:
+            messages.success(
+                request,
+                _("%(action)s: %(count)s jobs queued.") % {"action": LAB_ACTION_LABELS[action], "count": len(tasks)},
+            )
+        else:
+            messages.info(request, _("%(action)s: nothing to do.") % {"action": LAB_ACTION_LABELS[action]})
+    return redirect("lab_detail", pk=lab.pk)
+
+
+# ---------------------------------------------------------------- hosts
+
+
+@login_required
+def host_list(request: HttpRequest) -> HttpResponse:
+    _require_instructor(request)
+    hosts = Host.objects.annotate(
+        n_guests=Count("guests"),
+        n_running=Count("guests", filter=Q(guests__observed_state__in=("r", "b"))),
+    ).order_by("name")
+    return render(request, "labs/host_list.html", {"hosts": hosts})
+
+
+@login_required
+def host_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    host = get_host_for_user(request, pk)
+    qs = guests_for(request.user).filter(host=host).select_related("student", "lab").order_by("domain_name")
+    ctx = {"host": host, "page": _paginate(request, qs.distinct(), GUESTS_PER_PAGE)}
+    return render(request, "labs/host_detail.html", ctx)

@@ -1,0 +1,202 @@
+"""Forms for the panel. They validate input; the service layer decides and acts.
+
+Each form only checks what the user typed (types, bounds, the roster's
+lines). Rules that need the database or the queue (quotas, free IPs, the
+host's memory) are the service layer's, whose ServiceError the views put
+back on the form.
+"""
+
+from __future__ import annotations
+
+from crispy_forms.helper import FormHelper
+from crispy_forms.layout import HTML, Div, Field, Fieldset, Layout, Submit
+from django import forms
+from django.conf import settings
+from django.core import validators
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from labs import services
+from labs.dom0 import names
+from labs.dom0.errors import InvalidName
+from labs.models import Host, IpPool, LabTemplate
+from labs.roster import RosterEntry, RosterError, parse_roster
+from labs.services.limits import MIN_GUEST_MEMORY_MB
+
+# A roster for one lab; anything bigger is a mistake, not a class.
+MAX_ROSTER_BYTES = 512 * 1024
+
+ROSTER_FIELDS = {
+    "username": _("username"),
+    "full_name": _("full name"),
+    "email": _("e-mail"),
+    "line": _("line"),
+    "roster": _("roster"),
+}
+
+
+def batch_memory_bounds(template: LabTemplate | None) -> tuple[int, int]:
+    """(min, max) MiB per guest for a new batch; before a template is chosen, the site's limit."""
+    if template is not None:
+        return services.memory_limits(template)
+    return MIN_GUEST_MEMORY_MB, settings.XENPANEL_DEFAULT_LAB_MAX_GUEST_MEMORY_MB
+
+
+class LabBatchForm(forms.Form):
+    name = forms.CharField(label=_("Lab name"), max_length=100)
+    slug = forms.CharField(
+        label=_("Short name"),
+        max_length=20,
+        required=False,
+        help_text=_("Used in VM names (letters, digits and '-'). Leave empty to derive it from the lab name."),
+    )
+    template = forms.ModelChoiceField(label=_("Template"), queryset=LabTemplate.objects.all())
+    pool = forms.ModelChoiceField(label=_("IP pool"), queryset=IpPool.objects.all())
+    memory_mb = forms.IntegerField(label=_("Memory per guest (MiB)"), min_value=1)
+    host = forms.ModelChoiceField(
+        label=_("Host"),
+        queryset=Host.objects.filter(enabled=True),
+        required=False,
+        empty_label=_("Automatic (spread over the hosts with free memory)"),
+    )
+    expires_at = forms.DateTimeField(
+        label=_("Expires"),
+        required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+        help_text=_("Optional. After this date the lab may be torn down."),
+    )
+    roster_file = forms.FileField(
+        label=_("Roster file (CSV)"),
+        required=False,
+        help_text=_("One student per line: username, full name, e-mail."),
+    )
+    roster_text = forms.CharField(
+        label=_("Or paste the roster"),
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 8, "spellcheck": "false", "class": "font-monospace"}),
+        help_text=_("username,full name,e-mail — one student per line."),
+    )
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.roster: list[RosterEntry] = []
+        self.roster_errors: list[RosterError] = []
+        low, high = batch_memory_bounds(None)
+        self.fields["memory_mb"].widget.attrs.update({"min": low, "max": high, "step": 8})
+        self.fields["memory_mb"].help_text = _(
+            "Between %(low)s and %(high)s MiB, and at most the template's maximum."
+        ) % {
+            "low": low,
+            "high": high,
+        }
+        self.helper = FormHelper()
+        self.helper.form_id = "lab-batch-form"
+        self.helper.attrs = {"novalidate": ""}
+        self.helper.layout = Layout(
+            Fieldset(
+                _("Lab"),
+                Div(Div("name", css_class="col-md-8"), Div("slug", css_class="col-md-4"), css_class="row"),
+                Div(Div("template", css_class="col-md-6"), Div("pool", css_class="col-md-6"), css_class="row"),
+                Div(
+                    Div("memory_mb", css_class="col-md-4"),
+                    Div("host", css_class="col-md-4"),
+                    Div("expires_at", css_class="col-md-4"),
+                    css_class="row",
+                ),
+            ),
+            Fieldset(_("Students"), "roster_file", Field("roster_text")),
+            HTML('{% include "labs/_roster_errors.html" %}'),
+            Submit("submit", _("Create the lab and its VMs")),
+        )
+
+    def clean_slug(self) -> str:
+        slug = self.cleaned_data["slug"].strip().lower()
+        if slug:
+            try:
+                names.domain_name(slug)
+            except InvalidName as e:
+                raise forms.ValidationError(str(e)) from None
+        return slug
+
+    def clean_expires_at(self):
+        value = self.cleaned_data["expires_at"]
+        if value is not None and value <= timezone.now():
+            raise forms.ValidationError(_("The expiry date must be in the future."))
+        return value
+
+    def _roster_text(self) -> str:
+        upload = self.cleaned_data.get("roster_file")
+        if upload:
+            if upload.size > MAX_ROSTER_BYTES:
+                raise forms.ValidationError(
+                    {
+                        "roster_file": _("The roster file is too large (at most %(kb)s KiB).")
+                        % {"kb": MAX_ROSTER_BYTES // 1024}
+                    }
+                )
+            try:
+                return upload.read().decode("utf-8-sig")
+            except UnicodeDecodeError:
+                raise forms.ValidationError({"roster_file": _("The roster file must be UTF-8 text.")}) from None
+        text = self.cleaned_data.get("roster_text") or ""
+        if len(text.encode()) > MAX_ROSTER_BYTES:
+            raise forms.ValidationError(
+                {"roster_text": _("The roster is too large (at most %(kb)s KiB).") % {"kb": MAX_ROSTER_BYTES // 1024}}
+            )
+        return text
+
+    def clean(self) -> dict:
+        data = super().clean()
+        template = data.get("template")
+        memory = data.get("memory_mb")
+        if template is not None and memory is not None:
+            low, high = batch_memory_bounds(template)
+            if not low <= memory <= high:
+                self.add_error(
+                    "memory_mb",
+                    _("Memory per guest must be between %(low)s and %(high)s MiB for template %(template)s.")
+                    % {"low": low, "high": high, "template": template},
+                )
+        if data.get("roster_file") and data.get("roster_text", "").strip():
+            raise forms.ValidationError(_("Upload a roster file or paste the roster, not both."))
+        text = self._roster_text()
+        if not text.strip():
+            self.add_error("roster_text", _("The roster is empty: add at least one student."))
+            return data
+        self.roster, self.roster_errors = parse_roster(text)
+        for err in self.roster_errors:
+            self.add_error("roster_text", roster_error_message(err))
+        if not self.roster and not self.roster_errors:
+            self.add_error("roster_text", _("The roster is empty: add at least one student."))
+        return data
+
+
+def roster_error_message(err: RosterError) -> str:
+    field = ROSTER_FIELDS.get(err.field, err.field)
+    return _("Line %(line)s, %(field)s: %(message)s") % {"line": err.line, "field": field, "message": err.message}
+
+
+class MemoryForm(forms.Form):
+    """The new memory size for one guest, within the service layer's limits."""
+
+    memory_mb = forms.IntegerField(label=_("Memory (MiB)"))
+
+    def __init__(self, *args, limits: tuple[int, int], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        low, high = limits
+        field = self.fields["memory_mb"]
+        field.min_value, field.max_value = low, high
+        field.validators += [validators.MinValueValidator(low), validators.MaxValueValidator(high)]
+        field.widget.attrs.update({"min": low, "max": high, "step": 8})
+        field.help_text = _("Between %(low)s and %(high)s MiB.") % {"low": low, "high": high}
+
+
+class ConfirmForm(forms.Form):
+    """A destructive action goes ahead only with this box ticked, checked on the server."""
+
+    confirm = forms.BooleanField(label=_("I understand, go ahead."), required=True)
+
+    def __init__(self, *args, label: str | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if label:
+            self.fields["confirm"].label = label

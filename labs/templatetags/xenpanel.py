@@ -1,0 +1,154 @@
+"""Template helpers for the panel: states in words, bars in numbers.
+
+States are always rendered as words (plus the raw xl letter) so nothing
+depends on colour alone; the CSS class only decorates.
+"""
+
+from __future__ import annotations
+
+from django import template
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
+
+from labs.models import Guest, Host
+
+register = template.Library()
+
+# `xl list` state letters. "b" (blocked) is a running guest waiting for
+# work, so students see it as running.
+XL_STATES = {
+    "r": pgettext_lazy("vm state", "running"),
+    "b": pgettext_lazy("vm state", "running"),
+    "p": pgettext_lazy("vm state", "paused"),
+    "s": pgettext_lazy("vm state", "shutting down"),
+    "c": pgettext_lazy("vm state", "crashed"),
+    "d": pgettext_lazy("vm state", "dying"),
+    "": pgettext_lazy("vm state", "stopped"),
+}
+XL_CLASSES = {
+    "r": "success",
+    "b": "success",
+    "p": "warning",
+    "s": "info",
+    "c": "danger",
+    "d": "secondary",
+    "": "secondary",
+}
+# Button and message labels for guest actions (services.GUEST_ACTIONS), and
+# the words for whatever a busy guest's job is doing.
+ACTION_LABELS = {
+    "start": _("Start"),
+    "shutdown": _("Shut down"),
+    "reboot": _("Reboot"),
+    "pause": _("Pause"),
+    "unpause": _("Resume"),
+    "mem_set": _("Set memory"),
+    "reset": _("Reset to template"),
+    "destroy": _("Destroy (pull the plug)"),
+    "teardown": _("Delete this VM"),
+}
+BUSY_WORDS = {
+    "provision": _("provisioning"),
+    "start": _("starting"),
+    "shutdown": _("shutting down"),
+    "reboot": _("rebooting"),
+    "pause": _("pausing"),
+    "unpause": _("resuming"),
+    "mem_set": _("changing memory"),
+    "reset": _("resetting to template"),
+    "destroy": _("destroying"),
+    "teardown": _("deleting"),
+}
+STATUS_CLASSES = {
+    Guest.Status.PENDING: "info",
+    Guest.Status.PROVISIONING: "info",
+    Guest.Status.FAILED: "danger",
+    Guest.Status.TEARING_DOWN: "dark",
+}
+
+
+def _key(guest: Guest) -> str:
+    return guest.observed_state if guest.observed_state in XL_STATES else ""
+
+
+@register.filter
+def state_word(guest: Guest) -> str:
+    """One word for what the student cares about: the VM's life-cycle state."""
+    if guest.status != Guest.Status.READY:
+        return guest.get_status_display()
+    return str(XL_STATES[_key(guest)])
+
+
+@register.filter
+def state_class(guest: Guest) -> str:
+    if guest.status != Guest.Status.READY:
+        return STATUS_CLASSES.get(guest.status, "secondary")
+    return XL_CLASSES[_key(guest)]
+
+
+@register.filter
+def xl_letter(guest: Guest) -> str:
+    """The raw letter as `xl list` prints it, "-" when the domain does not exist."""
+    return guest.observed_state or "-"
+
+
+@register.filter
+def busy_word(guest: Guest) -> str:
+    """What the guest's current job is doing, in words ("" when idle)."""
+    if not guest.busy_with:
+        return ""
+    return str(BUSY_WORDS.get(guest.busy_with, guest.busy_with))
+
+
+@register.filter
+def percent(part: int | float | None, whole: int | float | None) -> int:
+    """Whole-number percentage for bar widths, clamped to 0..100."""
+    if not part or not whole:
+        return 0
+    return max(0, min(100, round(100 * part / whole)))
+
+
+@register.simple_tag
+def host_memory(host: Host) -> dict:
+    """The numbers behind a host's memory bar: reserve, used by guests, free (MiB)."""
+    total = host.total_memory_mb or 0
+    free = min(host.free_memory_mb or 0, total)
+    reserve = min(host.dom0_reserve_mb, total)
+    used = max(total - free - reserve, 0)
+    return {
+        "known": bool(host.total_memory_mb),
+        "total": total,
+        "free": free,
+        "reserve": reserve,
+        "used": used,
+        "reserve_pct": percent(reserve, total),
+        "used_pct": percent(used, total),
+        "free_pct": max(0, 100 - percent(reserve, total) - percent(used, total)),
+        "low": bool(total) and free < 512,
+    }
+
+
+@register.simple_tag
+def host_health(host: Host, stale_after_s: int = 300) -> dict:
+    """Health in words: healthy / unhealthy / unknown, and whether the last report is stale."""
+    from django.utils import timezone
+
+    stale = host.last_seen is None or (timezone.now() - host.last_seen).total_seconds() > stale_after_s
+    if host.health_ok is None:
+        word, css = _("unknown"), "secondary"
+    elif host.health_ok:
+        word, css = _("healthy"), "success"
+    else:
+        word, css = _("unhealthy"), "danger"
+    if stale and host.health_ok:
+        word, css = _("not seen recently"), "warning"
+    return {"word": word, "class": css, "stale": stale}
+
+
+@register.simple_tag(takes_context=True)
+def user_roles(context) -> dict:
+    """What the navigation shows: the instructor pages, the admin link."""
+    from labs.access import is_admin, is_instructor
+
+    user = context["request"].user
+    return {"instructor": is_instructor(user), "admin": is_admin(user)}

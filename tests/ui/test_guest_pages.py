@@ -1,0 +1,163 @@
+"""Student pages: My VMs, the guest page (console, password, controls) and its live fragment."""
+
+from __future__ import annotations
+
+from django.urls import reverse
+
+from labs.models import Task
+from tests.ui.conftest import set_state
+
+
+def test_my_vms_lists_only_own_guests(client, alice, alice_guest, bob_guest):
+    client.force_login(alice)
+    body = client.get(reverse("my_vms")).content.decode()
+    assert alice_guest.domain_name in body
+    assert str(alice_guest.ip) in body
+    assert alice_guest.hostname in body
+    assert bob_guest.domain_name not in body
+
+
+def test_my_vms_shows_state_in_words_and_memory(client, alice, alice_guest):
+    set_state(alice_guest, "p")
+    client.force_login(alice)
+    body = client.get(reverse("my_vms")).content.decode()
+    assert ">paused<" in body
+    assert "256 MiB" in body
+
+
+def test_student_home_goes_to_my_vms_and_instructor_to_labs(client, alice, ivy):
+    client.force_login(alice)
+    assert client.get(reverse("home"))["Location"] == reverse("my_vms")
+    client.force_login(ivy)
+    assert client.get(reverse("home"))["Location"] == reverse("lab_list")
+
+
+def test_guest_page_console_instructions(client, alice, alice_guest):
+    alice_guest.initial_password = "s3cret-Init"
+    alice_guest.save()
+    client.force_login(alice)
+    body = client.get(reverse("guest_detail", args=[alice_guest.pk])).content.decode()
+    assert f"xl console {alice_guest.domain_name}" in body
+    assert "<kbd>Ctrl</kbd>+<kbd>]</kbd>" in body
+    assert "s3cret-Init" in body
+    assert "passwd root" in body
+    assert "ssh " not in body
+
+
+def test_guest_page_console_through_ssh_when_configured(client, alice, alice_guest, host):
+    host.console_ssh = "student@dom0.example.edu"
+    host.save()
+    client.force_login(alice)
+    body = client.get(reverse("guest_detail", args=[alice_guest.pk])).content.decode()
+    assert "ssh student@dom0.example.edu" in body
+    assert f"xl console {alice_guest.domain_name}" in body
+
+
+def test_xm_host_gets_xm_console(client, alice, alice_guest, host):
+    host.toolstack = "xm"
+    host.save()
+    client.force_login(alice)
+    body = client.get(reverse("guest_detail", args=[alice_guest.pk])).content.decode()
+    assert f"xm console {alice_guest.domain_name}" in body
+
+
+def _button(body: str, label: str) -> str:
+    """The <button ...> tag whose text is `label`."""
+    end = body.index(f">{label}</button>")
+    return body[body.rindex("<button", 0, end) : end]
+
+
+def test_running_guest_enables_only_sensible_buttons(client, alice, alice_guest):
+    set_state(alice_guest, "r")
+    client.force_login(alice)
+    body = client.get(reverse("guest_detail", args=[alice_guest.pk])).content.decode()
+    assert "disabled" in _button(body, "Start")
+    assert "disabled" in _button(body, "Resume")
+    assert "disabled" not in _button(body, "Reboot")
+    assert "disabled" not in _button(body, "Shut down")
+    # Destructive ones are links to their confirmation page while allowed.
+    assert reverse("guest_confirm", args=[alice_guest.pk, "destroy"]) in body
+    assert reverse("guest_confirm", args=[alice_guest.pk, "reset"]) in body
+
+
+def test_stopped_guest_can_only_start_or_reset(client, alice, alice_guest):
+    set_state(alice_guest, "")
+    client.force_login(alice)
+    body = client.get(reverse("guest_detail", args=[alice_guest.pk])).content.decode()
+    assert "disabled" not in _button(body, "Start")
+    for label in ("Reboot", "Shut down", "Pause", "Destroy (pull the plug)", "Set memory"):
+        assert "disabled" in _button(body, label), label
+    assert reverse("guest_confirm", args=[alice_guest.pk, "destroy"]) not in body
+
+
+def test_student_sees_no_delete_button_but_instructor_does(client, alice, ivy, alice_guest):
+    set_state(alice_guest, "r")
+    teardown = reverse("guest_confirm", args=[alice_guest.pk, "teardown"])
+    client.force_login(alice)
+    assert teardown not in client.get(reverse("guest_detail", args=[alice_guest.pk])).content.decode()
+    client.force_login(ivy)
+    assert teardown in client.get(reverse("guest_detail", args=[alice_guest.pk])).content.decode()
+
+
+def test_busy_guest_shows_working_and_polls_fast(client, alice, alice_guest):
+    set_state(alice_guest, "r", busy="reboot")
+    Task.objects.create(kind="reboot", guest=alice_guest, status=Task.Status.RUNNING, steps_total=1)
+    client.force_login(alice)
+    body = client.get(reverse("guest_live", args=[alice_guest.pk])).content.decode()
+    assert "Working…" in body
+    assert "rebooting…" in body
+    assert 'hx-trigger="every 2s' in body
+    # Everything is disabled while a job runs.
+    assert "disabled" in _button(body, "Shut down")
+
+
+def test_idle_guest_polls_every_5s_and_shows_last_job(client, alice, alice_guest):
+    set_state(alice_guest, "r")
+    Task.objects.create(kind="reboot", guest=alice_guest, status=Task.Status.SUCCEEDED, steps_total=1, steps_done=1)
+    client.force_login(alice)
+    body = client.get(reverse("guest_live", args=[alice_guest.pk])).content.decode()
+    assert "Working…" not in body
+    assert 'hx-trigger="every 5s' in body
+    assert "Last job: reboot, succeeded." in body
+    assert f'hx-get="{reverse("guest_live", args=[alice_guest.pk])}"' in body
+
+
+def test_live_fragment_is_a_fragment(client, alice, alice_guest):
+    client.force_login(alice)
+    body = client.get(reverse("guest_live", args=[alice_guest.pk]), HTTP_HX_REQUEST="true").content.decode()
+    assert "<html" not in body
+    assert body.lstrip().startswith('<section id="guest-live"')
+
+
+def test_job_log_is_shown(client, ivy, alice_guest):
+    Task.objects.create(
+        kind="provision",
+        guest=alice_guest,
+        status=Task.Status.FAILED,
+        step="clone",
+        steps_done=2,
+        steps_total=5,
+        log="lvcreate ok\nclone failed",
+        error="No space left on device",
+    )
+    client.force_login(ivy)
+    body = client.get(reverse("guest_detail", args=[alice_guest.pk])).content.decode()
+    assert "clone failed" in body
+    assert "No space left on device" in body
+    assert "2/5" in body
+
+
+def test_last_error_is_shown(client, alice, alice_guest):
+    alice_guest.last_error = "xl create: out of memory"
+    alice_guest.save()
+    client.force_login(alice)
+    assert "xl create: out of memory" in client.get(reverse("guest_detail", args=[alice_guest.pk])).content.decode()
+
+
+def test_memory_field_carries_the_limits(client, alice, alice_guest):
+    set_state(alice_guest, "r")
+    client.force_login(alice)
+    body = client.get(reverse("guest_detail", args=[alice_guest.pk])).content.decode()
+    assert 'name="memory_mb"' in body
+    assert 'max="1024"' in body
+    assert 'for="id_memory_mb"' in body

@@ -1,0 +1,124 @@
+"""Every URL in the project against every role, from one table.
+
+A view added without a row here fails `test_every_url_has_a_row`, so nobody
+can ship a page whose permissions were never written down. Only admin/, rq/
+and i18n/ are skipped: they carry their own authentication (staff-only admin
+and RQ dashboard, the language switch that is public by design).
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+SKIPPED_PREFIXES = ("admin/", "rq/", "i18n/")
+ROLES = ("anonymous", "owner", "other_student", "other_instructor", "lab_instructor", "admin")
+
+# name: (method, args builder, {role: status}); a status per role, in ROLES order.
+ANON, OWNER, STUDENT2, INSTR2, INSTR, ADMIN = range(6)
+
+
+def _statuses(*codes: int) -> dict[str, int]:
+    assert len(codes) == len(ROLES)
+    return dict(zip(ROLES, codes, strict=True))
+
+
+# What each kind of page gives each role.
+PUBLIC = _statuses(200, 200, 200, 200, 200, 200)
+ANY_USER = _statuses(302, 200, 200, 200, 200, 200)
+REDIRECT = _statuses(302, 302, 302, 302, 302, 302)
+GUEST_PAGE = _statuses(302, 200, 404, 404, 200, 200)
+GUEST_POST = _statuses(302, 302, 404, 404, 302, 302)
+INSTRUCTORS = _statuses(302, 404, 404, 200, 200, 200)
+LAB_PAGE = _statuses(302, 404, 404, 404, 200, 200)
+LAB_POST = _statuses(302, 404, 404, 404, 302, 302)
+POST_ONLY = _statuses(405, 405, 405, 405, 405, 405)
+
+TABLE = {
+    "home": [("get", lambda o: [], REDIRECT)],
+    "healthz": [("get", lambda o: [], PUBLIC)],
+    "login": [("get", lambda o: [], PUBLIC)],
+    "logout": [("get", lambda o: [], POST_ONLY)],
+    "my_vms": [("get", lambda o: [], ANY_USER)],
+    "guest_detail": [("get", lambda o: [o["guest"].pk], GUEST_PAGE)],
+    "guest_live": [("get", lambda o: [o["guest"].pk], GUEST_PAGE)],
+    "guest_confirm": [
+        ("get", lambda o: [o["guest"].pk, "destroy"], GUEST_PAGE),
+        ("get", lambda o: [o["guest"].pk, "reset"], GUEST_PAGE),
+        # Deleting a VM is for the lab's instructors only.
+        ("get", lambda o: [o["guest"].pk, "teardown"], _statuses(302, 404, 404, 404, 200, 200)),
+        ("get", lambda o: [o["guest"].pk, "reboot"], _statuses(302, 404, 404, 404, 404, 404)),
+    ],
+    "guest_action": [
+        ("get", lambda o: [o["guest"].pk, "reboot"], POST_ONLY),
+        ("post", lambda o: [o["guest"].pk, "reboot"], GUEST_POST),
+        ("post", lambda o: [o["guest"].pk, "teardown"], _statuses(302, 404, 404, 404, 302, 302)),
+        ("post", lambda o: [o["guest"].pk, "format-disk"], _statuses(302, 404, 404, 404, 404, 404)),
+    ],
+    "lab_list": [("get", lambda o: [], INSTRUCTORS)],
+    "lab_create": [("get", lambda o: [], INSTRUCTORS)],
+    "lab_detail": [("get", lambda o: [o["lab"].pk], LAB_PAGE)],
+    "lab_live": [("get", lambda o: [o["lab"].pk], LAB_PAGE)],
+    # Nothing stashed in the session: the owner is sent on to the lab page.
+    "lab_accounts": [("get", lambda o: [o["lab"].pk], LAB_POST)],
+    "lab_confirm_teardown": [("get", lambda o: [o["lab"].pk], LAB_PAGE)],
+    "lab_action": [
+        ("get", lambda o: [o["lab"].pk, "retry_failed"], POST_ONLY),
+        ("post", lambda o: [o["lab"].pk, "retry_failed"], LAB_POST),
+        ("post", lambda o: [o["lab"].pk, "explode"], _statuses(302, 404, 404, 404, 404, 404)),
+    ],
+    "host_list": [("get", lambda o: [], INSTRUCTORS)],
+    "host_detail": [("get", lambda o: [o["host"].pk], INSTRUCTORS)],
+}
+
+
+def _walk(patterns, prefix: str = ""):
+    for p in patterns:
+        route = prefix + str(p.pattern)
+        if route.startswith(SKIPPED_PREFIXES):
+            continue
+        if isinstance(p, URLResolver):
+            yield from _walk(p.url_patterns, route)
+        elif isinstance(p, URLPattern):
+            yield route, p.name
+
+
+def test_every_url_has_a_row():
+    found = dict(_walk(get_resolver().url_patterns))
+    unnamed = [route for route, name in found.items() if not name]
+    assert not unnamed, f"URL patterns without a name: {unnamed}"
+    names = set(found.values())
+    assert names - TABLE.keys() == set(), "views without a row in TABLE"
+    assert TABLE.keys() - names == set(), "rows in TABLE for views that no longer exist"
+
+
+@pytest.fixture
+def cast(alice, bob, charlie, ivy, admin_user, alice_guest, bob_guest, lab, host):
+    return {
+        "users": {
+            "anonymous": None,
+            "owner": alice,
+            "other_student": bob,
+            "other_instructor": charlie,
+            "lab_instructor": ivy,
+            "admin": admin_user,
+        },
+        "objects": {"guest": alice_guest, "lab": lab, "host": host},
+    }
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_url_for_role(client, cast, role):
+    user = cast["users"][role]
+    if user is not None:
+        client.force_login(user)
+    wrong = []
+    for name, rows in TABLE.items():
+        for method, args, expected in rows:
+            url = reverse(name, args=args(cast["objects"]))
+            response = getattr(client, method)(url)
+            if response.status_code != expected[role]:
+                wrong.append(f"{method.upper()} {url} ({name}): {response.status_code}, expected {expected[role]}")
+            if role == "anonymous" and response.status_code == 302:
+                assert response["Location"].startswith(reverse("login")), url
+    assert not wrong, "\n".join(wrong)
