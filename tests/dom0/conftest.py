@@ -102,3 +102,98 @@ def loop_vg(tmp_path: Path) -> Iterator[LoopVg]:
             errors.append(f"losetup -d {device}: rc {r.rc}: {r.stderr.strip()}")
         if errors:
             pytest.fail("loop VG teardown failed:\n" + "\n".join(errors))
+
+
+# --- toolstack / config tests: runners that never run anything ---------------
+@dataclass
+class Expected:
+    argv: list[str]
+    stdout: str = ""
+    stderr: str = ""
+    rc: int = 0
+
+
+class ScriptedRunner:
+    """A runner that answers from a script of expected commands, in order.
+
+    Each `run` must be exactly the next expected argv, or the test fails;
+    the answer is that entry's captured stdout/stderr/rc, and a non-zero rc
+    raises CommandFailed the way LocalRunner does. Files written are kept in
+    `files`. The fixture fails the test if expected commands were never run.
+    """
+
+    def __init__(self) -> None:
+        self.expected: list[Expected] = []
+        self.calls: list[dict] = []
+        self.files: dict[str, tuple[bytes, int]] = {}
+        self.busy_seconds = 0.0
+
+    def expect(self, argv: list[str], stdout: str = "", stderr: str = "", rc: int = 0) -> ScriptedRunner:
+        self.expected.append(Expected(list(argv), stdout, stderr, rc))
+        return self
+
+    def run(self, argv, *, timeout=300.0, check=True, input=None, env=None):
+        from labs.dom0.errors import CommandFailed
+        from labs.dom0.runner import Result
+
+        argv = list(argv)
+        self.calls.append({"argv": argv, "timeout": timeout, "check": check, "input": input, "env": env})
+        if not self.expected:
+            pytest.fail(f"unexpected command: {argv}")
+        want = self.expected.pop(0)
+        if argv != want.argv:
+            pytest.fail(f"wrong command:\n  ran      {argv}\n  expected {want.argv}")
+        if check and want.rc != 0:
+            raise CommandFailed(f"{argv[0]} failed (exit {want.rc})", argv=argv, rc=want.rc, stderr=want.stderr)
+        return Result(argv, want.rc, want.stdout, want.stderr, 0.0)
+
+    def write_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
+        self.calls.append({"write_file": path})
+        self.files[path] = (bytes(data), mode)
+
+    def read_file(self, path: str) -> bytes:
+        self.calls.append({"read_file": path})
+        if path not in self.files:
+            raise FileNotFoundError(path)
+        return self.files[path][0]
+
+
+class ForbiddenRunner:
+    """A runner for tests that must refuse input before any command is built."""
+
+    busy_seconds = 0.0
+
+    def run(self, argv, **kwargs):
+        pytest.fail(f"a command ran although the input should have been refused first: {list(argv)}")
+
+    def write_file(self, path, data, mode=0o644):
+        pytest.fail(f"a file was written although the input should have been refused first: {path}")
+
+    def read_file(self, path):
+        pytest.fail(f"a file was read although the input should have been refused first: {path}")
+
+
+@pytest.fixture
+def scripted_runner() -> Iterator[ScriptedRunner]:
+    runner = ScriptedRunner()
+    yield runner
+    if runner.expected:
+        pytest.fail(f"expected commands never ran: {[e.argv for e in runner.expected]}")
+
+
+@pytest.fixture
+def forbidden_runner() -> ForbiddenRunner:
+    return ForbiddenRunner()
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture
+def fixture_text():
+    """Read a file of tests/dom0/fixtures (see its README for where each comes from)."""
+
+    def read(name: str) -> str:
+        return (FIXTURES / name).read_text()
+
+    return read

@@ -1,0 +1,1 @@
+"""Tests of labs.dom0: toolstack, configs, storage, runner."""

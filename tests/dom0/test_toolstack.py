@@ -1,0 +1,330 @@
+"""Toolstack: exact argv per verb (xl and xm), output parsers, error mapping.
+
+The runner is scripted with captured outputs (tests/dom0/fixtures, see its
+README); real captures from the Xen 4.17 testbed in fixtures/testbed/ are
+parsed too when present.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from labs.dom0.base import Domain, HostInfo
+from labs.dom0.errors import (
+    CommandTimeout,
+    DomainExists,
+    DomainNotFound,
+    NotEnoughMemory,
+    ToolstackError,
+)
+from labs.dom0.toolstack import Toolstack, classify_error, parse_info, parse_list_json, parse_list_table
+
+TESTBED = Path(__file__).parent / "fixtures" / "testbed"
+
+
+# --- parsers -------------------------------------------------------------------------
+def test_parse_xl_list_table(fixture_text):
+    assert parse_list_table(fixture_text("xl-list-4.17.txt")) == [
+        Domain("Domain-0", 0, 1024, 2, "r-----"),
+        Domain("web01", 3, 128, 1, "-b----"),
+        Domain("db02", 4, 96, 1, "--p---"),
+        Domain("lab1-ana.silva", 7, 256, 2, "r-----"),
+        Domain("crashed01", 9, 128, 1, "---sc-"),
+    ]
+
+
+def test_state_letters_of_listed_domains(fixture_text):
+    letters = {d.name: d.letter for d in parse_list_table(fixture_text("xl-list-4.17.txt"))}
+    assert letters == {"Domain-0": "r", "web01": "b", "db02": "p", "lab1-ana.silva": "r", "crashed01": "c"}
+
+
+def test_parse_list_with_dying_null_domain(fixture_text):
+    domains = parse_list_table(fixture_text("xl-list-dying-null.txt"))
+    assert [d.name for d in domains] == ["Domain-0", "vm-old", "(null)", "vm-going"]
+    assert domains[2] == Domain("(null)", 5, 0, 2, "--psc-")
+    assert domains[3].state == "--psc-" and domains[3].domid == 16
+
+
+def test_parse_xm_list_table_skips_inactive_managed_domains(fixture_text):
+    assert parse_list_table(fixture_text("xm-list-3.0.txt")) == [
+        Domain("Domain-0", 0, 1993, 2, "r-----"),
+        Domain("vm-virt01", 1, 128, 1, "-b----"),
+        Domain("vm-virt02", 2, 128, 1, "-b----"),
+    ]
+
+
+def test_parse_list_table_refuses_unknown_lines(fixture_text):
+    text = fixture_text("xl-list-4.17.txt") + "libxl: warning: something odd\n"
+    with pytest.raises(ToolstackError, match="unexpected line"):
+        parse_list_table(text)
+
+
+def test_parse_list_table_refuses_a_bad_state_column():
+    with pytest.raises(ToolstackError):
+        parse_list_table("web01  3  128  1  -x----  1.0\n")
+
+
+def test_parse_list_json(fixture_text):
+    domains = parse_list_json(fixture_text("xl-list-l-4.17.json"))
+    assert domains == [
+        Domain("web01", 3, 128, 1, "", maxmem_mb=256),
+        Domain("lab1-ana.silva", 7, 256, 2, "", maxmem_mb=256),
+    ]
+
+
+@pytest.mark.parametrize("text", ["(domain (domid 0) (name Domain-0))", "{not json", '{"domid": 1}', "[{}]"])
+def test_parse_list_json_refuses_other_output(text):
+    with pytest.raises(ToolstackError):
+        parse_list_json(text)
+
+
+def test_parse_list_json_refuses_old_sxp(fixture_text):
+    with pytest.raises(ToolstackError, match="JSON"):
+        parse_list_json(fixture_text("xl-list-l-4.1-sxp.txt"))
+
+
+def test_parse_xl_info(fixture_text):
+    assert parse_info(fixture_text("xl-info-4.17.txt")) == HostInfo(
+        total_memory_mb=2047, free_memory_mb=878, xen_version="4.17.7", nr_cpus=2
+    )
+
+
+def test_parse_xm_info(fixture_text):
+    assert parse_info(fixture_text("xm-info-3.0.txt")) == HostInfo(
+        total_memory_mb=2046, free_memory_mb=1710, xen_version="3.0.3-1", nr_cpus=2
+    )
+
+
+def test_parse_info_refuses_output_without_memory(fixture_text):
+    text = "\n".join(
+        line for line in fixture_text("xl-info-4.17.txt").splitlines() if not line.startswith("free_memory")
+    )
+    with pytest.raises(ToolstackError, match="free_memory"):
+        parse_info(text)
+
+
+# --- real captures from the testbed (tests/dom0/fixtures/testbed) ------------------------
+def _captures(pattern: str) -> list[Path]:
+    return sorted(TESTBED.glob(pattern)) if TESTBED.is_dir() else []
+
+
+def _need(paths: list[Path], what: str) -> None:
+    if not paths:
+        pytest.skip(f"no testbed capture of {what} in {TESTBED} yet")
+
+
+def test_testbed_xl_list_captures_parse():
+    paths = [
+        p for p in _captures("xl-list*.txt") if not p.name.startswith(("xl-list-l.", "xl-list-l-", "xl-list-long"))
+    ]
+    _need(paths, "`xl list`")
+    for path in paths:
+        text = path.read_text()
+        domains = parse_list_table(text)
+        rows = [line for line in text.splitlines() if line.strip() and not line.startswith("Name")]
+        assert len(domains) == len(rows), path.name
+        assert domains[0].name == "Domain-0" and domains[0].domid == 0, path.name
+        assert all(len(d.state) == 6 for d in domains), path.name
+
+
+def test_testbed_xl_list_long_captures_parse():
+    paths = _captures("xl-list-l*.json")
+    _need(paths, "`xl list -l`")
+    for path in paths:
+        raw = json.loads(path.read_text())
+        domains = parse_list_json(path.read_text())
+        assert [d.domid for d in domains] == [item["domid"] for item in raw], path.name
+        assert all(d.name and d.memory_mb > 0 for d in domains), path.name
+
+
+def test_testbed_xl_info_captures_parse():
+    paths = _captures("xl-info*.txt")
+    _need(paths, "`xl info`")
+    for path in paths:
+        info = parse_info(path.read_text())
+        assert info.xen_version.startswith("4.17"), path.name
+        assert 0 < info.free_memory_mb <= info.total_memory_mb, path.name
+        assert info.nr_cpus >= 1, path.name
+
+
+# --- list_domains: table + JSON -------------------------------------------------------------
+def test_xl_list_domains_merges_maxmem_from_json(scripted_runner, fixture_text):
+    scripted_runner.expect(["xl", "list"], stdout=fixture_text("xl-list-4.17.txt"))
+    scripted_runner.expect(["xl", "list", "-l"], stdout=fixture_text("xl-list-l-4.17.json"))
+    domains = {d.name: d for d in Toolstack(scripted_runner).list_domains()}
+    assert domains["web01"] == Domain("web01", 3, 128, 1, "-b----", maxmem_mb=256)
+    # state and current memory come from the table, not from the JSON
+    assert domains["lab1-ana.silva"] == Domain("lab1-ana.silva", 7, 256, 2, "r-----", maxmem_mb=256)
+    assert domains["Domain-0"] == Domain("Domain-0", 0, 1024, 2, "r-----")
+    assert domains["db02"].maxmem_mb is None
+
+
+def test_xl_list_domains_ignores_json_of_a_reused_domid(scripted_runner, fixture_text):
+    """Between the two calls a domain died and another got its domid: no maxmem from the wrong one."""
+    data = json.loads(fixture_text("xl-list-l-4.17.json"))
+    data[0]["config"]["c_info"]["name"] = "someone-else"
+    scripted_runner.expect(["xl", "list"], stdout=fixture_text("xl-list-4.17.txt"))
+    scripted_runner.expect(["xl", "list", "-l"], stdout=json.dumps(data))
+    domains = {d.name: d for d in Toolstack(scripted_runner).list_domains()}
+    assert domains["web01"].maxmem_mb is None
+
+
+@pytest.mark.parametrize(
+    "long_output, rc",
+    [("xl-list-l-4.1-sxp.txt", 0), (None, 1)],
+    ids=["old-xl-prints-sxp", "list-l-fails"],
+)
+def test_xl_list_domains_falls_back_to_the_table(scripted_runner, fixture_text, long_output, rc):
+    scripted_runner.expect(["xl", "list"], stdout=fixture_text("xl-list-4.17.txt"))
+    scripted_runner.expect(
+        ["xl", "list", "-l"], stdout=fixture_text(long_output) if long_output else "", stderr="oops", rc=rc
+    )
+    domains = Toolstack(scripted_runner).list_domains()
+    assert domains == parse_list_table(fixture_text("xl-list-4.17.txt"))
+    assert all(d.maxmem_mb is None for d in domains)
+
+
+def test_xm_list_domains_uses_the_table_only(scripted_runner, fixture_text):
+    scripted_runner.expect(["xm", "list"], stdout=fixture_text("xm-list-3.0.txt"))
+    domains = Toolstack(scripted_runner, "xm").list_domains()
+    assert [(d.name, d.domid) for d in domains] == [("Domain-0", 0), ("vm-virt01", 1), ("vm-virt02", 2)]
+
+
+def test_info_runs_info(scripted_runner, fixture_text):
+    scripted_runner.expect(["xl", "info"], stdout=fixture_text("xl-info-4.17.txt"))
+    assert Toolstack(scripted_runner).info().total_memory_mb == 2047
+
+
+def test_xm_info_runs_xm_info(scripted_runner, fixture_text):
+    scripted_runner.expect(["xm", "info"], stdout=fixture_text("xm-info-3.0.txt"))
+    assert Toolstack(scripted_runner, "xm").info().xen_version == "3.0.3-1"
+
+
+# --- verbs: exact argv ----------------------------------------------------------------------
+VERBS = [
+    ("create", ("/etc/xen/web01.cfg",), {}, ["create", "/etc/xen/web01.cfg"]),
+    ("shutdown", ("web01",), {}, ["shutdown", "web01"]),
+    ("shutdown", ("web01",), {"wait": True, "timeout": 42}, ["shutdown", "-w", "web01"]),
+    ("reboot", ("web01",), {}, ["reboot", "web01"]),
+    ("destroy", ("web01",), {}, ["destroy", "web01"]),
+    ("pause", ("web01",), {}, ["pause", "web01"]),
+    ("unpause", ("web01",), {}, ["unpause", "web01"]),
+    ("save", ("web01", "/var/lib/xen/save/web01"), {}, ["save", "web01", "/var/lib/xen/save/web01"]),
+    ("restore", ("/var/lib/xen/save/web01",), {}, ["restore", "/var/lib/xen/save/web01"]),
+]
+
+
+@pytest.mark.parametrize("dialect", ["xl", "xm"])
+@pytest.mark.parametrize("verb, args, kwargs, tail", VERBS, ids=[f"{v[0]}{'-w' if v[2] else ''}" for v in VERBS])
+def test_verb_argv(scripted_runner, dialect, verb, args, kwargs, tail):
+    scripted_runner.expect([dialect, *tail])
+    assert getattr(Toolstack(scripted_runner, dialect), verb)(*args, **kwargs) is None
+
+
+def test_shutdown_wait_passes_its_timeout_to_the_runner(scripted_runner):
+    scripted_runner.expect(["xl", "shutdown", "-w", "web01"])
+    Toolstack(scripted_runner).shutdown("web01", wait=True, timeout=42)
+    assert scripted_runner.calls[0]["timeout"] == 42
+
+
+def test_xl_mem_set_gives_mebibytes_with_a_unit(scripted_runner):
+    # A bare number means KiB to xl mem-set.
+    scripted_runner.expect(["xl", "mem-set", "web01", "128m"])
+    Toolstack(scripted_runner).mem_set("web01", 128)
+
+
+def test_xm_mem_set_gives_plain_mebibytes(scripted_runner):
+    scripted_runner.expect(["xm", "mem-set", "web01", "256"])
+    Toolstack(scripted_runner, "xm").mem_set("web01", 256)
+
+
+@pytest.mark.parametrize("dialect", ["xl", "xm"])
+def test_console_command(forbidden_runner, dialect):
+    assert Toolstack(forbidden_runner, dialect).console_command("web01") == [dialect, "console", "web01"]
+
+
+def test_unknown_dialect_is_refused(forbidden_runner):
+    with pytest.raises(ValueError):
+        Toolstack(forbidden_runner, "virsh")
+
+
+# --- errors ---------------------------------------------------------------------------------
+ERRORS = [
+    ("xl", "destroy", "web9 is an invalid domain identifier (rc=-6)\n", DomainNotFound),
+    (
+        "xl",
+        "pause",
+        "libxl: error: libxl_domain.c:1302:libxl_domain_pause: Domain web9 not found\n",
+        DomainNotFound,
+    ),
+    ("xm", "destroy", "Error: Domain 'web9' does not exist.\n", DomainNotFound),
+    (
+        "xl",
+        "create",
+        'libxl: error: libxl_domain.c:227:libxl__domain_rename: Domain with name "web01" already exists.\n'
+        "libxl: error: libxl_create.c:1325:initiate_domain_create: cannot make domain: -6\n",
+        DomainExists,
+    ),
+    ("xm", "create", "Error: Domain 'web01' already exists with ID '3'\n", DomainExists),
+    (
+        "xl",
+        "create",
+        "Parsing config from /etc/xen/web01.cfg\nfailed to free memory for the domain\n",
+        NotEnoughMemory,
+    ),
+    (
+        "xl",
+        "create",
+        "xc: error: panic: xc_dom_boot.c:124: xc_dom_boot_mem_init: can't allocate low memory for domain: "
+        "Out of memory\nlibxl: error: libxl_dom.c:593:libxl__build_dom: xc_dom_boot_mem_init failed: "
+        "Cannot allocate memory\n",
+        NotEnoughMemory,
+    ),
+    ("xm", "create", "Error: (12, 'Cannot allocate memory')\n", NotEnoughMemory),
+]
+
+
+@pytest.mark.parametrize("dialect, verb, stderr, cls", ERRORS)
+def test_errors_are_mapped(scripted_runner, dialect, verb, stderr, cls):
+    args = ["/etc/xen/web01.cfg"] if verb == "create" else ["web01"]
+    scripted_runner.expect([dialect, verb, *args], stderr=stderr, rc=1)
+    with pytest.raises(cls) as info:
+        getattr(Toolstack(scripted_runner, dialect), verb)(*args)
+    e = info.value
+    assert e.argv == [dialect, verb, *args]
+    assert e.rc == 1
+    assert e.stderr == stderr
+    assert "exit code: 1" in e.detail() and dialect in e.detail()
+
+
+def test_other_failures_are_plain_toolstack_errors(scripted_runner):
+    stderr = "libxl: error: libxl_device.c:1271:device_backend_callback: unable to add device\n"
+    scripted_runner.expect(["xl", "create", "/etc/xen/web01.cfg"], stderr=stderr, rc=3)
+    with pytest.raises(ToolstackError) as info:
+        Toolstack(scripted_runner).create("/etc/xen/web01.cfg")
+    assert type(info.value) is ToolstackError
+    assert info.value.rc == 3 and "unable to add device" in str(info.value)
+
+
+def test_the_most_telling_line_is_the_message():
+    e = classify_error(
+        ["xl", "create", "/etc/xen/web01.cfg"],
+        1,
+        "Parsing config from /etc/xen/web01.cfg\nfailed to free memory for the domain\nsome trailing noise\n",
+    )
+    assert isinstance(e, NotEnoughMemory)
+    assert str(e) == "xl create: failed to free memory for the domain"
+
+
+def test_timeouts_are_not_disguised():
+    class SlowRunner:
+        busy_seconds = 0.0
+
+        def run(self, argv, **kwargs):
+            raise CommandTimeout("xl did not finish within 5 s", argv=list(argv))
+
+    with pytest.raises(CommandTimeout):
+        Toolstack(SlowRunner()).shutdown("web01", wait=True, timeout=5)
