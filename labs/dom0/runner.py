@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import signal
 import subprocess
 import tempfile
 import time
@@ -85,26 +86,36 @@ class LocalRunner:
         argv = self.prefix + _check_argv(argv)
         started = time.monotonic()
         try:
-            p = subprocess.run(
+            # Its own process group, so a timeout kills what the command
+            # started too (hotplug scripts, `sh -c` children), not only it.
+            p = subprocess.Popen(
                 argv,
-                input=input,
-                stdin=subprocess.DEVNULL if input is None else None,
-                capture_output=True,
-                timeout=timeout,
+                stdin=subprocess.DEVNULL if input is None else subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 env={**self.env, **(env or {})},
                 close_fds=True,
+                start_new_session=True,
             )
-        except subprocess.TimeoutExpired as e:
-            self.busy_seconds += time.monotonic() - started
-            stderr = (e.stderr or b"").decode(errors="replace")
-            raise CommandTimeout(f"{argv[0]} did not finish within {timeout:g} s", argv=argv, stderr=stderr) from None
         except FileNotFoundError:
             raise CommandFailed(f"{argv[0]}: command not found", argv=argv, rc=127) from None
+        with p:
+            try:
+                out, err = p.communicate(input, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                _kill_group(p)
+                self.busy_seconds += time.monotonic() - started
+                stderr = _drain_stderr(p)
+                raise CommandTimeout(
+                    f"{argv[0]} did not finish within {timeout:g} s", argv=argv, stderr=stderr
+                ) from None
+            except BaseException:
+                # Interrupted (e.g. the job was cancelled): leave nothing running.
+                _kill_group(p)
+                raise
         seconds = time.monotonic() - started
         self.busy_seconds += seconds
-        result = Result(
-            argv, p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace"), seconds
-        )
+        result = Result(argv, p.returncode, out.decode(errors="replace"), err.decode(errors="replace"), seconds)
         self.history.append(result)
         if check and p.returncode != 0:
             raise CommandFailed(
@@ -130,6 +141,13 @@ class LocalRunner:
             if os.path.exists(tmp):
                 os.unlink(tmp)
             raise
+        # The rename itself must reach the disk too, or a crash right after
+        # could bring back the old file (or none).
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
     def read_file(self, path: str) -> bytes:
         with open(path, "rb") as f:
@@ -225,6 +243,24 @@ class SshRunner(LocalRunner):
 
     def read_file(self, path: str) -> bytes:
         return self.run(["cat", "--", path]).stdout.encode()
+
+
+def _kill_group(p: subprocess.Popen) -> None:
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass  # it ended on its own just now
+
+
+def _drain_stderr(p: subprocess.Popen) -> str:
+    """What the killed command had written to stderr; never waits long for it."""
+    try:
+        _, err = p.communicate(timeout=5)
+    except subprocess.TimeoutExpired:
+        # A process that left the group still holds the pipe: give up on it.
+        p.kill()
+        err = b""
+    return (err or b"").decode(errors="replace")
 
 
 def _last_line(text: str) -> str:
