@@ -1,10 +1,17 @@
-"""Run the panel locally: migrate, seed the demo, start an RQ worker per queue and gunicorn.
+"""Run the panel locally: Redis, migrations, demo data, an RQ worker, the state sync loop and gunicorn.
 
-Ctrl+C stops everything this started. Called by `make run` after setup.
+Called by `make run` after setup.sh. Ctrl+C (or SIGTERM) stops everything
+this started: each child runs in its own process group, gets SIGTERM, and
+after a grace period its whole group is killed, so no gunicorn worker or RQ
+work-horse outlives us. A second Ctrl+C skips the grace period.
+
+    XENPANEL_BIND      address:port for gunicorn (127.0.0.1:8000)
+    WEB_CONCURRENCY    gunicorn workers (3)
 """
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -12,71 +19,123 @@ import sys
 import time
 from pathlib import Path
 
+import ensure_redis
+from django.core.exceptions import ImproperlyConfigured
+
 ROOT = Path(__file__).resolve().parent.parent
-PY = str(ROOT / ".venv" / "bin" / "python")
+VENV_BIN = Path(sys.executable).parent
+GRACE_SECONDS = 10
+
+
+def processes(manage: list[str], queues: list[str], commands: set[str], env: dict) -> list[tuple[str, list[str]]]:
+    """The long-running children, by name. Add yours here."""
+    bind = env.get("XENPANEL_BIND", "127.0.0.1:8000")
+    procs = [
+        ("rqworker", [*manage, "rqworker", "default", *queues, "--with-scheduler"]),
+        (
+            "gunicorn",
+            [str(VENV_BIN / "gunicorn"), "xenpanel.wsgi", "--bind", bind]
+            + ["--workers", env.get("WEB_CONCURRENCY", "3"), "--access-logfile", "-"]
+            # The control socket defaults to one path per user; two panels would fight over it.
+            + ["--no-control-socket"],
+        ),
+    ]
+    # The state sync loop belongs to the pipeline; run it once it exists.
+    if "sync_loop" in commands:
+        procs.append(("sync_loop", [*manage, "sync_loop"]))
+    else:
+        print("run: manage.py sync_loop is not there yet; observed VM states will not refresh", file=sys.stderr)
+    return procs
+
+
+def prepare(env: dict) -> tuple[str, list[str], set[str]]:
+    """Migrate, collect static files and seed the demo: the demo's logins, the host queues, the commands.
+
+    Done in this process, so Django starts once here instead of once per step.
+    The children are exec'd, not forked, so they inherit none of this state.
+    """
+    os.environ.update(env)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "xenpanel.settings")
+    sys.path.insert(0, str(ROOT))
+    import django
+    from django.core.management import call_command, get_commands
+    from django.db import connections
+
+    django.setup()
+    call_command("migrate", interactive=False, verbosity=0)
+    call_command("collectstatic", interactive=False, verbosity=0)
+    seeded, queues = io.StringIO(), io.StringIO()
+    call_command("seed_demo", stdout=seeded)
+    call_command("host_queues", stdout=queues)
+    connections.close_all()
+    return seeded.getvalue(), queues.getvalue().split(), set(get_commands())
+
+
+def stop_all(children: list[subprocess.Popen], hurry: list[bool]) -> None:
+    for p in children:
+        if p.poll() is None:
+            p.terminate()
+    deadline = time.monotonic() + GRACE_SECONDS
+    for p in children:
+        while p.poll() is None and time.monotonic() < deadline and not hurry[0]:
+            time.sleep(0.1)
+    for p in children:
+        # The leader may be gone while its workers linger; the group goes either way.
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        p.wait()
 
 
 def main() -> int:
     env = dict(os.environ)
     env.setdefault("DEBUG", "true")
     env.setdefault("XENPANEL_SIM_DELAY", "0.5")
-    redis_url = subprocess.run(
-        [PY, str(ROOT / "scripts" / "ensure_redis.py")], env=env, capture_output=True, text=True
-    )
-    if redis_url.returncode != 0:
-        sys.stderr.write(redis_url.stderr)
+    try:
+        redis_url, private_redis = ensure_redis.ensure()
+    except ensure_redis.RedisUnavailable as e:
+        print(f"run: {e}", file=sys.stderr)
         return 1
-    env["REDIS_URL"] = redis_url.stdout.strip()
-    manage = [PY, str(ROOT / "manage.py")]
-    subprocess.run([*manage, "migrate", "--noinput", "-v", "0"], env=env, check=True)
-    subprocess.run([*manage, "collectstatic", "--noinput", "-v", "0"], env=env, check=True)
-    seeded = subprocess.run([*manage, "seed_demo"], env=env, check=True, capture_output=True, text=True)
-    queues = subprocess.run(
-        [*manage, "host_queues"], env=env, check=True, capture_output=True, text=True
-    ).stdout.split()
-    bind = env.get("XENPANEL_BIND", "127.0.0.1:8000")
-    procs = [
-        subprocess.Popen([*manage, "rqworker", "default", *queues, "--with-scheduler"], env=env),
-        subprocess.Popen([*manage, "sync_loop"], env=env),
-        subprocess.Popen(
-            [
-                str(ROOT / ".venv" / "bin" / "gunicorn"),
-                "xenpanel.wsgi",
-                "--bind",
-                bind,
-                "--workers",
-                env.get("WEB_CONCURRENCY", "3"),
-                "--access-logfile",
-                "-",
-            ],
-            env=env,
-            cwd=ROOT,
-        ),
-    ]
-    print(f"\nxenpanel is running at http://{bind}/  (Redis: {env['REDIS_URL']})")
-    print(seeded.stdout.strip())
-    print("Press Ctrl+C to stop.\n", flush=True)
-    stop = False
+    env["REDIS_URL"] = redis_url
+    children: list[subprocess.Popen] = []
+    stopping = [False]
+    hurry = [False]
 
-    def on_signal(*_):
-        nonlocal stop
-        stop = True
+    def on_signal(*_) -> None:
+        hurry[0] = stopping[0]
+        stopping[0] = True
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        while not stop and all(p.poll() is None for p in procs):
-            time.sleep(0.5)
+        seeded, queues, commands = prepare(env)
+        manage = [sys.executable, str(ROOT / "manage.py")]
+        if stopping[0]:
+            return 0
+        names = {}
+        for name, argv in processes(manage, queues, commands, env):
+            child = subprocess.Popen(argv, env=env, cwd=ROOT, start_new_session=True)
+            children.append(child)
+            names[child.pid] = name
+        bind = env.get("XENPANEL_BIND", "127.0.0.1:8000")
+        print(f"\nxenpanel is running at http://{bind}/  (Redis: {ensure_redis.redacted(redis_url)})")
+        print(seeded.strip())
+        print("Press Ctrl+C to stop.\n", flush=True)
+        while not stopping[0]:
+            for child in children:
+                if child.poll() is not None:
+                    print(f"run: {names[child.pid]} exited with {child.returncode}; stopping", file=sys.stderr)
+                    return 1
+            time.sleep(0.3)
+        return 0
+    except ImproperlyConfigured as e:  # a bad setting: the message says which and why
+        print(f"run: {e}", file=sys.stderr)
+        return 1
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-    return 0
+        stop_all(children, hurry)
+        ensure_redis.stop(private_redis)
+        print("run: stopped", file=sys.stderr)
 
 
 if __name__ == "__main__":

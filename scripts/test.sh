@@ -1,18 +1,24 @@
 #!/bin/bash
 # Run the whole test suite: lint, then pytest with a real Redis and real RQ
 # workers. Uses DATABASE_URL when set (CI: PostgreSQL), else SQLite.
+# Arguments go to pytest (make test ARGS="tests/core -x").
 set -euo pipefail
 cd "$(dirname "$0")/.."
-REDIS_URL=$(.venv/bin/python scripts/ensure_redis.py)
-# Tests use their own Redis database so a running demo keeps its queues.
-REDIS_URL=${REDIS_URL%/*}/${XENPANEL_TEST_REDIS_DB:-13}
-export REDIS_URL
+if [ "${1:-}" != "--redis-ready" ]; then
+  # Find or start Redis, come back here with REDIS_URL set, and stop a
+  # private server afterwards. Tests use their own database (13 unless
+  # XENPANEL_TEST_REDIS_DB says otherwise) so a running demo keeps its queues.
+  exec .venv/bin/python scripts/ensure_redis.py --db "${XENPANEL_TEST_REDIS_DB:-13}" \
+    --run "$0" --redis-ready "$@"
+fi
+shift
 export SECRET_KEY=${SECRET_KEY:-test-only-not-secret}
+db=${DATABASE_URL:-sqlite}; echo "test.sh: database ${db%%:*}, Redis database ${XENPANEL_TEST_REDIS_DB:-13}"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 set +e
 .venv/bin/python -m pytest "$@"
 rc=$?
 set -e
-if [ $rc = 5 ]; then echo "test.sh: pytest collected no tests; that is a failure"; exit 1; fi
+if [ $rc = 5 ]; then echo "test.sh: pytest collected no tests; that is a failure" >&2; exit 1; fi
 exit $rc

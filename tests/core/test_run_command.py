@@ -1,0 +1,143 @@
+"""`make run`'s script: it serves the panel over HTTP with the demo logins, and SIGINT stops every child."""
+
+from __future__ import annotations
+
+import http.cookiejar
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """Every live process below `pid`, with its command line."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = {}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, ppid in parents.items():
+            if ppid == parent and child not in found:
+                found[child] = cmdline(child)
+                frontier.append(child)
+    return found
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited; only its parent's wait() is left
+
+
+def wait_for_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120) -> bytes:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"run.py exited with {proc.returncode}:\n{log.read_text()[-3000:]}"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                return r.read()
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.3)
+    raise AssertionError(f"{url} never answered:\n{log.read_text()[-3000:]}")
+
+
+def log_in(base: str, username: str, password: str) -> tuple[int, str]:
+    """Log in through the real login form, CSRF cookie and all; the status and where it led."""
+    jar = http.cookiejar.CookieJar()
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args):
+            return None
+
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), NoRedirect)
+    page = opener.open(f"{base}/login/", timeout=10).read().decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    body = urllib.parse.urlencode({"csrfmiddlewaretoken": token, "username": username, "password": password})
+    request = urllib.request.Request(f"{base}/login/", data=body.encode(), headers={"Referer": f"{base}/login/"})
+    try:
+        r = opener.open(request, timeout=10)
+        return r.status, ""
+    except urllib.error.HTTPError as e:  # the 302 comes back as an "error" without redirects
+        return e.code, e.headers.get("Location", "")
+
+
+def test_run_serves_the_panel_and_sigint_stops_every_child(tmp_path):
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = dict(
+        os.environ,
+        DATABASE_URL=f"sqlite:///{tmp_path / 'demo.sqlite3'}",
+        XENPANEL_BIND=f"127.0.0.1:{port}",
+        XENPANEL_SIM_DIR=str(tmp_path / "simdom0"),
+        WEB_CONCURRENCY="2",
+        # Its own Redis database: this worker must not take jobs queued by other tests.
+        REDIS_URL=os.environ["REDIS_URL"].rsplit("/", 1)[0] + "/12",
+    )
+    env.pop("DEBUG", None)  # run.py's default (a local demo) applies
+    log = tmp_path / "run.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "scripts" / "run.py")], cwd=ROOT, env=env, stdout=out, stderr=out
+        )
+    try:
+        page = wait_for_http(f"{base}/login/", proc, log)
+        assert b'name="username"' in page and b'name="password"' in page
+        output = log.read_text()
+        assert f"xenpanel is running at http://127.0.0.1:{port}/" in output
+        for login in ("admin", "instructor", "student1", "student2", "student3"):
+            assert login in output
+        # The demo data is really there: the seeded admin logs in with the printed password.
+        password = re.search(r"password for all: (\S+)\)", output).group(1)
+        assert log_in(base, "admin", password)[0] == 302
+        assert log_in(base, "admin", "wrong")[0] == 200
+
+        children = descendants(proc.pid)
+        commands = " | ".join(children.values())
+        assert "gunicorn" in commands and "rqworker" in commands, commands
+        gunicorns = [pid for pid, cmd in children.items() if "gunicorn" in cmd]
+        assert len(gunicorns) == 3, commands  # the master and WEB_CONCURRENCY workers
+
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(alive(pid) for pid in children):
+        time.sleep(0.2)
+    left = {pid: cmd for pid, cmd in children.items() if alive(pid) and cmd == cmdline(pid)}
+    assert not left, f"still running after SIGINT: {left}"
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0, "the port still accepts connections"
+    assert "run: stopped" in log.read_text()
