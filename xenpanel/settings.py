@@ -68,6 +68,12 @@ if not ALLOWED_HOSTS and not DEBUG:
     # Django would answer every request with 400; say why at start-up instead.
     raise ImproperlyConfigured("ALLOWED_HOSTS is empty: list the panel's host names, comma-separated")
 CSRF_TRUSTED_ORIGINS = [o.strip() for o in os.getenv("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]
+# Behind nginx terminating TLS (deploy/): trust its X-Forwarded-Proto, or
+# Django sees http:// and refuses every form POST from https:// (CSRF origin check).
+SECURE_PROXY_SSL = envbool("SECURE_PROXY_SSL", "false")
+if SECURE_PROXY_SSL:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
 
 TIME_ZONE = os.getenv("TIME_ZONE", "UTC")
 try:
