@@ -16,7 +16,7 @@ guest filesystem may hold absolute symlinks (say /etc/hosts -> /etc/shadow),
 and a dom0 writing through a mount would follow them into its *own* files;
 e2tools resolve every path inside the image. e2tools exit 0 on many errors
 ("File not found by ext2_lookup"), so any stderr output counts as failure and
-every written file is read back. `debugfs` is not used for writes: its
+every written file is read back (one read-only debugfs run). `debugfs` is not used for writes: its
 `mkdir` corrupts the filesystem when the directory exists.
 
 Everything runs through the runner, so the same code drives a local dom0 and
@@ -298,30 +298,46 @@ class Rootfs:
             for f in planned:
                 self.runner.write_file(f"{stage}/{f.name}", f.data.encode(), 0o600)
             for d in sorted(dirs):
-                # e2mkdir leaves an existing directory alone (unlike debugfs
-                # mkdir); sshd wants /root/.ssh closed to others: 0700.
+                if listings.get(d):
+                    continue  # exists ("." is always listed)
+                # e2mkdir makes parents and leaves existing directories alone
+                # (debugfs mkdir would corrupt them); sshd wants /root/.ssh 0700.
                 mode = "700" if d == "/root/.ssh" else "755"
                 self._e2(["e2mkdir", "-O", "0", "-G", "0", "-P", mode, f"{device}:{d}"], what=f"mkdir {d}")
+            # One e2cp per directory and owner/mode: it keeps each source's
+            # basename, which is why staged files carry their guest names.
+            groups: dict[tuple[str, int, int, int], list[_GuestFile]] = {}
             for f in planned:
+                groups.setdefault((f.guest_dir, f.uid, f.gid, f.mode), []).append(f)
+            for (guest_dir, uid, gid, mode), group in groups.items():
                 self._e2(
                     [
                         "e2cp",
-                        "-O",
-                        str(f.uid),
-                        "-G",
-                        str(f.gid),
-                        "-P",
-                        f"{f.mode:o}",
-                        f"{stage}/{f.name}",
-                        f"{device}:{f.guest_path}",
+                        *("-O", str(uid), "-G", str(gid), "-P", f"{mode:o}"),
+                        *(f"{stage}/{f.name}" for f in group),
+                        f"{device}:{guest_dir}",
                     ],
-                    what=f"writing {f.guest_path}",
+                    what="writing " + ", ".join(f.guest_path for f in group),
                 )
-            for f in planned:
-                if self.read_file(device, f.guest_path) != f.data:
-                    raise RootfsError(f"{f.guest_path} did not read back as written on {device}")
+            self._verify(device, planned)
         finally:
             self.runner.run(["rm", "-rf", "--", stage], check=False)
+
+    def _verify(self, device: str, planned: list[_GuestFile]) -> None:
+        """Read every written file back in one read-only debugfs run and compare."""
+        script = "".join(f"cat {f.guest_path}\n" for f in planned)
+        r = self._run(
+            ["debugfs", "-f", "-", device], what=f"reading back the files on {device}", input=script.encode()
+        )
+        expected = "".join(f"debugfs: cat {f.guest_path}\n{f.data}" for f in planned)
+        if r.stdout != expected:
+            wrong = [f.guest_path for f in planned if f"debugfs: cat {f.guest_path}\n{f.data}" not in r.stdout]
+            raise RootfsError(
+                f"{', '.join(wrong) or 'the per-guest files'} did not read back as written on {device}",
+                argv=r.argv,
+                rc=r.rc,
+                stderr=r.stderr,
+            )
 
     def _listing(self, device: str, guest_dir: str) -> dict[str, tuple[str, int, int]]:
         """{name: (mode string, uid, gid)} of a guest directory; {} when it does not exist."""

@@ -303,6 +303,25 @@ def test_customize_refuses_to_write_through_a_guest_symlink(rootfs, template, tm
     assert list(tmpdir_env.iterdir()) == []
 
 
+class _SilentlyFailingE2cp(LocalRunner):
+    """e2cp that writes nothing yet exits 0 with no output, as e2tools can."""
+
+    def run(self, argv, **kw):
+        argv = list(argv)
+        if argv[0] == "e2cp" and ":" in argv[-1]:
+            argv = ["true"]
+        return super().run(argv, **kw)
+
+
+def test_a_write_that_silently_did_nothing_is_caught_by_the_read_back(template, tmp_path, tmpdir_env):
+    image = _image(tmp_path)
+    Rootfs(LocalRunner()).clone(str(template), str(image))
+    rootfs = Rootfs(_SilentlyFailingE2cp(env={"TMPDIR": str(tmpdir_env)}))
+    with pytest.raises(RootfsError, match="/etc/hostname, /etc/hosts, /etc/fstab, /etc/network/interfaces did not"):
+        rootfs.customize(str(image), _files())
+    assert list(tmpdir_env.iterdir()) == []
+
+
 def test_password_needs_a_shadow_file(rootfs, template, tmp_path, tmpdir_env):
     (template / "etc/shadow").unlink()
     image = _image(tmp_path)
