@@ -27,7 +27,8 @@ rendered by the real pure functions (`rootfs.render_*`,
 State is shared by every process that opens the same host (the panel, each
 RQ work-horse, the tests): one JSON file `<sim_dir>/<name>.json`, changed
 under an `fcntl.flock` on `<name>.lock` with a read-modify-write per
-operation and an atomic rename. Time-dependent transitions (the end of a
+operation and an atomic rename; the command history is appended to
+`<name>.history` under the same lock. Time-dependent transitions (the end of a
 shutdown or a reboot) are settled lazily, at the next operation, from
 wall-clock timestamps kept in the file.
 
@@ -95,9 +96,10 @@ __all__ = ["FAULT_KINDS", "STEP_ALIASES", "STEP_SECONDS", "SimulatedHost"]
 MIB = 1024 * 1024
 EXTENT_BYTES = 4 * MIB
 XEN_VERSION = "4.17.5"
-# Enough to debug a failing job; the state file is rewritten by every
-# operation, so it must stay small.
+# Enough to debug a failing job. The history is an append-only side file,
+# trimmed back to the last HISTORY_LIMIT commands once it passes HISTORY_TRIM_BYTES.
 HISTORY_LIMIT = 1000
+HISTORY_TRIM_BYTES = 256 * 1024
 EVENTS_LIMIT = 200
 DEFAULT_COMMAND_TIMEOUT = 300.0  # the runner's default
 POLL_SECONDS = 0.02
@@ -177,6 +179,12 @@ FAULT_KINDS: dict[str, frozenset[str]] = {
     **{op: frozenset({"not_found"}) for op in _DOMAIN_VERBS},
 }
 
+# Fallback classifier only (toolstack.classify_error is the real one).
+_XL_ERRORS: list[tuple[re.Pattern[str], type[ToolstackError]]] = [
+    (re.compile(r"already exists", re.I), DomainExists),
+    (re.compile(r"failed to free memory|out of memory|cannot allocate memory", re.I), NotEnoughMemory),
+    (re.compile(r"invalid domain identifier|does not exist", re.I), DomainNotFound),
+]
 # Fallback renderer only: kernel command line words it may quote.
 _CMDLINE = re.compile(r"(?:[A-Za-z0-9][A-Za-z0-9_.:=/+,@-]*(?: (?=.))?)*")
 
@@ -200,7 +208,6 @@ def _empty_state() -> dict[str, Any]:
         "configs": {},
         "saved": {},
         "faults": [],
-        "history": [],
         "events": [],
     }
 
@@ -231,6 +238,9 @@ def _toolstack_error(argv: list[str], rc: int, stderr: str, cls: type[ToolstackE
     if classify is not None:
         return classify(argv, rc, stderr)
     verb = " ".join(argv[:2])
+    for pattern, guess in _XL_ERRORS:
+        if cls is ToolstackError and pattern.search(stderr):
+            cls = guess
     if cls is ToolstackError:
         return ToolstackError(f"{verb} failed (exit {rc}): {_last_line(stderr)}", argv=argv, rc=rc, stderr=stderr)
     return cls(f"{verb}: {_last_line(stderr)}", argv=argv, rc=rc, stderr=stderr)
@@ -263,6 +273,10 @@ class SimulatedHost:
         self.sim_dir = config.sim_dir or os.path.join(tempfile.gettempdir(), "xenpanel-sim")
         self.state_path = os.path.join(self.sim_dir, f"{config.name}.json")
         self.lock_path = os.path.join(self.sim_dir, f"{config.name}.lock")
+        self.history_path = os.path.join(self.sim_dir, f"{config.name}.history")
+        # Set under the lock by anything that changes the state, so a
+        # read-only operation that changed nothing skips the rewrite.
+        self._dirty = False
         extra = config.extra or {}
         self._delays = {_canonical_step(k): float(v) for k, v in (extra.get("delays") or {}).items()}
         self._nr_cpus = int(extra.get("sim_nr_cpus", 2))
@@ -272,23 +286,26 @@ class SimulatedHost:
 
     # ------------------------------------------------------------------ state
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[dict[str, Any]]:
-        """Load, settle and (always) write back the state under the lock.
+    def _locked(self, readonly: bool = False) -> Iterator[dict[str, Any]]:
+        """Load and settle the state under the lock, then write it back.
 
         The state is written back even when the operation raises, so a fault
-        armed with times=1 is used up and the failed command stays in the
-        history, as on a real host.
+        armed with times=1 is used up, as on a real host. A `readonly`
+        operation writes only when settling (or a fault) changed something:
+        the panel polls list_domains/info, and the file holds every config.
         """
         os.makedirs(self.sim_dir, exist_ok=True)
         with open(self.lock_path, "a+b") as lock:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
             try:
+                self._dirty = False
                 state = self._load()
                 self._settle(state, time.time())
                 try:
                     yield state
                 finally:
-                    self._store(state)
+                    if self._dirty or not readonly:
+                        self._store(state)
             finally:
                 fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
@@ -306,7 +323,8 @@ class SimulatedHost:
         fd, tmp = tempfile.mkstemp(dir=self.sim_dir, prefix=f".{self.config.name}-", suffix=".json")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(state, f, separators=(",", ":"))
+                # dumps, not dump: dump streams through the slow pure-Python encoder.
+                f.write(json.dumps(state, separators=(",", ":")))
             os.replace(tmp, self.state_path)
         except BaseException:
             if os.path.exists(tmp):
@@ -337,8 +355,8 @@ class SimulatedHost:
         state["next_domid"] = domid + 1
         return domid
 
-    @staticmethod
-    def _event(state: dict[str, Any], text: str) -> None:
+    def _event(self, state: dict[str, Any], text: str) -> None:
+        self._dirty = True
         state["events"].append(f"{time.time():.3f} {text}")
         del state["events"][:-EVENTS_LIMIT]
 
@@ -358,6 +376,7 @@ class SimulatedHost:
         sleep: bool = True,
         extents: int = 0,
         main: int = 0,
+        readonly: bool = False,
     ) -> Iterator[dict[str, Any]]:
         """One simulated command: sleep its delay, then act on the locked state.
 
@@ -369,13 +388,31 @@ class SimulatedHost:
         try:
             if sleep and (pause := self._delay(op)):
                 time.sleep(pause)
-            with self._locked() as state:
-                state["history"].extend(argvs)
-                del state["history"][:-HISTORY_LIMIT]
+            with self._locked(readonly) as state:
+                self._log(argvs)
                 self._check_fault(state, op, subject, argvs[main] if argvs else [op], extents)
                 yield state
         finally:
             self.busy_seconds += time.monotonic() - started
+
+    def _log(self, argvs: list[list[str]]) -> None:
+        """Append to the history file (called under the lock)."""
+        with open(self.history_path, "a", encoding="utf-8") as f:
+            f.write("".join(json.dumps(a) + "\n" for a in argvs))
+            size = f.tell()
+        if size > HISTORY_TRIM_BYTES:
+            keep = self._read_history()[-HISTORY_LIMIT:]
+            fd, tmp = tempfile.mkstemp(dir=self.sim_dir, prefix=f".{self.config.name}-", suffix=".history")
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write("".join(json.dumps(a) + "\n" for a in keep))
+            os.replace(tmp, self.history_path)
+
+    def _read_history(self) -> list[list[str]]:
+        try:
+            with open(self.history_path, encoding="utf-8") as f:
+                return [json.loads(line) for line in f if line.strip()]
+        except FileNotFoundError:
+            return []
 
     def _ts(self, *args: str) -> list[str]:
         return [self.toolstack, *args]
@@ -533,7 +570,7 @@ class SimulatedHost:
 
     def faults(self) -> list[dict[str, Any]]:
         """The armed faults (with their remaining `times`)."""
-        with self._locked() as state:
+        with self._locked(readonly=True) as state:
             return copy.deepcopy(state["faults"])
 
     def _check_fault(self, state: dict[str, Any], op: str, subject: str, argv: list[str], extents: int) -> None:
@@ -616,7 +653,7 @@ class SimulatedHost:
 
     # ------------------------------------------------------------------ host
     def info(self) -> HostInfo:
-        with self._op("info", [self._ts("info")]) as state:
+        with self._op("info", [self._ts("info")], readonly=True) as state:
             free = self._free_memory(state)
         return HostInfo(
             total_memory_mb=self.config.sim_total_memory_mb,
@@ -627,7 +664,7 @@ class SimulatedHost:
 
     def bridge_exists(self, bridge: str) -> bool:
         names.bridge(bridge)
-        with self._op("bridge_exists", [["test", "-d", f"/sys/class/net/{bridge}/bridge"]], bridge):
+        with self._op("bridge_exists", [["test", "-d", f"/sys/class/net/{bridge}/bridge"]], bridge, readonly=True):
             pass
         return bridge == self.config.bridge or bridge in self.config.extra.get("sim_bridges", ())
 
@@ -635,7 +672,7 @@ class SimulatedHost:
     def volume_group(self) -> VolumeGroupInfo:
         vg = self.config.volume_group
         argv = ["vgs", *_REPORT, "-o", "vg_name,vg_size,vg_free,vg_extent_size", vg]
-        with self._op("volume_group", [argv], vg) as state:
+        with self._op("volume_group", [argv], vg, readonly=True) as state:
             free = self._free_extents(state)
         return VolumeGroupInfo(
             name=vg,
@@ -647,7 +684,7 @@ class SimulatedHost:
     def list_volumes(self) -> list[Volume]:
         vg = self.config.volume_group
         argv = ["lvs", *_REPORT, "-o", "lv_name,lv_size,lv_attr", vg]
-        with self._op("list_volumes", [argv], vg) as state:
+        with self._op("list_volumes", [argv], vg, readonly=True) as state:
             vols = {n: v["extents"] for n, v in state["volumes"].items()}
         return [Volume(n, e * EXTENT_BYTES, self._vg_path(n)) for n, e in sorted(vols.items())]
 
@@ -830,7 +867,7 @@ class SimulatedHost:
         names.abs_path(path)
         argv = ["e2cp", f"{device}:{path}", "-"]
         what = f"reading {path} from {device}"
-        with self._op("read_guest_file", [argv], lv or device) as state:
+        with self._op("read_guest_file", [argv], lv or device, readonly=True) as state:
             vol = self._volume_or_fail(state, lv, device, what, argv)
             self._require_fs(vol, device, what, argv)
             text = vol.get("files", {}).get(path)
@@ -884,13 +921,12 @@ class SimulatedHost:
     # -------------------------------------------------------- toolstack verbs
     def list_domains(self) -> list[Domain]:
         argvs = [self._ts("list"), self._ts("list", "-l")] if self.toolstack == "xl" else [self._ts("list")]
-        with self._op("list_domains", argvs) as state:
-            doms = copy.deepcopy(state["domains"])
+        with self._op("list_domains", argvs, readonly=True) as state:
+            guests = [
+                Domain(n, d["domid"], d["memory_mb"], d["vcpus"], self._state_string(d), maxmem_mb=d["maxmem_mb"])
+                for n, d in state["domains"].items()
+            ]
         dom0 = Domain("Domain-0", 0, self.config.dom0_reserve_mb, self._nr_cpus, "r-----", maxmem_mb=None)
-        guests = [
-            Domain(n, d["domid"], d["memory_mb"], d["vcpus"], self._state_string(d), maxmem_mb=d["maxmem_mb"])
-            for n, d in doms.items()
-        ]
         return [dom0, *sorted(guests, key=lambda g: g.domid)]
 
     def create(self, name: str) -> None:
@@ -974,7 +1010,7 @@ class SimulatedHost:
         deadline = started + timeout
         try:
             while True:
-                with self._locked() as state:
+                with self._locked(readonly=True) as state:
                     d = state["domains"].get(name)
                     due = d.get("gone_at") if d else None
                 if d is None:
@@ -1086,21 +1122,22 @@ class SimulatedHost:
     @property
     def history(self) -> list[list[str]]:
         """The argv of every simulated command, oldest first (from all processes; the last 1000)."""
-        with self._locked() as state:
-            return [list(a) for a in state["history"]]
+        with self._locked(readonly=True):
+            return self._read_history()[-HISTORY_LIMIT:]
 
     def clear_history(self) -> None:
-        with self._locked() as state:
-            state["history"] = []
+        with self._locked(readonly=True):
+            with open(self.history_path, "w", encoding="utf-8"):
+                pass
 
     def events(self) -> list[str]:
         """Timestamped notes on what happened (boots, panics, faults), to debug tests."""
-        with self._locked() as state:
+        with self._locked(readonly=True) as state:
             return list(state["events"])
 
     def volumes(self) -> dict[str, dict[str, Any]]:
         """Every LV: size_bytes, serial, content (None, "fs" or "swap"), template, files, thin..."""
-        with self._locked() as state:
+        with self._locked(readonly=True) as state:
             vols = copy.deepcopy(state["volumes"])
         for v in vols.values():
             v["size_bytes"] = v["extents"] * EXTENT_BYTES
@@ -1109,7 +1146,7 @@ class SimulatedHost:
     def volume_serial(self, name: str) -> int:
         """The creation serial of a volume: a removed and recreated volume gets a new, higher one."""
         names.volume_name(name)
-        with self._locked() as state:
+        with self._locked(readonly=True) as state:
             vol = state["volumes"].get(name)
         if vol is None:
             raise VolumeNotFound(f'Failed to find logical volume "{self.config.volume_group}/{name}"')
@@ -1117,7 +1154,7 @@ class SimulatedHost:
 
     def domains(self) -> dict[str, dict[str, Any]]:
         """Every guest domain (not Domain-0), with its xl state string under "state"."""
-        with self._locked() as state:
+        with self._locked(readonly=True) as state:
             doms = copy.deepcopy(state["domains"])
         for d in doms.values():
             d["state"] = self._state_string(d)
@@ -1125,12 +1162,12 @@ class SimulatedHost:
 
     def configs(self) -> dict[str, dict[str, Any]]:
         """Every written config: path, text, autostart, auto_path, spec."""
-        with self._locked() as state:
+        with self._locked(readonly=True) as state:
             return copy.deepcopy(state["configs"])
 
     def saved_images(self) -> dict[str, str]:
         """Saved image path -> domain name."""
-        with self._locked() as state:
+        with self._locked(readonly=True) as state:
             return {p: s["name"] for p, s in state["saved"].items()}
 
     def crash(self, name: str) -> None:
@@ -1146,6 +1183,8 @@ class SimulatedHost:
         with self._locked() as state:
             state.clear()
             state.update(_empty_state())
+            with open(self.history_path, "w", encoding="utf-8"):
+                pass
 
 
 def _out_of_memory_stderr(domid: int) -> str:
