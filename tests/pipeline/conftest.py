@@ -16,7 +16,7 @@ from django.db import connections
 
 from labs.dom0.simulated import SimulatedHost
 from labs.jobs import host_config
-from labs.models import Host
+from labs.models import Guest, Host
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,3 +58,17 @@ def second_host(db) -> Host:
     return Host.objects.create(
         name="dom0-b", queue_name="dom0-b", volume_group="vg0", total_memory_mb=8192, free_memory_mb=7000
     )
+
+
+@pytest.fixture
+def running_guest(ivy, alice, bob, host, template, pool, sim) -> Guest:
+    """alice's guest in ivy's lab "net" (with bob's beside it), provisioned and running."""
+    from labs.services import create_lab_batch
+
+    from .helpers import roster, work
+
+    create_lab_batch(ivy, template, pool, roster("alice", "bob"), memory_mb=256, slug="net")
+    work(host.queue_name)
+    guest = Guest.objects.select_related("lab", "host", "student").get(domain_name="net-alice")
+    assert guest.status == "ready" and guest.observed_state in ("r", "b"), guest.last_error
+    return guest

@@ -1,0 +1,93 @@
+"""Guest actions check who acts and the guest's state before any job is queued."""
+
+from __future__ import annotations
+
+import pytest
+
+from labs.models import AuditEvent, Guest, StudentQuota, Task
+from labs.services import InvalidAction, QuotaExceeded, allowed_actions, guest_action, memory_limits
+
+from .helpers import work
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_rebooting_a_stopped_guest_is_refused_with_a_reason(running_guest, alice):
+    guest_action(alice, running_guest, "destroy")
+    work(running_guest.host.queue_name)
+    running_guest.refresh_from_db()
+    tasks_before = Task.objects.count()
+
+    with pytest.raises(InvalidAction) as info:
+        guest_action(alice, running_guest, "reboot")
+
+    assert info.value.message == "Cannot reboot alice's VM: it is stopped."
+    assert Task.objects.count() == tasks_before
+    refused = AuditEvent.objects.get(result="refused")
+    assert (refused.action, refused.actor, refused.message) == ("reboot", alice, info.value.message)
+
+
+def test_a_busy_guest_refuses_a_second_action(running_guest, alice, ivy):
+    guest_action(alice, running_guest, "shutdown")
+    assert allowed_actions(Guest.objects.get(pk=running_guest.pk)) == set()
+    with pytest.raises(InvalidAction) as info:
+        guest_action(ivy, running_guest, "reboot")
+    assert "busy (shutdown)" in info.value.message
+    assert Task.objects.filter(guest=running_guest, kind="reboot").count() == 0
+    work(running_guest.host.queue_name)
+    assert "start" in allowed_actions(Guest.objects.get(pk=running_guest.pk))
+
+
+def test_who_may_act(running_guest, alice, bob, ivy, charlie, admin_user):
+    for stranger in (bob, charlie):
+        with pytest.raises(InvalidAction):
+            guest_action(stranger, running_guest, "pause")
+    assert Task.objects.filter(kind="pause").count() == 0
+    # The owner, the lab's instructor and an admin may.
+    for actor in (alice, ivy, admin_user):
+        task = guest_action(actor, running_guest, "pause" if actor != ivy else "unpause")
+        assert task.actor == actor
+        work(running_guest.host.queue_name)
+
+
+def test_unknown_action(running_guest, alice):
+    with pytest.raises(InvalidAction):
+        guest_action(alice, running_guest, "rm -rf")
+
+
+def test_mem_set_limits(running_guest, alice, template):
+    g = running_guest
+    assert memory_limits(g) == (32, 1024)
+    with pytest.raises(QuotaExceeded) as info:
+        guest_action(alice, g, "mem_set", memory_mb=2048)
+    assert "lab's maximum memory per guest (1024 MiB)" in info.value.message
+    with pytest.raises(QuotaExceeded):
+        guest_action(alice, g, "mem_set", memory_mb=16)
+    with pytest.raises(InvalidAction):
+        guest_action(alice, g, "mem_set", memory_mb="512")
+
+    # An admin lowers alice's total memory: the student quota now bounds mem-set.
+    StudentQuota.objects.create(user=alice, max_guests=2, max_memory_mb=384)
+    assert memory_limits(g) == (32, 384)
+    with pytest.raises(QuotaExceeded) as info:
+        guest_action(alice, g, "mem_set", memory_mb=512)
+    assert "maximum total memory" in info.value.message and "alice" in info.value.message
+    assert Guest.objects.get(pk=g.pk).busy_with == ""
+    guest_action(alice, g, "mem_set", memory_mb=384)
+    work(g.host.queue_name)
+    assert Guest.objects.get(pk=g.pk).memory_mb == 384
+
+
+def test_allowed_actions_follow_the_observed_state(running_guest):
+    g = running_guest
+    assert allowed_actions(g) == {"shutdown", "reboot", "destroy", "pause", "mem_set", "reset", "teardown"}
+    g.observed_state = "p"
+    assert allowed_actions(g) == {"unpause", "destroy", "mem_set", "reset", "teardown"}
+    g.observed_state = "c"
+    assert allowed_actions(g) == {"destroy", "reset", "teardown"}
+    g.observed_state = ""
+    assert allowed_actions(g) == {"start", "reset", "teardown"}
+    g.status = Guest.Status.FAILED
+    assert allowed_actions(g) == {"reset", "teardown"}
+    g.status = Guest.Status.PROVISIONING
+    assert allowed_actions(g) == set()
