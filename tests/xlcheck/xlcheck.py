@@ -113,10 +113,19 @@ def _download_packages(runner: LocalRunner, debs: Path) -> None:
         runner.run(argv, timeout=600)
 
 
+def _unpacked(root: Path) -> bool:
+    stamp = root / ".xlcheck-packages"
+    return stamp.exists() and stamp.read_text() == "\n".join(PACKAGES)
+
+
+def _shim_path(cache: Path) -> Path:
+    digest = hashlib.sha256(SHIM_SOURCE.read_bytes() + " ".join(SHIM_CFLAGS).encode()).hexdigest()[:16]
+    return cache / f"xlshim-{digest}.so"
+
+
 def _unpack(cache: Path, runner: LocalRunner) -> Path:
     root = cache / "root"
-    stamp = root / ".xlcheck-packages"
-    if stamp.exists() and stamp.read_text() == "\n".join(PACKAGES):
+    if _unpacked(root):
         return root
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=cache))
     try:
@@ -139,9 +148,7 @@ def _unpack(cache: Path, runner: LocalRunner) -> Path:
 
 
 def _build_shim(cache: Path, root: Path, runner: LocalRunner) -> Path:
-    source = SHIM_SOURCE.read_bytes()
-    digest = hashlib.sha256(source + " ".join(SHIM_CFLAGS).encode()).hexdigest()[:16]
-    shim = cache / f"xlshim-{digest}.so"
+    shim = _shim_path(cache)
     if shim.exists():
         return shim
     tmp = cache / f".xlshim-{os.getpid()}.so"
@@ -156,12 +163,19 @@ def _build_shim(cache: Path, root: Path, runner: LocalRunner) -> Path:
 
 @functools.cache
 def _ensure(cache: Path) -> XlTool:
-    cache.mkdir(parents=True, exist_ok=True)
-    runner = _runner()
-    with open(cache / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        root = _unpack(cache, runner)
-        shim = _build_shim(cache, root, runner)
+    root, shim = cache / "root", _shim_path(cache)
+    if not (_unpacked(root) and shim.exists()):
+        cache.mkdir(parents=True, exist_ok=True)
+        runner = _runner()
+        # Read-only is enough for flock, and lets another user share a cache
+        # that root built.
+        lock = os.open(cache / ".lock", os.O_RDONLY | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            root = _unpack(cache, runner)
+            shim = _build_shim(cache, root, runner)
+        finally:
+            os.close(lock)
     return XlTool(
         xl=str(root / XL_RELPATH),
         library_path=":".join(str(root / p) for p in LIB_RELPATHS),
