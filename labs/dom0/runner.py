@@ -232,11 +232,15 @@ class SshRunner(LocalRunner):
             [
                 "sh",
                 "-c",
-                'umask 077 && cat > "$1" && chmod "$2" "$1" && sync "$1" && mv -f "$1" "$3"',
+                # -T: never move the temp file *into* a directory named like the
+                # target; on any failure the temp file is removed, not left behind.
+                'umask 077 && { cat > "$1" && chmod "$2" "$1" && sync "$1" && mv -fT "$1" "$3" && sync "$4"; }'
+                ' || { rc=$?; rm -f "$1"; exit $rc; }',
                 "write_file",
                 tmp,
                 f"{mode:o}",
                 path,
+                directory,
             ],
             input=data,
         )

@@ -169,3 +169,12 @@ def test_ssh_runner_write_and_read_file(fake_ssh, tmp_path):
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert fake_ssh.read_file(str(path)) == b"memory = 128\n"
     assert sorted(os.listdir(tmp_path)) == ["bin", "web 01.cfg"]
+
+
+def test_ssh_runner_failed_write_leaves_no_temp_file(fake_ssh, tmp_path):
+    target = tmp_path / "web01.cfg"
+    target.mkdir()  # a directory where the file should go: mv must not move the temp file into it
+    with pytest.raises(CommandFailed):
+        fake_ssh.write_file(str(target), b"memory = 128\n")
+    assert list(target.iterdir()) == []
+    assert sorted(os.listdir(tmp_path)) == ["bin", "web01.cfg"]
