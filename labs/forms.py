@@ -15,6 +15,7 @@ from django.conf import settings
 from django.core import validators
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from labs import services
 from labs.dom0 import names
@@ -164,16 +165,28 @@ class LabBatchForm(forms.Form):
             self.add_error("roster_text", _("The roster is empty: add at least one student."))
             return data
         self.roster, self.roster_errors = parse_roster(text)
-        for err in self.roster_errors:
-            self.add_error("roster_text", roster_error_message(err))
+        if self.roster_errors:
+            # One message on the field; the line-by-line table follows it.
+            self.add_error(
+                "roster_text",
+                ngettext(
+                    "%(n)d line of the roster has a problem (see the list below).",
+                    "%(n)d lines of the roster have problems (see the list below).",
+                    len({e.line for e in self.roster_errors}),
+                )
+                % {"n": len({e.line for e in self.roster_errors})},
+            )
         if not self.roster and not self.roster_errors:
             self.add_error("roster_text", _("The roster is empty: add at least one student."))
         return data
 
-
-def roster_error_message(err: RosterError) -> str:
-    field = ROSTER_FIELDS.get(err.field, err.field)
-    return _("Line %(line)s, %(field)s: %(message)s") % {"line": err.line, "field": field, "message": err.message}
+    @property
+    def roster_error_rows(self) -> list[dict]:
+        """The roster's problems for the template, with the field named in the user's language."""
+        return [
+            {"line": e.line, "field": e.field, "label": ROSTER_FIELDS.get(e.field, e.field), "message": e.message}
+            for e in self.roster_errors
+        ]
 
 
 class MemoryForm(forms.Form):

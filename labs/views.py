@@ -116,12 +116,24 @@ def _next_url(request: HttpRequest, default: str) -> str:
     return default
 
 
+def _progress(lab: Lab) -> dict:
+    """services.lab_progress plus what the bar shows between ready and failed."""
+    progress = services.lab_progress(lab)
+    progress["in_progress"] = progress["total"] - progress["done"] - progress["failed"]
+    return progress
+
+
 def _teaches(request: HttpRequest, lab_id: int) -> bool:
     return labs_for(request.user).filter(pk=lab_id).exists()
 
 
 def _guest_is_busy(guest: Guest) -> bool:
     return bool(guest.busy_with) or guest.status in BUSY_STATUSES
+
+
+def _guest_in_transition(guest: Guest) -> bool:
+    """Busy, or a domain on its way down (xl "s"/"d"), which the next sync settles."""
+    return _guest_is_busy(guest) or guest.observed_state in ("s", "d")
 
 
 def _guest_controls(request: HttpRequest, guest: Guest, teaches: bool) -> list[dict]:
@@ -146,6 +158,10 @@ def _guest_controls(request: HttpRequest, guest: Guest, teaches: bool) -> list[d
     return controls
 
 
+def _guest_tasks(guest: Guest) -> list[Task]:
+    return list(guest.tasks.select_related("actor").order_by("-created_at")[:10])
+
+
 def _guest_live_context(request: HttpRequest, guest: Guest) -> dict:
     teaches = _teaches(request, guest.lab_id)
     latest = guest.tasks.order_by("-created_at").first()
@@ -153,10 +169,12 @@ def _guest_live_context(request: HttpRequest, guest: Guest) -> dict:
     low, high = services.memory_limits(guest)
     return {
         "guest": guest,
+        # Changes whenever the job log would: the live fragment re-sends the log only then.
+        "log_key": f"{latest.pk}:{latest.status}:{latest.steps_done}" if latest else "",
         "teaches": teaches,
         "latest_task": latest,
         "busy": busy,
-        "poll": POLL_BUSY if busy else POLL_IDLE,
+        "poll": POLL_BUSY if busy or _guest_in_transition(guest) else POLL_IDLE,
         "controls": _guest_controls(request, guest, teaches),
         "mem_allowed": "mem_set" in services.allowed_actions(guest),
         "memory_form": MemoryForm(initial={"memory_mb": guest.memory_mb}, limits=(low, high)),
@@ -181,7 +199,7 @@ def guest_detail(request: HttpRequest, pk: int) -> HttpResponse:
         {
             "console_ssh": host.console_ssh or settings.XENPANEL_CONSOLE_SSH,
             "console_command": f"{host.toolstack} console {guest.domain_name}",
-            "tasks": guest.tasks.select_related("actor").order_by("-created_at")[:10],
+            "tasks": _guest_tasks(guest),
         }
     )
     return render(request, "labs/guest_detail.html", ctx)
@@ -191,7 +209,10 @@ def guest_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def guest_live(request: HttpRequest, pk: int) -> HttpResponse:
     """The guest's state and controls, polled by htmx from the guest page."""
     guest = get_guest_for_user(request, pk, write=False)
-    return render(request, "labs/_guest_live.html", _guest_live_context(request, guest))
+    ctx = _guest_live_context(request, guest)
+    if request.GET.get("seen") != ctx["log_key"]:
+        ctx.update(oob=True, tasks=_guest_tasks(guest))
+    return render(request, "labs/_guest_live.html", ctx)
 
 
 @login_required
@@ -276,9 +297,7 @@ def lab_list(request: HttpRequest) -> HttpResponse:
         Guest.objects.filter(lab__in=list(page.object_list)).order_by().values_list("lab_id", "host__name").distinct()
     ):
         hosts.setdefault(lab_id, []).append(host_name)
-    rows = [
-        {"lab": lab, "hosts": sorted(hosts.get(lab.pk, [])), "progress": services.lab_progress(lab)} for lab in page
-    ]
+    rows = [{"lab": lab, "hosts": sorted(hosts.get(lab.pk, [])), "progress": _progress(lab)} for lab in page]
     return render(request, "labs/lab_list.html", {"page": page, "rows": rows, "show_all": show_all})
 
 
@@ -359,8 +378,10 @@ def _lab_guests(request: HttpRequest, lab: Lab) -> tuple[Page, str, str]:
 
 def _lab_live_context(request: HttpRequest, lab: Lab) -> dict:
     page, state, q = _lab_guests(request, lab)
-    progress = services.lab_progress(lab)
-    busy = bool(progress.get("provisioning")) or any(_guest_is_busy(g) for g in page)
+    progress = _progress(lab)
+    busy = bool(progress["busy"] or progress["pending"] or progress["provisioning"]) or any(
+        _guest_in_transition(g) for g in page
+    )
     rows = [{"guest": g, "allowed": services.allowed_actions(g)} for g in page]
     return {
         "lab": lab,

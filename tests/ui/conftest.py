@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import pytest
 from django.contrib.messages import get_messages
+from django.db import connections
 
 from labs.models import Guest
+
+# The browser tests' RQ worker runs in a subprocess and must see the test
+# database, so SQLite's test database goes to a file (the same name
+# tests/pipeline/conftest.py picks, so running both directories agrees).
+_db = connections["default"].settings_dict
+if _db["ENGINE"].endswith("sqlite3"):
+    _dir = "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+    _db.setdefault("TEST", {})["NAME"] = os.path.join(_dir, f"xenpanel-test-{os.getpid()}.sqlite3")
 
 
 def set_state(guest: Guest, observed: str = "r", status: str = Guest.Status.READY, busy: str = "") -> Guest:

@@ -21,7 +21,7 @@ def test_my_vms_shows_state_in_words_and_memory(client, alice, alice_guest):
     set_state(alice_guest, "p")
     client.force_login(alice)
     body = client.get(reverse("my_vms")).content.decode()
-    assert ">paused<" in body
+    assert 'state-badge">paused <span class="xl-letter"' in body
     assert "256 MiB" in body
 
 
@@ -119,7 +119,7 @@ def test_idle_guest_polls_every_5s_and_shows_last_job(client, alice, alice_guest
     assert "Working…" not in body
     assert 'hx-trigger="every 5s' in body
     assert "Last job: reboot, succeeded." in body
-    assert f'hx-get="{reverse("guest_live", args=[alice_guest.pk])}"' in body
+    assert f'hx-get="{reverse("guest_live", args=[alice_guest.pk])}?seen=' in body
 
 
 def test_live_fragment_is_a_fragment(client, alice, alice_guest):
@@ -161,3 +161,19 @@ def test_memory_field_carries_the_limits(client, alice, alice_guest):
     assert 'name="memory_mb"' in body
     assert 'max="1024"' in body
     assert 'for="id_memory_mb"' in body
+
+
+def test_live_fragment_resends_the_job_log_only_when_it_changed(client, alice, alice_guest):
+    set_state(alice_guest, "r", busy="reboot")
+    task = Task.objects.create(kind="reboot", guest=alice_guest, status=Task.Status.RUNNING, steps_total=1)
+    client.force_login(alice)
+    url = reverse("guest_live", args=[alice_guest.pk])
+    body = client.get(url, {"seen": f"{task.pk}:running:0"}).content.decode()
+    assert 'id="job-log"' not in body
+    assert f"seen={task.pk}%3Arunning%3A0" in body
+    # The job finished: the fragment brings the new log along, out of band.
+    Task.objects.filter(pk=task.pk).update(status=Task.Status.SUCCEEDED, steps_done=1, log="xl reboot net101-alice")
+    body = client.get(url, {"seen": f"{task.pk}:running:0"}).content.decode()
+    assert '<section id="job-log"' in body and 'hx-swap-oob="true"' in body
+    assert "xl reboot net101-alice" in body
+    assert f"seen={task.pk}%3Asucceeded%3A1" in body

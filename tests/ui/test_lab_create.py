@@ -99,7 +99,9 @@ def test_hostile_roster_gets_line_errors_and_creates_nothing(client, ivy, form_d
         (6, "full_name"),
         (7, "email"),
     }
-    assert "Line 3, username:" in body
+    assert "<td>3</td><td>username</td><td>ana is already on line 2.</td>" in body
+    assert "<td>6</td><td>full name</td>" in body
+    assert "5 lines of the roster have problems" in body
     assert 'data-line="7" data-field="email"' in body
     assert "nothing was created" in body
     assert not Lab.objects.exists()

@@ -41,7 +41,7 @@ def test_lab_page_progress_and_table(client, ivy, lab, alice_guest, bob_guest):
     assert "1 failed" in body
     assert "insufficient free space" in body
     assert "net101-alice" in body and "10.10.0.11" in body
-    assert ">running<" in body and ">r</span>" in body
+    assert 'state-badge">running <span class="xl-letter"' in body and ">(r)</span>" in body
     assert f'hx-get="{reverse("lab_live", args=[lab.pk])}' in body
 
 
