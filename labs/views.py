@@ -249,7 +249,7 @@ def guest_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     if action == "teardown":
         back = _next_url(request, reverse("lab_detail", args=[guest.lab_id]))
     if action in CONFIRM_GUEST_ACTIONS and not ConfirmForm(request.POST).is_valid():
-        messages.error(request, _("Nothing was done: tick the confirmation box to %(action)s.") % _lower(action))
+        messages.error(request, _("Nothing was done: tick the confirmation box first."))
         return redirect("guest_confirm", pk=guest.pk, action=action)
     memory_mb = None
     if action == "mem_set":
@@ -270,10 +270,6 @@ def guest_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
             % {"action": GUEST_ACTION_LABELS[action], "domain": guest.domain_name},
         )
     return redirect(back)
-
-
-def _lower(action: str) -> dict:
-    return {"action": str(GUEST_ACTION_LABELS[action]).lower()}
 
 
 # ---------------------------------------------------------------- instructors
