@@ -21,6 +21,7 @@ from typing import Any
 import netaddr
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from labs import dom0
@@ -153,13 +154,11 @@ def _domain_spec(guest: Guest, vg: str) -> DomainSpec:
     )
 
 
-def _observe(rec: Recorder, guest: Guest) -> str:
-    """The guest's state letter after the job, from one `xl list`."""
+def _observe(rec: Recorder, guest: Guest) -> dict[str, Any]:
+    """The guest's observed state after the job, from one `xl list`, as Guest fields to save."""
     d = _domains(rec).get(guest.domain_name)
-    letter = d.letter if d is not None else ""
-    Guest.objects.filter(pk=guest.pk).update(observed_state=letter, observed_at=timezone.now())
-    guest.observed_state = letter
-    return letter
+    guest.observed_state = d.letter if d is not None else ""
+    return {"observed_state": guest.observed_state, "observed_at": timezone.now()}
 
 
 def _ensure_volume(rec: Recorder, existing: dict[str, Volume], name: str, size_mb: int) -> Volume:
@@ -324,22 +323,22 @@ REBUILDS = ("provision", "reset")
 
 
 # ------------------------------------------------------------------ outcome
-def _finish(task: Task, ok: bool, message: str = "") -> None:
+def _finish(task: Task, ok: bool, message: str = "", guest: Guest | None = None, **guest_fields: Any) -> None:
+    """Record the outcome on the Task, its AuditEvent and the Guest in one transaction (one commit)."""
     task.status = Task.Status.SUCCEEDED if ok else Task.Status.FAILED
     task.error = "" if ok else message
     task.finished_at = timezone.now()
-    task.save(update_fields=["status", "error", "finished_at", "log", "dom0_seconds", "step", "steps_done"])
-    AuditEvent.objects.filter(task=task).update(
-        result=AuditEvent.Result.SUCCEEDED if ok else AuditEvent.Result.FAILED, message=message[:2000]
-    )
-
-
-def _guest_done(guest: Guest, task: Task, **fields: Any) -> None:
-    # Only clear busy_with if it is still ours: a lab teardown may have
-    # queued the next action meanwhile.
-    Guest.objects.filter(pk=guest.pk, busy_with=task.kind).update(busy_with="")
-    if fields:
-        Guest.objects.filter(pk=guest.pk).update(**fields)
+    with transaction.atomic():
+        task.save(update_fields=["status", "error", "finished_at", "log", "dom0_seconds", "step", "steps_done"])
+        AuditEvent.objects.filter(task=task).update(
+            result=AuditEvent.Result.SUCCEEDED if ok else AuditEvent.Result.FAILED, message=message[:2000]
+        )
+        if guest is not None:
+            # Only clear busy_with if it is still ours: a lab teardown may
+            # have queued the next action meanwhile.
+            Guest.objects.filter(pk=guest.pk).update(
+                busy_with=Case(When(busy_with=task.kind, then=Value("")), default=F("busy_with")), **guest_fields
+            )
 
 
 def _lab_maybe_torn_down(lab_id: int | None) -> None:
@@ -355,86 +354,92 @@ def _lab_maybe_torn_down(lab_id: int | None) -> None:
             )
 
 
+def _claim(task: Task) -> Guest | None:
+    """Mark the task running (and a rebuilt guest provisioning) in one commit; None if there is nothing to do."""
+    with transaction.atomic():
+        claimed = Task.objects.filter(pk=task.pk, status=Task.Status.QUEUED).update(
+            status=Task.Status.RUNNING, started_at=timezone.now()
+        )
+        if not claimed and task.status != Task.Status.RUNNING:
+            # Already finished (a duplicate delivery, or marked lost): never redo.
+            return None
+        if claimed:
+            task.started_at = timezone.now()
+        task.status = Task.Status.RUNNING
+        guest = (
+            Guest.objects.select_related("lab__template", "pool", "host", "student").filter(pk=task.guest_id).first()
+            if task.guest_id
+            else None
+        )
+        if guest is not None and task.kind in REBUILDS:
+            Guest.objects.filter(pk=guest.pk).update(status=Guest.Status.PROVISIONING, last_error="")
+    return guest
+
+
 def run_task(task_id: int) -> str:
     """The one RQ entry point for guest work: run Task `task_id` and record the outcome."""
-    task = Task.objects.select_related("host").filter(pk=task_id).first()
+    task = Task.objects.filter(pk=task_id).first()
     if task is None:
         return f"task {task_id} no longer exists"
-    claimed = Task.objects.filter(pk=task_id, status=Task.Status.QUEUED).update(
-        status=Task.Status.RUNNING, started_at=timezone.now()
-    )
-    if not claimed and task.status != Task.Status.RUNNING:
-        # Already finished (a duplicate delivery, or marked lost): never redo.
+    guest = _claim(task)
+    if task.status != Task.Status.RUNNING:
         return f"task {task_id} is already {task.status}"
-    task.status = Task.Status.RUNNING
-    guest = (
-        Guest.objects.select_related("lab__template", "pool", "host", "student").filter(pk=task.guest_id).first()
-        if task.guest_id
-        else None
-    )
     if guest is None:
         _finish(task, False, "The guest no longer exists.")
         return "no guest"
     handler = HANDLERS.get(task.kind)
-    rec = Recorder(task, connect_host(guest.host), guest.host.volume_group)
-    if task.started_at is None or claimed:
-        task.started_at = timezone.now()
-    rec.log(f"{task.kind} {guest.domain_name} on {guest.host.name}")
     if handler is None:
-        _finish(task, False, f"Unknown task kind {task.kind!r}.")
+        _finish(task, False, f"Unknown task kind {task.kind!r}.", guest)
         return "unknown kind"
-
-    if task.kind in REBUILDS:
-        Guest.objects.filter(pk=guest.pk).update(status=Guest.Status.PROVISIONING, last_error="")
+    rec = Recorder(task, connect_host(guest.host), guest.host.volume_group)
+    rec.log(f"{task.kind} {guest.domain_name} on {guest.host.name}")
+    breaks_guest = task.kind in REBUILDS or task.kind == "teardown"
     try:
         handler(rec, guest)
         if task.kind == "teardown":
             rec.log(f"deleted guest {guest.domain_name}; its IP {guest.ip} and MAC {guest.mac} are free again")
-            _finish(task, True)
             lab_id = guest.lab_id
-            guest.delete()
+            with transaction.atomic():
+                _finish(task, True)
+                guest.delete()
             _lab_maybe_torn_down(lab_id)
             return "ok"
-        letter = _observe(rec, guest)
+        observed = _observe(rec, guest)
         if task.kind in REBUILDS or task.kind == "start":
-            if letter not in ("r", "b", "p"):
+            if guest.observed_state not in ("r", "b", "p"):
                 raise StepFailed(
                     "create",
                     Dom0Error(f"{guest.domain_name} stopped right after xl create: it did not boot (see its console)"),
                 )
-        done = {"last_error": ""}
         if task.kind in REBUILDS:
-            done["status"] = Guest.Status.READY
-        _guest_done(guest, task, **done)
+            observed["status"] = Guest.Status.READY
         rec.log("done")
-        _finish(task, True)
+        _finish(task, True, "", guest, last_error="", **observed)
         return "ok"
     except (StepFailed, Dom0Error) as e:
         step, error = (e.step, e.error) if isinstance(e, StepFailed) else (task.step or "start", e)
         detail = error.detail()
         rec.log(f"FAILED in step {step}:\n{detail}")
         message = f"{step}: {detail}"
-        fields: dict[str, Any] = {"last_error": message}
-        if task.kind in REBUILDS or task.kind == "teardown":
+        fields: dict[str, Any] = {}
+        if breaks_guest:
             left = _cleanup_guest(rec, guest)
             if left:
                 message += "\nleft on the host (remove by hand or retry): " + "; ".join(left)
                 rec.log("cleanup could not remove: " + "; ".join(left))
-            fields = {"status": Guest.Status.FAILED, "last_error": message}
+            fields["status"] = Guest.Status.FAILED
         else:
             try:
-                _observe(rec, guest)
+                fields.update(_observe(rec, guest))
             except Dom0Error:
                 pass
-        _guest_done(guest, task, **fields)
-        _finish(task, False, message)
+        _finish(task, False, message, guest, last_error=message, **fields)
         return "failed"
     except Exception as e:
         # A bug, not a host failure: record it, then let RQ keep the traceback.
         rec.log(f"FAILED with an internal error: {e!r}")
-        status = {"status": Guest.Status.FAILED} if task.kind in REBUILDS or task.kind == "teardown" else {}
-        _guest_done(guest, task, last_error=f"internal error: {e!r}", **status)
-        _finish(task, False, f"internal error: {e!r}")
+        status = {"status": Guest.Status.FAILED} if breaks_guest else {}
+        _finish(task, False, f"internal error: {e!r}", guest, last_error=f"internal error: {e!r}", **status)
         raise
 
 

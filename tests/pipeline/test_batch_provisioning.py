@@ -92,3 +92,20 @@ def test_guests_spread_over_hosts_by_free_memory(ivy, host, second_host, templat
     # (8 guests), wins the tie (the 9th), then b has more free (the 10th).
     assert placed == ["dom0-a"] * 9 + ["dom0-b"]
     assert Lab.objects.get().status == "active"
+
+
+def test_initial_password_hash_is_cheap_and_upgraded_at_first_login(ivy, host, template, pool, sim_dir, settings):
+    # The suite's fast MD5 hasher is swapped back for Django's defaults here.
+    settings.PASSWORD_HASHERS = [
+        "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+        "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
+    ]
+    from django.contrib.auth import authenticate
+    from django.contrib.auth.hashers import PBKDF2PasswordHasher
+
+    [(username, password)] = create_lab_batch(ivy, template, pool, roster("newbie"), memory_mb=64).new_accounts
+    stored = User.objects.get(username=username).password
+    assert stored.startswith("pbkdf2_sha256$1000$")
+    assert authenticate(username=username, password=password) is not None
+    upgraded = User.objects.get(username=username).password
+    assert upgraded.startswith(f"pbkdf2_sha256${PBKDF2PasswordHasher.iterations}$")
