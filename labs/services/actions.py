@@ -74,10 +74,13 @@ def describe_state(guest: Guest) -> str:
 
 def allowed_actions(guest: Guest) -> set[str]:
     """The actions that make sense now; the UI disables the rest and guest_action refuses them."""
-    if guest.busy_with or guest.status != Guest.Status.READY:
-        return {"reset", "teardown"} if guest.status == Guest.Status.FAILED and not guest.busy_with else set()
-    if guest.lab.status != Lab.Status.ACTIVE:
+    if guest.busy_with or guest.status not in (Guest.Status.READY, Guest.Status.FAILED):
         return set()
+    if guest.lab.status != Lab.Status.ACTIVE:
+        # The lab is going away: deleting is the only thing left to do.
+        return {"teardown"}
+    if guest.status == Guest.Status.FAILED:
+        return {"reset", "teardown"}
     always = {"reset", "teardown"}
     state = guest.observed_state
     if state in RUNNING_LETTERS:

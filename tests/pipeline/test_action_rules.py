@@ -91,3 +91,6 @@ def test_allowed_actions_follow_the_observed_state(running_guest):
     assert allowed_actions(g) == {"reset", "teardown"}
     g.status = Guest.Status.PROVISIONING
     assert allowed_actions(g) == set()
+    g.status = Guest.Status.READY
+    g.lab.status = "tearing_down"
+    assert allowed_actions(g) == {"teardown"}
