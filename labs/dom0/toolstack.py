@@ -32,17 +32,21 @@ from .runner import Result, Runner
 Dialect = Literal["xl", "xm"]
 
 # Short verbs (pause, destroy, mem-set...) return in well under a second on
-# a real host; `xl create` runs the hotplug scripts and took 10-13 s on the
-# emulated testbed, so it gets more room.
+# a real host. `xl create` runs the hotplug scripts: 10-13 s on an idle
+# emulated testbed, over 120 s on a loaded one, where libxl's own hotplug
+# timeout fired first. Ours must stay above libxl's so that xl reports (and
+# cleans up after) its own failure instead of being killed half-way.
 VERB_TIMEOUT = 60.0
-CREATE_TIMEOUT = 180.0
+CREATE_TIMEOUT = 300.0
 SAVE_TIMEOUT = 600.0
 
-# (pattern, class), first match wins. xl prints e.g.
+# (pattern, class), first match wins. xl 4.17 prints e.g. (captured on the testbed)
 #   "web1 is an invalid domain identifier (rc=-6)"
-#   "libxl: error: ...: Domain web1 not found"  /  "Domain with name "web1" already exists."
-#   "libxl: error: ...: failed to free memory for the domain"
-# and xm "Error: Domain 'web1' does not exist." / "Error: Domain 'web1' already exists with ID '3'".
+#   "xc_dom_boot_mem_init: can't allocate low memory for domain: Out of memory"
+#   "libxl: error: ...: Domain 3:Non-existant domain"  (sic)
+# and, not captured yet, libxl's "Domain with name "web1" already exists." and
+# xl's "failed to free memory for the domain"; xm says "Error: Domain 'web1'
+# does not exist." / "Error: Domain 'web1' already exists with ID '3'".
 _ERRORS: list[tuple[re.Pattern[str], type[ToolstackError]]] = [
     (re.compile(r"already exists", re.I), DomainExists),
     (
@@ -56,7 +60,7 @@ _ERRORS: list[tuple[re.Pattern[str], type[ToolstackError]]] = [
     (
         re.compile(
             r"invalid domain identifier|domain \S+ not found|domain '[^']*' does not exist"
-            r"|non-?existent domain|no such domain",
+            r"|non-?exist[ae]nt domain|no such domain",
             re.I,
         ),
         DomainNotFound,
@@ -74,23 +78,31 @@ _LIST_ROW = re.compile(
 _XM_INACTIVE_ROW = re.compile(r"^\S.*?\s+\d+\s+\d+\s+-{6}\s+\d+(?:\.\d+)?\s*$")
 
 
+# Verbs that make a domain: "not found" in their stderr is about libxl's
+# cleanup of the half-built domain ("Domain 3:Non-existant domain"), never
+# about the caller's input, so it must not become DomainNotFound.
+_CREATING_VERBS = ("create", "restore")
+# xl's progress line, not an error.
+_BANNER = re.compile(r"Parsing config from ")
+
+
 def classify_error(argv: list[str], rc: int | None, stderr: str) -> ToolstackError:
-    """The errors.py class that fits the toolstack's stderr, carrying argv, rc and stderr."""
-    line = _message_line(stderr)
+    """The errors.py class that fits the toolstack's stderr, carrying argv, rc and stderr.
+
+    The message is the first line that shows the cause: xl's later lines are
+    mostly libxl cleaning up after it ("Unable to destroy guest").
+    """
+    lines = [line.strip() for line in stderr.splitlines() if line.strip() and not _BANNER.match(line.strip())]
     verb = " ".join(argv[:2]) if len(argv) >= 2 else (argv[0] if argv else "toolstack")
+    creating = len(argv) >= 2 and argv[1] in _CREATING_VERBS
     for pattern, cls in _ERRORS:
-        if pattern.search(stderr):
-            return cls(f"{verb}: {line}", argv=argv, rc=rc, stderr=stderr)
-    return ToolstackError(f"{verb} failed (exit {rc}): {line}", argv=argv, rc=rc, stderr=stderr)
-
-
-def _message_line(stderr: str) -> str:
-    """The most telling stderr line: the last libxl/xm error, else the last line."""
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    for line in reversed(lines):
-        if any(p.search(line) for p, _ in _ERRORS):
-            return line
-    return lines[-1] if lines else "no error output"
+        if cls is DomainNotFound and creating:
+            continue
+        hit = next((line for line in lines if pattern.search(line)), None)
+        if hit is not None:
+            return cls(f"{verb}: {hit}", argv=argv, rc=rc, stderr=stderr)
+    first = lines[0] if lines else "no error output"
+    return ToolstackError(f"{verb} failed (exit {rc}): {first}", argv=argv, rc=rc, stderr=stderr)
 
 
 def parse_list_table(text: str) -> list[Domain]:
@@ -124,9 +136,9 @@ def parse_list_json(text: str) -> list[Domain]:
 
     The JSON carries each domain's configuration but not its run state, so
     `state` is "" here; `memory_mb` is the balloon target and `maxmem_mb` the
-    static maximum. xl only lists domains whose config it stored, which
-    leaves out Domain-0. Raises ToolstackError when the text is not that
-    JSON (e.g. the SXP that xl 4.0/4.1 printed).
+    static maximum. Xen 4.17 lists Domain-0 too, without `max_vcpus`: a vcpus
+    count the JSON does not give is 0 (unknown). Raises ToolstackError when
+    the text is not that JSON (e.g. the SXP that xl 4.0/4.1 printed).
     """
     try:
         data = json.loads(text) if text.strip() else []
@@ -141,7 +153,7 @@ def parse_list_json(text: str) -> list[Domain]:
             c_info, b_info = config["c_info"], config["b_info"]
             max_kb = int(b_info.get("max_memkb", 0) or 0)
             target_kb = int(b_info.get("target_memkb", 0) or max_kb)
-            vcpus = int(b_info.get("max_vcpus", 0) or 0) or len(b_info.get("avail_vcpus", []) or []) or 1
+            vcpus = int(b_info.get("max_vcpus", 0) or 0) or len(b_info.get("avail_vcpus", []) or [])
             domains.append(
                 Domain(
                     name=str(c_info["name"]),

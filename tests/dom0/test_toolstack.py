@@ -277,11 +277,9 @@ ERRORS = [
     ),
     (
         "xl",
-        "create",
-        "xc: error: panic: xc_dom_boot.c:124: xc_dom_boot_mem_init: can't allocate low memory for domain: "
-        "Out of memory\nlibxl: error: libxl_dom.c:593:libxl__build_dom: xc_dom_boot_mem_init failed: "
-        "Cannot allocate memory\n",
-        NotEnoughMemory,
+        "destroy",
+        "libxl: error: libxl_domain.c:1183:libxl__destroy_domid: Domain 7:Non-existant domain\n",
+        DomainNotFound,
     ),
     ("xm", "create", "Error: (12, 'Cannot allocate memory')\n", NotEnoughMemory),
 ]
@@ -328,3 +326,57 @@ def test_timeouts_are_not_disguised():
 
     with pytest.raises(CommandTimeout):
         Toolstack(SlowRunner()).shutdown("web01", wait=True, timeout=5)
+
+
+# --- real Xen 4.17 output, captured on the QEMU testbed (see fixtures/README.md) --------------------------
+def test_real_xl_info(fixture_text):
+    assert parse_info(fixture_text("xl-info-4.17-real.txt")) == HostInfo(
+        total_memory_mb=2559, free_memory_mb=1506, xen_version="4.17.7", nr_cpus=2
+    )
+
+
+def test_real_xl_list_and_list_long_of_a_fresh_dom0(scripted_runner, fixture_text):
+    assert parse_list_table(fixture_text("xl-list-4.17-dom0-real.txt")) == [Domain("Domain-0", 0, 1024, 2, "r-----")]
+    # xl 4.17 lists Domain-0 in its JSON too, without max_vcpus
+    assert parse_list_json(fixture_text("xl-list-l-4.17-dom0-real.json")) == [
+        Domain("Domain-0", 0, 1023, 0, "", maxmem_mb=1024)
+    ]
+    scripted_runner.expect(["xl", "list"], stdout=fixture_text("xl-list-4.17-dom0-real.txt"))
+    scripted_runner.expect(["xl", "list", "-l"], stdout=fixture_text("xl-list-l-4.17-dom0-real.json"))
+    assert Toolstack(scripted_runner).list_domains() == [Domain("Domain-0", 0, 1024, 2, "r-----", maxmem_mb=1024)]
+
+
+REAL_ERRORS = {
+    "invalid-domain": DomainNotFound,
+    "out-of-memory": NotEnoughMemory,
+    "no-config": ToolstackError,
+    # libxl's cleanup says "Non-existant domain": for a create that is no DomainNotFound
+    "hotplug-timeout": ToolstackError,
+}
+
+
+@pytest.mark.parametrize("case, cls", REAL_ERRORS.items(), ids=REAL_ERRORS.keys())
+def test_real_xl_errors_are_mapped(scripted_runner, fixture_text, case, cls):
+    captured = json.loads(fixture_text("xl-errors-4.17-real.json"))[case]
+    argv = captured["argv"]
+    scripted_runner.expect(argv, stderr=captured["stderr"], rc=captured["rc"])
+    ts = Toolstack(scripted_runner)
+    with pytest.raises(ToolstackError) as info:
+        getattr(ts, argv[1])(argv[2])
+    assert type(info.value) is cls
+    assert (info.value.argv, info.value.rc, info.value.stderr) == (argv, captured["rc"], captured["stderr"])
+
+
+def test_real_out_of_memory_message_names_the_cause(fixture_text):
+    captured = json.loads(fixture_text("xl-errors-4.17-real.json"))["out-of-memory"]
+    e = classify_error(captured["argv"], captured["rc"], captured["stderr"])
+    assert str(e) == (
+        "xl create: xc: error: panic: xg_dom_boot.c:119: xc_dom_boot_mem_init: "
+        "can't allocate low memory for domain: Out of memory"
+    )
+
+
+def test_real_hotplug_failure_message_names_the_cause(fixture_text):
+    captured = json.loads(fixture_text("xl-errors-4.17-real.json"))["hotplug-timeout"]
+    e = classify_error(captured["argv"], captured["rc"], captured["stderr"])
+    assert "scripts/block add because of timeout" in str(e) and "exit 3" in str(e)
