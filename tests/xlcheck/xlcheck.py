@@ -152,10 +152,16 @@ def _build_shim(cache: Path, root: Path, runner: LocalRunner) -> Path:
     if shim.exists():
         return shim
     tmp = cache / f".xlshim-{os.getpid()}.so"
-    runner.run(
-        ["gcc", *SHIM_CFLAGS, "-I", str(root / INCLUDE_RELPATH), "-o", str(tmp), str(SHIM_SOURCE), "-ldl"],
-        timeout=120,
-    )
+    argv = ["gcc", *SHIM_CFLAGS, "-I", str(root / INCLUDE_RELPATH), "-o", str(tmp), str(SHIM_SOURCE), "-ldl"]
+    try:
+        runner.run(argv, timeout=120)
+    except CommandFailed as e:
+        if "No such file or directory" in e.stderr and ".h" in e.stderr:
+            # gcc installed with --no-install-recommends comes without libc6-dev.
+            raise RuntimeError(
+                f"xlcheck: gcc lacks the C library headers (apt-get install libc6-dev):\n{e.stderr}"
+            ) from None
+        raise
     os.chmod(tmp, 0o755)
     os.replace(tmp, shim)
     return shim
