@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.cookiejar
+import importlib.util
 import os
 import re
 import signal
@@ -16,6 +17,13 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def with_db(url: str, db: int) -> str:
+    spec = importlib.util.spec_from_file_location("ensure_redis_for_run", ROOT / "scripts" / "ensure_redis.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.with_db(url, db)
 
 
 def free_port() -> int:
@@ -101,7 +109,7 @@ def test_run_serves_the_panel_and_sigint_stops_every_child(tmp_path):
         XENPANEL_SIM_DIR=str(tmp_path / "simdom0"),
         WEB_CONCURRENCY="2",
         # Its own Redis database: this worker must not take jobs queued by other tests.
-        REDIS_URL=os.environ["REDIS_URL"].rsplit("/", 1)[0] + "/12",
+        REDIS_URL=with_db(os.environ["REDIS_URL"], 12),
     )
     env.pop("DEBUG", None)  # run.py's default (a local demo) applies
     log = tmp_path / "run.log"
