@@ -24,6 +24,7 @@ from .errors import (
     CommandFailed,
     DomainExists,
     DomainNotFound,
+    InvalidState,
     NotEnoughMemory,
     ToolstackError,
 )
@@ -44,9 +45,12 @@ SAVE_TIMEOUT = 600.0
 #   "web1 is an invalid domain identifier (rc=-6)"
 #   "xc_dom_boot_mem_init: can't allocate low memory for domain: Out of memory"
 #   "libxl: error: ...: Domain 3:Non-existant domain"  (sic)
-# and, not captured yet, libxl's "Domain with name "web1" already exists." and
-# xl's "failed to free memory for the domain"; xm says "Error: Domain 'web1'
-# does not exist." / "Error: Domain 'web1' already exists with ID '3'".
+#   "libxl: error: ...: Domain 2:Domain with name "web01" already exists."
+#   "libxl: error: ...: guest didn't acknowledge control request: -9"
+# (a guest without PV control yet, e.g. still booting, ignores shutdown and
+# reboot requests), and, not captured yet, xl's "failed to free memory for the
+# domain"; xm says "Error: Domain 'web1' does not exist." / "Error: Domain
+# 'web1' already exists with ID '3'".
 _ERRORS: list[tuple[re.Pattern[str], type[ToolstackError]]] = [
     (re.compile(r"already exists", re.I), DomainExists),
     (
@@ -65,6 +69,7 @@ _ERRORS: list[tuple[re.Pattern[str], type[ToolstackError]]] = [
         ),
         DomainNotFound,
     ),
+    (re.compile(r"didn't acknowledge control request", re.I), InvalidState),
 ]
 
 # A row of the list table, read from the right because only the name is
@@ -82,8 +87,8 @@ _XM_INACTIVE_ROW = re.compile(r"^\S.*?\s+\d+\s+\d+\s+-{6}\s+\d+(?:\.\d+)?\s*$")
 # cleanup of the half-built domain ("Domain 3:Non-existant domain"), never
 # about the caller's input, so it must not become DomainNotFound.
 _CREATING_VERBS = ("create", "restore")
-# xl's progress line, not an error.
-_BANNER = re.compile(r"Parsing config from ")
+# xl's progress lines on stderr, not errors.
+_BANNER = re.compile(r"Parsing config from |Shutting down domain \d+$|Rebooting domain \d+$|Waiting for ")
 
 
 def classify_error(argv: list[str], rc: int | None, stderr: str) -> ToolstackError:

@@ -17,6 +17,7 @@ from labs.dom0.errors import (
     CommandTimeout,
     DomainExists,
     DomainNotFound,
+    InvalidState,
     NotEnoughMemory,
     ToolstackError,
 )
@@ -352,6 +353,10 @@ REAL_ERRORS = {
     "no-config": ToolstackError,
     # libxl's cleanup says "Non-existant domain": for a create that is no DomainNotFound
     "hotplug-timeout": ToolstackError,
+    "domain-exists": DomainExists,
+    # a guest that cannot take the request yet (still booting, no PV control)
+    "shutdown-not-acknowledged": InvalidState,
+    "mem-set-above-maxmem": ToolstackError,
 }
 
 
@@ -361,8 +366,12 @@ def test_real_xl_errors_are_mapped(scripted_runner, fixture_text, case, cls):
     argv = captured["argv"]
     scripted_runner.expect(argv, stderr=captured["stderr"], rc=captured["rc"])
     ts = Toolstack(scripted_runner)
+    call = {
+        "shutdown": lambda: ts.shutdown(argv[-1], wait=True),
+        "mem-set": lambda: ts.mem_set(argv[2], int(argv[3].rstrip("m"))),
+    }.get(argv[1], lambda: getattr(ts, argv[1])(argv[2]))
     with pytest.raises(ToolstackError) as info:
-        getattr(ts, argv[1])(argv[2])
+        call()
     assert type(info.value) is cls
     assert (info.value.argv, info.value.rc, info.value.stderr) == (argv, captured["rc"], captured["stderr"])
 
@@ -380,3 +389,29 @@ def test_real_hotplug_failure_message_names_the_cause(fixture_text):
     captured = json.loads(fixture_text("xl-errors-4.17-real.json"))["hotplug-timeout"]
     e = classify_error(captured["argv"], captured["rc"], captured["stderr"])
     assert "scripts/block add because of timeout" in str(e) and "exit 3" in str(e)
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("domain-exists", 'Domain with name "web01" already exists.'),
+        ("shutdown-not-acknowledged", "guest didn't acknowledge control request: -9"),
+        ("mem-set-above-maxmem", "memory_dynamic_max must be less than or equal to memory_static_max"),
+    ],
+)
+def test_real_error_messages_skip_progress_lines(fixture_text, case, message):
+    captured = json.loads(fixture_text("xl-errors-4.17-real.json"))[case]
+    e = classify_error(captured["argv"], captured["rc"], captured["stderr"])
+    assert message in str(e)
+    assert "Parsing config" not in str(e) and "Shutting down domain" not in str(e)
+
+
+def test_real_running_and_paused_domu(scripted_runner, fixture_text):
+    scripted_runner.expect(["xl", "list"], stdout=fixture_text("xl-list-4.17-domu-real.txt"))
+    scripted_runner.expect(["xl", "list", "-l"], stdout=fixture_text("xl-list-l-4.17-domu-real.json"))
+    assert Toolstack(scripted_runner).list_domains() == [
+        Domain("Domain-0", 0, 1024, 2, "r-----", maxmem_mb=1024),
+        Domain("web01", 1, 128, 1, "r-----", maxmem_mb=192),
+    ]
+    paused = parse_list_table(fixture_text("xl-list-4.17-paused-real.txt"))
+    assert paused[1] == Domain("web01", 1, 128, 1, "--p---") and paused[1].letter == "p"
