@@ -7,13 +7,18 @@ row out of step, so that goes through the panel's service layer.
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ActionForm
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
+from labs.dom0.errors import InvalidName
 from labs.models import AuditEvent, Guest, Host, IpPool, Lab, LabTemplate, StudentQuota, Task
+from labs.services.errors import ServiceError
+from labs.template_build import enqueue_template_build, make_spec
 
 User = get_user_model()
 
@@ -49,6 +54,12 @@ class HostAdmin(admin.ModelAdmin):
     )
 
 
+class TemplateActionForm(ActionForm):
+    """The admin's action bar plus the host a template build runs on."""
+
+    host = forms.ModelChoiceField(Host.objects.all(), required=False, label="host")
+
+
 @admin.register(LabTemplate)
 class LabTemplateAdmin(admin.ModelAdmin):
     list_display = (
@@ -66,6 +77,23 @@ class LabTemplateAdmin(admin.ModelAdmin):
     )
     list_filter = ("root_device", "fs_type", "clone_method")
     search_fields = ("name", "rootfs_path")
+    action_form = TemplateActionForm
+    actions = ["build_on_host"]
+
+    @admin.action(description="(Re)build on the chosen host with debootstrap")
+    def build_on_host(self, request: HttpRequest, queryset: QuerySet[LabTemplate]) -> None:
+        host = Host.objects.filter(pk=request.POST.get("host") or None).first()
+        if host is None:
+            self.message_user(request, "Choose the host that builds the template.", messages.ERROR)
+            return
+        for template in queryset:
+            try:
+                spec = make_spec(path=template.rootfs_path, replace=True)
+                task = enqueue_template_build(host, template.name, spec, actor=request.user)
+            except (InvalidName, ServiceError) as e:
+                self.message_user(request, f"{template.name}: {getattr(e, 'message', e)}", messages.ERROR)
+                continue
+            self.message_user(request, f"{template.name}: build queued on {host.name} (task {task.pk}).")
 
 
 @admin.register(IpPool)

@@ -1,0 +1,288 @@
+"""Build a guest template directory on a dom0: the seed recipe's /modelo, with today's tools.
+
+    builder = TemplateBuilder(runner)
+    spec = TemplateSpec(path="/srv/xenpanel/templates/debian-12", suite="bookworm",
+                        mirror="http://deb.debian.org/debian")
+    result = builder.build(spec)        # debootstrap (or mmdebstrap), then the seed's touches
+
+What a guest needs to boot and be used is installed (systemd-sysv as init,
+ifupdown for the /etc/network/interfaces xenpanel writes, openssh-server, a
+kernel + initrd that dom0 hands to `xl create`), plus the seed's touches: one
+console getty, on hvc0 (the only console a PV guest has), and `TMOUT=1200` in
+/etc/profile. Anything that must differ per clone (ssh host keys,
+machine-id) is removed so each guest makes its own at first boot.
+
+The tree is built in `<path>.partial` and renamed into place at the end, so
+a crash never leaves a half-built template where clones are taken from.
+Every command is an argv list run through the runner; nothing imports Django.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from . import names
+from .errors import CommandFailed, Dom0Error, InvalidName
+from .runner import Runner
+
+Tool = Literal["debootstrap", "mmdebstrap"]
+TOOLS: tuple[str, ...] = ("debootstrap", "mmdebstrap")
+
+# What every template gets: init, the network files xenpanel writes, remote
+# login, and a kernel with an initrd for the PV guest (xen-blkfront and
+# xen-netfront are in Debian's initramfs with MODULES=most, the default).
+BASE_PACKAGES: tuple[str, ...] = (
+    "systemd-sysv",
+    "udev",
+    "kmod",
+    "ifupdown",
+    "iproute2",
+    "netbase",
+    "openssh-server",
+    "linux-image-amd64",
+    "procps",
+    "less",
+)
+# A bootstrap downloads and unpacks a few hundred packages: minutes, not seconds.
+BOOTSTRAP_TIMEOUT = 3600.0
+# Never build over (or `rm -rf`) a directory the dom0 itself lives in.
+PROTECTED = frozenset(
+    "/ /bin /boot /dev /etc /home /lib /lib64 /opt /proc /root /run /sbin /srv /sys /tmp /usr /var".split()
+)
+TMOUT_LINE = "export TMOUT=1200"
+
+_SUITE = re.compile(r"[a-z][a-z0-9-]{1,31}")
+_ARCH = re.compile(r"[a-z0-9]{2,16}")
+_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]{1,62}")
+# http(s)://host[:port][/path]: no credentials, query strings, spaces or quotes.
+_MIRROR = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~+-]+)*/?")
+
+
+def suite(value: str) -> str:
+    if not isinstance(value, str) or not _SUITE.fullmatch(value):
+        raise InvalidName(f"invalid suite {value!r}: use a Debian code name such as bookworm")
+    return value
+
+
+def mirror(value: str) -> str:
+    if not isinstance(value, str) or not _MIRROR.fullmatch(value):
+        raise InvalidName(f"invalid mirror {value!r}: use an http:// or https:// URL without credentials")
+    return value
+
+
+def package(value: str) -> str:
+    if not isinstance(value, str) or not _PACKAGE.fullmatch(value):
+        raise InvalidName(f"invalid package name {value!r}")
+    return value
+
+
+def template_path(value: str) -> str:
+    path = names.abs_path(value).rstrip("/") or "/"
+    if path in PROTECTED:
+        raise InvalidName(f"invalid template path {value!r}: a system directory, not a template's own")
+    return path
+
+
+@dataclass(frozen=True)
+class TemplateSpec:
+    """What to build and where; validated by `TemplateBuilder.check()` before any command runs."""
+
+    path: str
+    suite: str = "bookworm"
+    mirror: str = "http://deb.debian.org/debian"
+    tool: Tool = "debootstrap"
+    arch: str = "amd64"
+    extra_packages: tuple[str, ...] = ()
+    # Replace an existing template at `path` (the admin's "rebuild"); else refuse.
+    replace: bool = False
+    root_device: str = "xvda"
+    fs_type: str = "ext4"
+
+
+@dataclass
+class TemplateResult:
+    path: str
+    kernel: str
+    ramdisk: str
+    size_mb: int
+    packages: tuple[str, ...] = ()
+    log: list[str] = field(default_factory=list)
+
+
+def packages_for(spec: TemplateSpec) -> tuple[str, ...]:
+    seen: dict[str, None] = {}
+    for name in (*BASE_PACKAGES, *spec.extra_packages):
+        seen[package(name)] = None
+    return tuple(seen)
+
+
+def bootstrap_argv(spec: TemplateSpec, target: str) -> list[str]:
+    """The debootstrap / mmdebstrap command line (minbase + what a guest needs)."""
+    include = "--include=" + ",".join(packages_for(spec))
+    if spec.tool == "debootstrap":
+        head = ["debootstrap", "--variant=minbase", f"--arch={spec.arch}", "--components=main", include]
+    elif spec.tool == "mmdebstrap":
+        head = ["mmdebstrap", "--variant=minbase", f"--architectures={spec.arch}", "--components=main", include]
+    else:
+        raise InvalidName(f"invalid template tool {spec.tool!r}: use one of {', '.join(TOOLS)}")
+    return [*head, suite(spec.suite), target, mirror(spec.mirror)]
+
+
+def render_fstab(spec: TemplateSpec) -> str:
+    # Clones get their own fstab from xenpanel; this one lets the template boot as is.
+    if spec.root_device not in ("xvda", "hda") or spec.fs_type not in ("ext4", "ext3"):
+        raise InvalidName(f"invalid root device/filesystem {spec.root_device!r}/{spec.fs_type!r}")
+    disk = f"/dev/{spec.root_device}"
+    return (
+        "# <file system>\t<mount point>\t<type>\t<options>\t<dump>\t<pass>\n"
+        "proc\t/proc\tproc\tdefaults\t0\t0\n"
+        f"{disk}1\t/\t{spec.fs_type}\tdefaults,errors=remount-ro\t0\t1\n"
+        f"{disk}2\tnone\tswap\tsw,nofail\t0\t0\n"
+    )
+
+
+def render_profile(profile: str) -> str:
+    """/etc/profile with the seed's idle logout (20 minutes) appended once."""
+    if re.search(r"^\s*(export\s+)?TMOUT=1200\s*$", profile, re.M):
+        return profile
+    tail = "" if not profile or profile.endswith("\n") else "\n"
+    return f"{profile}{tail}\n# xenpanel (as the 2007 recipe): log idle shells out after 20 minutes.\n{TMOUT_LINE}\n"
+
+
+def static_files(spec: TemplateSpec) -> dict[str, str]:
+    """Files written into the template as they are (path inside the guest -> text)."""
+    return {
+        "/etc/hostname": "modelo\n",
+        "/etc/hosts": "127.0.0.1\tlocalhost\n127.0.1.1\tmodelo\n",
+        "/etc/fstab": render_fstab(spec),
+        "/etc/network/interfaces": (
+            "# xenpanel writes each guest's own address here when it is cloned.\nauto lo\niface lo inet loopback\n"
+        ),
+        "/etc/apt/sources.list": f"deb {mirror(spec.mirror)} {suite(spec.suite)} main\n",
+        # No getty on tty1..6: a PV guest has one console, hvc0 (the seed
+        # commented out ttys 2-6 in inittab for the same reason).
+        "/etc/systemd/logind.conf.d/xenpanel-console.conf": "[Login]\nNAutoVTs=0\nReserveVT=0\n",
+        # Host keys are removed below so clones do not share them; make the
+        # missing ones at sshd's first start.
+        "/etc/systemd/system/ssh.service.d/xenpanel-hostkeys.conf": (
+            "[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\nExecStartPre=/usr/sbin/sshd -t\n"
+        ),
+        # Empty: systemd makes a fresh machine-id at each clone's first boot.
+        "/etc/machine-id": "",
+    }
+
+
+# (link inside the guest, what it points to): the single getty on hvc0.
+CONSOLE_LINKS: tuple[tuple[str, str], ...] = (
+    ("/etc/systemd/system/getty.target.wants/serial-getty@hvc0.service", "/lib/systemd/system/serial-getty@.service"),
+    ("/etc/systemd/system/getty@tty1.service", "/dev/null"),
+)
+
+
+def _kernel_version(listing: str) -> str:
+    """The newest vmlinuz-<version> in a `ls` of /boot."""
+    versions = sorted(
+        (line.strip()[len("vmlinuz-") :] for line in listing.splitlines() if line.strip().startswith("vmlinuz-")),
+        key=lambda v: [int(p) if p.isdigit() else p for p in re.split(r"[.-]", v)],
+    )
+    if not versions:
+        raise Dom0Error("the template has no kernel in /boot (is linux-image-amd64 in the package list?)")
+    return versions[-1]
+
+
+class TemplateBuilder:
+    """Runs a template build through a runner (local on the dom0's worker, ssh in the testbed)."""
+
+    def __init__(self, runner: Runner, log: Callable[[str], None] | None = None) -> None:
+        self.runner = runner
+        self._log = log or (lambda line: None)
+
+    @staticmethod
+    def check(spec: TemplateSpec) -> TemplateSpec:
+        """Validate every value that reaches a command or a file; raises InvalidName."""
+        template_path(spec.path)
+        suite(spec.suite)
+        mirror(spec.mirror)
+        if spec.tool not in TOOLS:
+            raise InvalidName(f"invalid template tool {spec.tool!r}: use one of {', '.join(TOOLS)}")
+        if not _ARCH.fullmatch(spec.arch):
+            raise InvalidName(f"invalid architecture {spec.arch!r}")
+        packages_for(spec)
+        render_fstab(spec)
+        return spec
+
+    @staticmethod
+    def plan(spec: TemplateSpec) -> list[str]:
+        """What `build` will do, one line per command or file, for a dry run."""
+        TemplateBuilder.check(spec)
+        path = template_path(spec.path)
+        partial = f"{path}.partial"
+        lines = [" ".join(bootstrap_argv(spec, partial))]
+        lines += [f"write {partial}{p}" for p in static_files(spec)]
+        lines.append(f"append '{TMOUT_LINE}' to {partial}/etc/profile")
+        lines += [f"ln -sfn {target} {partial}{link}" for link, target in CONSOLE_LINKS]
+        lines.append(f"remove {partial}/etc/ssh/ssh_host_* and downloaded .debs")
+        lines.append(f"mv -T {partial} {path}" + (" (replacing the old tree)" if spec.replace else ""))
+        return lines
+
+    def _run(self, argv: Sequence[str], timeout: float = 300.0) -> str:
+        self._log("$ " + " ".join(argv))
+        return self.runner.run(argv, timeout=timeout).stdout
+
+    def _exists(self, path: str) -> bool:
+        return self.runner.run(["test", "-e", path], check=False).rc == 0
+
+    def build(self, spec: TemplateSpec) -> TemplateResult:
+        self.check(spec)
+        path = template_path(spec.path)
+        partial, old = f"{path}.partial", f"{path}.old"
+        if self._exists(path) and not spec.replace:
+            raise Dom0Error(f"{path} already exists: choose another path, or replace it (rebuild)")
+        # Left over from a build that crashed: start again from nothing.
+        self._run(["rm", "-rf", "--one-file-system", "--", partial])
+        self._run(["mkdir", "-p", "--", path.rsplit("/", 1)[0] or "/"])
+        try:
+            self._run(bootstrap_argv(spec, partial), timeout=BOOTSTRAP_TIMEOUT)
+        except CommandFailed as e:
+            # debootstrap's own log says which package or download failed.
+            log = self.runner.run(["tail", "-n", "20", f"{partial}/debootstrap/debootstrap.log"], check=False)
+            raise Dom0Error(
+                f"{spec.tool} failed (exit {e.rc})", argv=e.argv, rc=e.rc, stderr=(e.stderr + log.stdout).strip()
+            ) from None
+        self.customize(spec, partial)
+        version = _kernel_version(self._run(["ls", "-1", "--", f"{partial}/boot"]))
+        size_mb = int(self._run(["du", "-sm", "--one-file-system", "--", partial]).split()[0])
+        if self._exists(path):
+            self._run(["rm", "-rf", "--one-file-system", "--", old])
+            self._run(["mv", "-T", "--", path, old])
+        self._run(["mv", "-T", "--", partial, path])
+        if spec.replace:
+            self._run(["rm", "-rf", "--one-file-system", "--", old])
+        return TemplateResult(
+            path=path,
+            kernel=f"{path}/boot/vmlinuz-{version}",
+            ramdisk=f"{path}/boot/initrd.img-{version}",
+            size_mb=size_mb,
+            packages=packages_for(spec),
+        )
+
+    def customize(self, spec: TemplateSpec, root: str) -> None:
+        """The seed's touches and the per-clone cleanups, inside the bootstrapped tree at `root`."""
+        for inside, text in static_files(spec).items():
+            self._run(["mkdir", "-p", "--", root + inside.rsplit("/", 1)[0]])
+            self._log(f"write {root}{inside}")
+            self.runner.write_file(root + inside, text.encode(), mode=0o644)
+        profile = self.runner.read_file(f"{root}/etc/profile").decode(errors="replace")
+        self._log(f"append '{TMOUT_LINE}' to {root}/etc/profile")
+        self.runner.write_file(f"{root}/etc/profile", render_profile(profile).encode(), mode=0o644)
+        for link, target in CONSOLE_LINKS:
+            self._run(["mkdir", "-p", "--", root + link.rsplit("/", 1)[0]])
+            self._run(["ln", "-sfn", "--", target, root + link])
+        # Per-clone identity: sshd and systemd make new ones at first boot.
+        self._run(["find", f"{root}/etc/ssh", "-maxdepth", "1", "-name", "ssh_host_*", "-delete"])
+        self._run(["rm", "-f", "--", f"{root}/var/lib/dbus/machine-id"])
+        # Downloaded packages only make every clone bigger.
+        self._run(["find", f"{root}/var/cache/apt/archives", "-maxdepth", "1", "-name", "*.deb", "-delete"])
