@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import hashlib
 import io
 
 from django.conf import settings
@@ -31,12 +32,12 @@ from labs.access import (
     get_host_for_user,
     get_lab_for_user,
     guests_for,
-    is_instructor,
     labs_for,
 )
 from labs.forms import ConfirmForm, LabBatchForm, MemoryForm
 from labs.models import Guest, Host, Lab, Task
 from labs.templatetags.xenpanel import ACTION_LABELS as GUEST_ACTION_LABELS
+from labs.templatetags.xenpanel import roles_for
 
 GUESTS_PER_PAGE = 50
 LABS_PER_PAGE = 25
@@ -98,7 +99,7 @@ def healthz(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    return redirect("lab_list" if is_instructor(request.user) else "my_vms")
+    return redirect("lab_list" if roles_for(request)["instructor"] else "my_vms")
 
 
 # ---------------------------------------------------------------- helpers
@@ -124,6 +125,8 @@ def _progress(lab: Lab) -> dict:
 
 
 def _teaches(request: HttpRequest, lab_id: int) -> bool:
+    if not roles_for(request)["instructor"]:
+        return False
     return labs_for(request.user).filter(pk=lab_id).exists()
 
 
@@ -136,9 +139,8 @@ def _guest_in_transition(guest: Guest) -> bool:
     return _guest_is_busy(guest) or guest.observed_state in ("s", "d")
 
 
-def _guest_controls(request: HttpRequest, guest: Guest, teaches: bool) -> list[dict]:
+def _guest_controls(guest: Guest, allowed: set[str], teaches: bool) -> list[dict]:
     """The guest's buttons, each enabled only when the service layer allows it now."""
-    allowed = services.allowed_actions(guest)
     controls = []
     for name in services.GUEST_ACTIONS:
         if name == "mem_set" or (name in INSTRUCTOR_GUEST_ACTIONS and not teaches):
@@ -162,22 +164,36 @@ def _guest_tasks(guest: Guest) -> list[Task]:
     return list(guest.tasks.select_related("actor").order_by("-created_at")[:10])
 
 
-def _guest_live_context(request: HttpRequest, guest: Guest) -> dict:
+def _guest_version(guest: Guest) -> str:
+    """A short digest of the guest fields the live fragment shows.
+
+    Only meaningful while the guest is idle: then its latest job is finished
+    and cannot change without the guest changing too (a new job marks the
+    guest busy), so an idle poll needs no task query.
+    """
+    seen = (guest.status, guest.observed_state, guest.busy_with, guest.memory_mb, guest.last_error, guest.lab.status)
+    return hashlib.blake2s(repr(seen).encode(), digest_size=8).hexdigest()
+
+
+def _guest_live_context(request: HttpRequest, guest: Guest, latest: Task | None) -> dict:
     teaches = _teaches(request, guest.lab_id)
-    latest = guest.tasks.order_by("-created_at").first()
     busy = _guest_is_busy(guest) or (latest is not None and latest.status in (Task.Status.QUEUED, Task.Status.RUNNING))
-    low, high = services.memory_limits(guest)
+    allowed = services.allowed_actions(guest)
+    mem_allowed = "mem_set" in allowed
+    # The limits cost four queries; a guest that cannot change memory now does not need them.
+    low, high = services.memory_limits(guest) if mem_allowed else (guest.memory_mb, guest.memory_mb)
     return {
         "guest": guest,
-        # Changes whenever the job log would: the live fragment re-sends the log only then.
-        "log_key": f"{latest.pk}:{latest.status}:{latest.steps_done}" if latest else "",
+        # Empty while anything runs: every poll then brings a fresh fragment.
+        "version": "" if busy else _guest_version(guest),
         "teaches": teaches,
         "latest_task": latest,
         "busy": busy,
         "poll": POLL_BUSY if busy or _guest_in_transition(guest) else POLL_IDLE,
-        "controls": _guest_controls(request, guest, teaches),
-        "mem_allowed": "mem_set" in services.allowed_actions(guest),
-        "memory_form": MemoryForm(initial={"memory_mb": guest.memory_mb}, limits=(low, high)),
+        "controls": _guest_controls(guest, allowed, teaches),
+        "mem_allowed": mem_allowed,
+        "mem_low": low,
+        "mem_high": high,
     }
 
 
@@ -193,13 +209,14 @@ def my_vms(request: HttpRequest) -> HttpResponse:
 @login_required
 def guest_detail(request: HttpRequest, pk: int) -> HttpResponse:
     guest = get_guest_for_user(request, pk, write=False)
-    ctx = _guest_live_context(request, guest)
+    tasks = _guest_tasks(guest)
+    ctx = _guest_live_context(request, guest, tasks[0] if tasks else None)
     host = guest.host
     ctx.update(
         {
             "console_ssh": host.console_ssh or settings.XENPANEL_CONSOLE_SSH,
             "console_command": f"{host.toolstack} console {guest.domain_name}",
-            "tasks": _guest_tasks(guest),
+            "tasks": tasks,
         }
     )
     return render(request, "labs/guest_detail.html", ctx)
@@ -207,11 +224,19 @@ def guest_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 def guest_live(request: HttpRequest, pk: int) -> HttpResponse:
-    """The guest's state and controls, polled by htmx from the guest page."""
+    """The guest's state and controls, polled by htmx from the guest page.
+
+    The poll sends the digest of what it shows (`v`, empty while a job
+    runs); when the idle guest has not changed the answer is an empty 204,
+    which htmx leaves alone. Otherwise the new fragment comes with the job
+    log, swapped out of band.
+    """
     guest = get_guest_for_user(request, pk, write=False)
-    ctx = _guest_live_context(request, guest)
-    if request.GET.get("seen") != ctx["log_key"]:
-        ctx.update(oob=True, tasks=_guest_tasks(guest))
+    seen = request.GET.get("v")
+    if seen and not _guest_is_busy(guest) and seen == _guest_version(guest):
+        return HttpResponse(status=204)
+    ctx = _guest_live_context(request, guest, guest.tasks.order_by("-created_at").first())
+    ctx.update(oob=True, tasks=_guest_tasks(guest))
     return render(request, "labs/_guest_live.html", ctx)
 
 
@@ -276,7 +301,7 @@ def guest_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
 
 
 def _require_instructor(request: HttpRequest) -> None:
-    if not is_instructor(request.user):
+    if not roles_for(request)["instructor"]:
         raise Http404
 
 

@@ -47,6 +47,19 @@ ACTION_LABELS = {
     "destroy": _("Destroy (pull the plug)"),
     "teardown": _("Delete this VM"),
 }
+# Job kinds (Task.kind) as the job log names them.
+TASK_KINDS = {
+    "provision": _("provision"),
+    "start": _("start"),
+    "shutdown": _("shut down"),
+    "reboot": _("reboot"),
+    "pause": _("pause"),
+    "unpause": _("resume"),
+    "mem_set": _("memory change"),
+    "reset": _("reset to template"),
+    "destroy": _("destroy"),
+    "teardown": _("delete"),
+}
 BUSY_WORDS = {
     "provision": _("provisioning"),
     "start": _("starting"),
@@ -101,6 +114,11 @@ def busy_word(guest: Guest) -> str:
 
 
 @register.filter
+def task_kind(kind: str) -> str:
+    return str(TASK_KINDS.get(kind, kind))
+
+
+@register.filter
 def percent(part: int | float | None, whole: int | float | None) -> int:
     """Whole-number percentage for bar widths, clamped to 0..100."""
     if not part or not whole:
@@ -145,10 +163,18 @@ def host_health(host: Host, stale_after_s: int = 300) -> dict:
     return {"word": word, "class": css, "stale": stale}
 
 
+def roles_for(request) -> dict:
+    """What the user may reach (instructor pages, admin), worked out once per request."""
+    roles = getattr(request, "_xenpanel_roles", None)
+    if roles is None:
+        from labs.access import is_admin, is_instructor
+
+        roles = {"instructor": is_instructor(request.user), "admin": is_admin(request.user)}
+        request._xenpanel_roles = roles
+    return roles
+
+
 @register.simple_tag(takes_context=True)
 def user_roles(context) -> dict:
     """What the navigation shows: the instructor pages, the admin link."""
-    from labs.access import is_admin, is_instructor
-
-    user = context["request"].user
-    return {"instructor": is_instructor(user), "admin": is_admin(user)}
+    return roles_for(context["request"])

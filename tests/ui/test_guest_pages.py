@@ -119,7 +119,7 @@ def test_idle_guest_polls_every_5s_and_shows_last_job(client, alice, alice_guest
     assert "Working…" not in body
     assert 'hx-trigger="every 5s' in body
     assert "Last job: reboot, succeeded." in body
-    assert f'hx-get="{reverse("guest_live", args=[alice_guest.pk])}?seen=' in body
+    assert f'hx-get="{reverse("guest_live", args=[alice_guest.pk])}?v=' in body
 
 
 def test_live_fragment_is_a_fragment(client, alice, alice_guest):
@@ -163,17 +163,44 @@ def test_memory_field_carries_the_limits(client, alice, alice_guest):
     assert 'for="id_memory_mb"' in body
 
 
-def test_live_fragment_resends_the_job_log_only_when_it_changed(client, alice, alice_guest):
+def _version(body: str, url: str) -> str:
+    return body.split(f'hx-get="{url}?v=', 1)[1].split('"', 1)[0]
+
+
+def test_busy_guest_is_always_refreshed_then_idle_polls_get_204(client, alice, alice_guest):
     set_state(alice_guest, "r", busy="reboot")
     task = Task.objects.create(kind="reboot", guest=alice_guest, status=Task.Status.RUNNING, steps_total=1)
     client.force_login(alice)
     url = reverse("guest_live", args=[alice_guest.pk])
-    body = client.get(url, {"seen": f"{task.pk}:running:0"}).content.decode()
-    assert 'id="job-log"' not in body
-    assert f"seen={task.pk}%3Arunning%3A0" in body
-    # The job finished: the fragment brings the new log along, out of band.
+    page = client.get(reverse("guest_detail", args=[alice_guest.pk])).content.decode()
+    # While a job runs the fragment carries no digest, so every poll renders.
+    assert _version(page, url) == ""
+    assert client.get(url, {"v": ""}).status_code == 200
+    # The job finished: the fragment comes back with the new log, out of band.
     Task.objects.filter(pk=task.pk).update(status=Task.Status.SUCCEEDED, steps_done=1, log="xl reboot net101-alice")
-    body = client.get(url, {"seen": f"{task.pk}:running:0"}).content.decode()
+    set_state(alice_guest, "r")
+    r = client.get(url, {"v": ""})
+    body = r.content.decode()
+    assert r.status_code == 200
     assert '<section id="job-log"' in body and 'hx-swap-oob="true"' in body
     assert "xl reboot net101-alice" in body
-    assert f"seen={task.pk}%3Asucceeded%3A1" in body
+    version = _version(body, url)
+    assert version
+    r = client.get(url, {"v": version})
+    assert r.status_code == 204 and r.content == b""
+    # A state change alone (the sync loop saw the domain stop) brings a new fragment.
+    set_state(alice_guest, "")
+    assert client.get(url, {"v": version}).status_code == 200
+    # So does a new job, which marks the guest busy.
+    set_state(alice_guest, "", busy="start")
+    assert client.get(url, {"v": version}).status_code == 200
+
+
+def test_idle_poll_needs_few_queries(client, alice, alice_guest, django_assert_max_num_queries):
+    set_state(alice_guest, "r")
+    client.force_login(alice)
+    url = reverse("guest_live", args=[alice_guest.pk])
+    version = _version(client.get(reverse("guest_detail", args=[alice_guest.pk])).content.decode(), url)
+    # Session, user, the role check inside guests_for, the guest.
+    with django_assert_max_num_queries(4):
+        assert client.get(url, {"v": version}).status_code == 204
