@@ -305,3 +305,17 @@ def test_hostile_roster_gets_line_errors_and_creates_nothing(browser, ivy, templ
     assert not Lab.objects.exists()
     assert not Guest.objects.exists()
     assert User.objects.count() == users_before
+
+
+def test_language_switch_to_portuguese(browser, alice, alice_guest):
+    Guest.objects.filter(pk=alice_guest.pk).update(status="ready", observed_state="r")
+    login(browser, "alice")
+    assert browser.find_element(By.TAG_NAME, "h1").text == "My VMs"
+    Select(browser.find_element(By.ID, "language-select")).select_by_value("pt-br")
+    click(browser, browser.find_element(By.XPATH, "//footer//button[@type='submit']"))
+    WebDriverWait(browser, 10).until(lambda d: d.find_element(By.TAG_NAME, "h1").text == "Minhas VMs")
+    assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "pt-br"
+    browser.go(f"/vms/{alice_guest.pk}/")
+    main = browser.find_element(By.TAG_NAME, "main").text
+    assert "em execução" in main and "Reiniciar" in main and "passwd root" in main
+    shot(browser, "guest-pt-br")
