@@ -33,6 +33,10 @@ die() { echo "build.sh: $*" >&2; exit 1; }
 case "$OUT" in *,*) die "OUTDIR must not contain a comma (QEMU option syntax)";; esac
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
+# One build at a time per OUTDIR (parallel test sessions share it); a waiter
+# then finds the stamp up to date.
+exec 9>"$OUT/.build.lock"
+flock 9
 
 # ------------------------------------------------------------ host packages
 missing=()
@@ -74,8 +78,8 @@ if [ ! -e "$OUT/extract/.done-$KV-$XENVER" ]; then
   for f in "$OUT"/debs/*.deb; do dpkg-deb -x "$f" "$OUT/extract"; done
   touch "$OUT/extract/.done-$KV-$XENVER"
 fi
-zcat "$OUT/extract/boot/xen-4.17-amd64.gz" > "$OUT/xen"
-cp "$OUT/extract/boot/vmlinuz-$KV" "$OUT/vmlinuz"
+zcat "$OUT/extract/boot/xen-4.17-amd64.gz" > "$OUT/.new-xen"
+cp "$OUT/extract/boot/vmlinuz-$KV" "$OUT/.new-vmlinuz"
 
 # ------------------------------------------------------------ dom0 root (debootstrap + apt in chroot)
 R="$OUT/dom0root"
@@ -127,6 +131,9 @@ rsync -a --delete --exclude=kernel/sound --exclude=kernel/drivers/gpu --exclude=
   "$OUT/extract/lib/modules/$KV" "$S/lib/modules/"
 chroot "$S" depmod -a "$KV"
 cp -a "$HERE/overlay/dom0/." "$S/"
+# bridge-utils' ifupdown hook runs a shell script for every new vif: work for
+# nothing here (no ifupdown), and emulated CPU is what xl create waits on.
+rm -f "$S/lib/udev/rules.d/60-bridge-network-interface.rules"
 chmod 755 "$S"/etc/xenpanel-testbed/*
 for a in init poweroff reboot halt; do ln -sf /bin/busybox "$S/sbin/$a"; done
 mkdir -p "$OUT/ssh" "$S/root/.ssh" "$S/etc/xen/auto"
@@ -154,10 +161,10 @@ add_modules() {  # $1 = list file name, rest = modules (dependencies resolved by
 }
 add_modules modules.dom0 virtio_pci virtio_blk crc32c_generic ext4
 add_modules modules.domu xen-blkfront xen-netfront crc32c_generic ext4
-(cd "$W" && find . | cpio -o -H newc --quiet | gzip -6 > "$OUT/initrd.img")
+(cd "$W" && find . | cpio -o -H newc --quiet | gzip -6 > "$OUT/.new-initrd.img")
 mkdir -p "$S/boot"
-cp "$OUT/vmlinuz" "$S/boot/vmlinuz-domu"
-cp "$OUT/initrd.img" "$S/boot/initrd-domu.img"
+cp "$OUT/.new-vmlinuz" "$S/boot/vmlinuz-domu"
+cp "$OUT/.new-initrd.img" "$S/boot/initrd-domu.img"
 
 # ------------------------------------------------------------ guest template directory
 # A busybox root (about 2 MB) instead of a debootstrap one (about 200 MB): under
@@ -178,7 +185,10 @@ chmod 640 "$T/etc/shadow"
 
 # ------------------------------------------------------------ dom0 image
 log "dom0.img ($DOM0_IMG_SIZE)"
-rm -f "$OUT/dom0.img"
-mkfs.ext4 -q -F -L xenpanel-dom0 -E root_owner=0:0 -d "$S" "$OUT/dom0.img" "$DOM0_IMG_SIZE"
+rm -f "$OUT/.new-dom0.img"
+mkfs.ext4 -q -F -L xenpanel-dom0 -E root_owner=0:0 -d "$S" "$OUT/.new-dom0.img" "$DOM0_IMG_SIZE"
+# Renamed into place only now, together: a testbed that is running keeps the
+# files it opened, and one that starts meanwhile never sees a half-written one.
+for f in xen vmlinuz initrd.img dom0.img; do mv -f "$OUT/.new-$f" "$OUT/$f"; done
 echo "$STAMP" > "$OUT/.stamp"
 log "done: dom0.img uses $(du -sh "$OUT/dom0.img" | cut -f1) (apparent $DOM0_IMG_SIZE)"

@@ -67,21 +67,39 @@ def testbed_timings(pytestconfig) -> _TimingReport:
     return report
 
 
+# Every module that imports the fixture gets a fixture definition of its own,
+# and pytest caches session fixtures per definition: without this one shared
+# instance, each such module would boot a testbed of its own.
+_shared: dict[str, Testbed | BaseException] = {}
+
+
 @pytest.fixture(scope="session")
-def testbed(testbed_timings) -> Testbed:
-    build_s = build()
+def testbed(request, testbed_timings) -> Testbed:
+    if "tb" not in _shared:
+        _shared["tb"] = _boot(request, testbed_timings)
+    tb = _shared["tb"]
+    if isinstance(tb, BaseException):
+        # A failed boot fails every test that needs it, without booting again.
+        raise tb
+    return tb
+
+
+def _boot(request, testbed_timings) -> Testbed | BaseException:
+    try:
+        build_s = build()
+    except Exception as e:
+        return e
+    testbed_timings.add("build (cached when unchanged)", {"build_s": build_s})
     tb = Testbed(
         forwards=[
             Forward(HOST_FROM_DOM0, redis_port(), redis_port()),
             Forward(HOST_FROM_DOM0, postgres_port(), postgres_port()),
         ]
     )
+    # Session finalizers run after the last test, whichever module booted it.
+    request.addfinalizer(lambda: testbed_timings.add("dom0 poweroff", {"shutdown_s": tb.shutdown()}))
     try:
-        timings = tb.boot()
-    except BaseException:
-        tb.shutdown()
-        raise
-    testbed_timings.add("build (cached when unchanged)", {"build_s": build_s})
-    testbed_timings.add("boot, since QEMU start", timings)
-    yield tb
-    testbed_timings.add("dom0 poweroff", {"shutdown_s": tb.shutdown()})
+        testbed_timings.add("boot, since QEMU start", tb.boot())
+    except Exception as e:
+        return e
+    return tb
