@@ -7,7 +7,6 @@ from django.contrib.auth.models import User
 from django.urls import reverse
 
 from labs.models import Guest, Lab, Task
-from tests.conftest import make_guest
 from tests.ui.conftest import messages_of, set_state
 
 
@@ -60,11 +59,23 @@ def test_lab_live_fragment_polls_fast_while_provisioning(client, ivy, lab, alice
 @pytest.fixture
 def big_lab(lab, host):
     users = User.objects.bulk_create([User(username=f"s{n:03d}", first_name=f"Student{n}") for n in range(300)])
-    for n, user in enumerate(users):
-        g = make_guest(lab, user, host, n)
-        g.ip = f"10.10.{1 + n // 200}.{n % 200 + 10}"
-        g.mac = f"00:16:3e:00:{n // 256:02x}:{n % 256:02x}"
-        g.save()
+    Guest.objects.bulk_create(
+        [
+            Guest(
+                lab=lab,
+                student=user,
+                host=host,
+                pool=lab.pool,
+                domain_name=f"{lab.slug}-{user.username}",
+                hostname=f"{lab.slug}-{user.username}",
+                ip=f"10.10.{1 + n // 200}.{n % 200 + 10}",
+                mac=f"00:16:3e:00:{n // 256:02x}:{n % 256:02x}",
+                root_lv=f"vm-{lab.slug}-{user.username}.raiz",
+                memory_mb=256,
+            )
+            for n, user in enumerate(users)
+        ]
+    )
     return lab
 
 
