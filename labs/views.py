@@ -75,7 +75,8 @@ LAB_ACTION_LABELS = {
     "provision_missing": gettext_lazy("Provision missing VMs"),
     "teardown": gettext_lazy("Tear down the lab"),
 }
-# Filters on the lab page; each maps to the guests it selects.
+# Filters on the lab page; each maps to the guests it selects (the same
+# split as services.lab_progress, so a filter shows what its count says).
 STATE_FILTERS = {
     "running": (gettext_lazy("running"), Q(status=Guest.Status.READY, observed_state__in=("r", "b"))),
     "stopped": (gettext_lazy("stopped"), Q(status=Guest.Status.READY) & ~Q(observed_state__in=("r", "b", "p"))),
@@ -84,7 +85,7 @@ STATE_FILTERS = {
         gettext_lazy("provisioning"),
         Q(status__in=(Guest.Status.PENDING, Guest.Status.PROVISIONING)),
     ),
-    "failed": (gettext_lazy("failed"), Q(status=Guest.Status.FAILED) | ~Q(last_error="")),
+    "failed": (gettext_lazy("failed"), Q(status=Guest.Status.FAILED)),
     "busy": (gettext_lazy("working"), ~Q(busy_with="")),
 }
 # The service layer names its arguments; the form names its fields.
@@ -440,14 +441,14 @@ def lab_live(request: HttpRequest, pk: int) -> HttpResponse:
 def lab_confirm_teardown(request: HttpRequest, pk: int) -> HttpResponse:
     """Say exactly what tearing the lab down destroys, then ask for a ticked box."""
     lab = get_lab_for_user(request, pk)
-    guests = lab.guests.select_related("student", "host").order_by("student__username")
+    guests = list(lab.guests.select_related("student", "host").order_by("student__username"))
     ctx = {
         "lab": lab,
         "guests": guests,
-        "count": guests.count(),
+        "count": len(guests),
         "hosts": sorted({g.host.name for g in guests}),
         "form": ConfirmForm(
-            label=_("I understand that all %(n)s VMs of this lab will be deleted.") % {"n": guests.count()}
+            label=_("I understand that all %(n)s VMs of this lab will be deleted.") % {"n": len(guests)}
         ),
     }
     return render(request, "labs/lab_confirm_teardown.html", ctx)
