@@ -433,6 +433,7 @@ def main() -> int:
         missing_csrf = sum(1 for st in students if not st.form_token)
         print(f"warm-up: {len(students)} guest pages loaded, {missing_csrf} without a CSRF token")
         load_stats = Stats()
+        load_before = os.getloadavg()[0]
         max_lag = load_phase(port, students, load_stats, args)
 
         # Throughput in the same run, worker and sync loop still going.
@@ -450,6 +451,7 @@ def main() -> int:
         rps_bare, err_bare = closed_loop(port, bare, args.ratio_seconds, args.ratio_clients)
         rps_page, err_page = closed_loop(port, page, args.ratio_seconds, args.ratio_clients)
         rps_frag, err_frag = closed_loop(port, fragment, args.ratio_seconds, args.ratio_clients, hx=True)
+        load_after = os.getloadavg()[0]
     finally:
         for p in reversed(procs):
             stop(p)
@@ -458,6 +460,10 @@ def main() -> int:
     print(
         f"\nload: {args.students} students polling every {args.poll:g} s, {args.actions:g} actions/min, "
         f"{args.duration:g} s, gunicorn --workers {args.workers} ({'PostgreSQL' if args.postgres else 'SQLite'})"
+    )
+    # The figures are only as good as the machine is quiet: say how busy it was.
+    print(
+        f"machine: {os.cpu_count()} CPUs, load average {load_before:.1f} before the load phase, {load_after:.1f} after"
     )
     print(f"{'request':26} {'count':>6} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>6}")
     all_lat, all_err = [], 0
