@@ -11,6 +11,8 @@ import base64
 import csv
 import hashlib
 import io
+from functools import wraps
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
@@ -25,6 +27,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseClientRedirect
 
 from labs import services
 from labs.access import (
@@ -91,6 +94,25 @@ STATE_FILTERS = {
 # The service layer names its arguments; the form names its fields.
 SERVICE_FIELDS = {"hosts": "host", "roster": "roster_text"}
 BUSY_STATUSES = (Guest.Status.PENDING, Guest.Status.PROVISIONING, Guest.Status.TEARING_DOWN)
+
+
+def live_login_required(view):
+    """login_required for htmx-polled fragments.
+
+    A plain redirect would be followed by htmx and the login page swapped
+    into the fragment; a logged-out poll instead tells the browser to go to
+    the login page, coming back to the page it was on.
+    """
+    guarded = login_required(view)
+
+    @wraps(view)
+    def inner(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if request.htmx and not request.user.is_authenticated:
+            back = request.htmx.current_url_abs_path or reverse("home")
+            return HttpResponseClientRedirect(f"{reverse('login')}?{urlencode({'next': back})}")
+        return guarded(request, *args, **kwargs)
+
+    return inner
 
 
 def healthz(request: HttpRequest) -> HttpResponse:
@@ -223,7 +245,7 @@ def guest_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "labs/guest_detail.html", ctx)
 
 
-@login_required
+@live_login_required
 def guest_live(request: HttpRequest, pk: int) -> HttpResponse:
     """The guest's state and controls, polled by htmx from the guest page.
 
@@ -430,7 +452,7 @@ def lab_detail(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "labs/lab_detail.html", ctx)
 
 
-@login_required
+@live_login_required
 def lab_live(request: HttpRequest, pk: int) -> HttpResponse:
     """Progress bar and the current page of the guest table, polled by htmx."""
     lab = get_lab_for_user(request, pk)

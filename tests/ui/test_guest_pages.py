@@ -204,3 +204,16 @@ def test_idle_poll_needs_few_queries(client, alice, alice_guest, django_assert_m
     # Session, user, the role check inside guests_for, the guest.
     with django_assert_max_num_queries(4):
         assert client.get(url, {"v": version}).status_code == 204
+
+
+def test_logged_out_poll_sends_the_browser_to_login(client, alice_guest, lab):
+    for url, page in (
+        (reverse("guest_live", args=[alice_guest.pk]), reverse("guest_detail", args=[alice_guest.pk])),
+        (reverse("lab_live", args=[lab.pk]), reverse("lab_detail", args=[lab.pk])),
+    ):
+        r = client.get(url, HTTP_HX_REQUEST="true", HTTP_HX_CURRENT_URL=f"http://testserver{page}")
+        assert r.status_code == 200
+        assert r["HX-Redirect"] == f"{reverse('login')}?next={page.replace('/', '%2F')}"
+        assert r.content == b""
+        # Without htmx it is the usual redirect.
+        assert client.get(url).status_code == 302
