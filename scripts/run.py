@@ -31,7 +31,11 @@ def processes(manage: list[str], queues: list[str], commands: set[str], env: dic
     """The long-running children, by name. Add yours here."""
     bind = env.get("XENPANEL_BIND", "127.0.0.1:8000")
     procs = [
-        ("rqworker", [*manage, "rqworker", "default", *queues, "--with-scheduler"]),
+        # labs.jobs.HostWorker: no fork per job, rq's short heartbeat (see its docstring).
+        (
+            "rqworker",
+            [*manage, "rqworker", "--worker-class", "labs.jobs.HostWorker", "default", *queues, "--with-scheduler"],
+        ),
         (
             "gunicorn",
             [str(VENV_BIN / "gunicorn"), "xenpanel.wsgi", "--bind", bind]

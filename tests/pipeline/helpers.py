@@ -12,8 +12,8 @@ from pathlib import Path
 import django_rq
 from django.conf import settings
 from django.db import connections
-from rq.worker import SimpleWorker
 
+from labs.jobs import HostWorker
 from labs.roster import RosterEntry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,9 +23,9 @@ def roster(*usernames: str) -> list[RosterEntry]:
     return [RosterEntry(i, u, u.title(), f"{u}@example.edu") for i, u in enumerate(usernames, 1)]
 
 
-class InProcessWorker(SimpleWorker):
-    """rq's SimpleWorker without the pub/sub listener thread (nobody sends it commands in a test,
-    and joining it costs 0.2 s per burst)."""
+class InProcessWorker(HostWorker):
+    """The production worker class without the pub/sub listener thread (nobody sends it commands in a
+    test, and joining it costs 0.2 s per burst)."""
 
     def subscribe(self) -> None:
         pass
@@ -63,7 +63,15 @@ def worker_env(sim_dir: Path, delay: float = 0.0) -> dict[str, str]:
 def start_worker(sim_dir: Path, *queues: str, delay: float = 0.0, burst: bool = True) -> subprocess.Popen:
     """`manage.py rqworker` in its own process group (so a test can kill it and its work-horse)."""
     return subprocess.Popen(
-        [sys.executable, str(ROOT / "manage.py"), "rqworker", *(["--burst"] if burst else []), *queues],
+        [
+            sys.executable,
+            str(ROOT / "manage.py"),
+            "rqworker",
+            "--worker-class",
+            "labs.jobs.HostWorker",
+            *(["--burst"] if burst else []),
+            *queues,
+        ],
         cwd=ROOT,
         env=worker_env(sim_dir, delay),
         stdout=subprocess.PIPE,

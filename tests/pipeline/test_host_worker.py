@@ -1,0 +1,50 @@
+"""labs.jobs.HostWorker: jobs in-process, but with rq's short, refreshed heartbeat."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import django_rq
+import pytest
+from rq.registry import StartedJobRegistry
+
+from labs.jobs import HostWorker
+from labs.models import Guest, Task
+from labs.services import create_lab_batch
+
+from .helpers import roster
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_heartbeat_is_short_and_refreshed_while_a_long_job_runs(ivy, alice, host, template, pool, sim, settings):
+    settings.XENPANEL_SIM_DELAY = 1.0  # the provisioning takes about 2 s
+    create_lab_batch(ivy, template, pool, roster("alice"), memory_mb=256, slug="net")
+    task = Task.objects.get()
+    conn = django_rq.get_connection(host.queue_name)
+    registry = StartedJobRegistry(host.queue_name, connection=conn)
+    scores: list[float] = []
+
+    def watch() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(scores) < 2:
+            entries = conn.zrange(registry.key, 0, -1, withscores=True)
+            if entries and (not scores or entries[0][1] > scores[-1]):
+                scores.append(entries[0][1])
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    worker = HostWorker([django_rq.get_queue(host.queue_name)], connection=conn, job_monitoring_interval=0.5)
+    started = time.time()
+    worker.work(burst=True)
+    watcher.join()
+
+    task.refresh_from_db()
+    assert task.status == "succeeded", task.log
+    assert Guest.objects.get().status == "ready"
+    # Registered for about a minute (not the 30-minute job timeout), and pushed forward during the job.
+    assert len(scores) == 2, scores
+    assert scores[0] - started < 70
+    assert scores[1] > scores[0]
