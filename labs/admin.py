@@ -7,6 +7,7 @@ row out of step, so that goes through the panel's service layer.
 
 from __future__ import annotations
 
+import netaddr
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ActionForm
@@ -119,7 +120,9 @@ class IpPoolAdmin(admin.ModelAdmin):
     def usable(self, obj: IpPool) -> int | str:
         try:
             return obj.usable_set().size
-        except (ValueError, TypeError):  # a pool saved before clean() existed; show, do not crash
+        except (netaddr.AddrFormatError, ValueError):
+            # A row written outside the admin (shell, data migration) skipped clean();
+            # the list must still load so the admin can fix it.
             return "?"
 
     @admin.display(description="guests", ordering="guest_count")

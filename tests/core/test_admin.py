@@ -189,3 +189,18 @@ def test_a_bad_pool_is_refused_with_the_reason(client, admin_user, admin_form):
     data["gateway"] = ["10.20.0.1"]
     assert client.post(page, data).status_code == 302
     assert IpPool.objects.get(name="bad").usable_set().size == 11
+
+
+def test_pool_list_survives_a_row_that_skipped_validation(client, admin_user):
+    IpPool.objects.create(
+        name="legacy",
+        network="10.9.0.0/24",
+        gateway="10.9.0.1",
+        first_ip="10.9.0.2",
+        last_ip="10.9.0.9",
+        reserved="x-y",
+    )
+    client.force_login(admin_user)
+    r = client.get(url("labs.IpPool", "changelist"))
+    assert r.status_code == 200
+    assert '<td class="field-usable">?</td>' in r.content.decode()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import shlex
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.core.management import get_commands
+from rq.worker import BaseWorker
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -66,9 +68,12 @@ def test_units_run_programs_and_commands_that_exist(name):
         assert settings.WSGI_APPLICATION == f"{module}.application"
 
 
-def test_worker_unit_is_a_template_over_the_queue_name():
+def test_worker_unit_is_a_template_over_the_queue_name_with_the_host_worker_class():
     argv = exec_start("xenpanel-rqworker@.service")
-    assert argv[2:4] == ["rqworker", "%i"]
+    assert argv[2] == "rqworker" and "%i" in argv[3:]
+    worker_class = argv[argv.index("--worker-class") + 1]
+    module, name = worker_class.rsplit(".", 1)
+    assert issubclass(getattr(importlib.import_module(module), name), BaseWorker)
 
 
 def test_nginx_proxies_to_the_web_units_address_and_serves_collected_static():
