@@ -22,6 +22,8 @@ if [ $dev = 1 ]; then
   # The testbed's initramfs needs a static busybox, which the dynamic busybox package does not give.
   [ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' \
     || checks+=("busybox-static-missing:busybox-static")
+  # tests/xlcheck compiles its LD_PRELOAD shim; gcc without recommends may lack libc headers.
+  [ -e /usr/include/stdio.h ] || checks+=("libc6-dev-missing:libc6-dev")
 fi
 python3 -c 'import venv, ensurepip' 2>/dev/null || checks+=("python3-venv-missing:python3-venv")
 missing=()
