@@ -342,7 +342,7 @@ def test_create_needs_a_config_and_its_volumes(sim):
     with pytest.raises(ToolstackError, match="Failed to read config file: /etc/xen/web1.cfg"):
         sim.create("web1")
     sim.write_config(_spec("web1"))
-    with pytest.raises(ToolstackError, match="Unable to set disk defaults") as e:
+    with pytest.raises(ToolstackError, match="failed to stat: /dev/vg0/vm-web1.raiz") as e:
         sim.create("web1")
     assert "failed to stat: /dev/vg0/vm-web1.raiz" in e.value.stderr
     # The root alone is not enough: the swap disk is missing too.
