@@ -30,6 +30,7 @@ from labs import dom0
 from labs.dom0.base import Dom0Host, DomainSpec, GuestFiles, HostConfig, Volume
 from labs.dom0.errors import Dom0Error
 from labs.models import AuditEvent, Guest, Host, Lab, Task
+from labs.services.actions import GUEST_BREAKING_KINDS, REBUILD_KINDS
 from labs.services.limits import template_lab_max_mb
 
 log = logging.getLogger(__name__)
@@ -320,8 +321,6 @@ HANDLERS: dict[str, Callable[[Recorder, Guest], None]] = {
     "mem_set": _mem_set,
     "teardown": _teardown,
 }
-# Kinds whose failure leaves the guest unusable (status failed, volumes cleaned up).
-REBUILDS = ("provision", "reset")
 
 
 # ------------------------------------------------------------------ outcome
@@ -373,7 +372,7 @@ def _claim(task: Task) -> Guest | None:
             guest = Guest.objects.select_related("lab__template", "pool", "host").get(pk=task.guest_id)
         except Guest.DoesNotExist:
             guest = None
-        if guest is not None and task.kind in REBUILDS:
+        if guest is not None and task.kind in REBUILD_KINDS:
             Guest.objects.filter(pk=guest.pk).update(status=Guest.Status.PROVISIONING, last_error="")
     return guest
 
@@ -396,7 +395,7 @@ def run_task(task_id: int) -> str:
         return "unknown kind"
     rec = Recorder(task, connect_host(guest.host), guest.host.volume_group)
     rec.log(f"{task.kind} {guest.domain_name} on {guest.host.name}")
-    breaks_guest = task.kind in REBUILDS or task.kind == "teardown"
+    breaks_guest = task.kind in GUEST_BREAKING_KINDS
     try:
         handler(rec, guest)
         if task.kind == "teardown":
@@ -408,13 +407,13 @@ def run_task(task_id: int) -> str:
             _lab_maybe_torn_down(lab_id)
             return "ok"
         observed = _observe(rec, guest)
-        if task.kind in REBUILDS or task.kind == "start":
+        if task.kind in REBUILD_KINDS or task.kind == "start":
             if guest.observed_state not in ("r", "b", "p"):
                 raise StepFailed(
                     "create",
                     Dom0Error(f"{guest.domain_name} stopped right after xl create: it did not boot (see its console)"),
                 )
-        if task.kind in REBUILDS:
+        if task.kind in REBUILD_KINDS:
             observed["status"] = Guest.Status.READY
         rec.log("done")
         _finish(task, True, "", guest, last_error="", **observed)

@@ -23,6 +23,10 @@ JOB_STEPS = {
     "reset": ("destroy", "remove root", "volumes", "clone", "customize", "config", "create"),
     "teardown": ("destroy", "config", "volumes"),
 }
+# Job kinds that rebuild a guest from the template, and those whose failure
+# leaves it unusable (status failed; what they made on the host is removed).
+REBUILD_KINDS = ("provision", "reset")
+GUEST_BREAKING_KINDS = (*REBUILD_KINDS, "teardown")
 # What the user wants the domain to be after the action (Guest.desired_state).
 DESIRED = {
     "start": Guest.Desired.RUNNING,
@@ -100,29 +104,9 @@ def _may_act(actor, guest: Guest) -> bool:
 def _check_memory(guest: Guest, memory_mb) -> int:
     if isinstance(memory_mb, bool) or not isinstance(memory_mb, int):
         raise InvalidAction(_("Give the new memory size as a whole number of MiB."), field="memory_mb")
-    template = guest.lab.template
-    if memory_mb < limits.MIN_GUEST_MEMORY_MB:
-        raise QuotaExceeded(
-            _("%(mem)d MiB is too little: a guest needs at least %(min)d MiB.")
-            % {"mem": memory_mb, "min": limits.MIN_GUEST_MEMORY_MB},
-            field="memory_mb",
-        )
-    if memory_mb > guest.lab.max_guest_memory_mb:
-        raise QuotaExceeded(
-            _("%(mem)d MiB exceeds the lab's maximum memory per guest (%(max)d MiB).")
-            % {"mem": memory_mb, "max": guest.lab.max_guest_memory_mb},
-            field="memory_mb",
-        )
-    if memory_mb > template.max_memory_mb:
-        raise QuotaExceeded(
-            _("%(mem)d MiB exceeds the template's maximum memory (%(max)d MiB).")
-            % {"mem": memory_mb, "max": template.max_memory_mb},
-            field="memory_mb",
-        )
+    limits.check_guest_memory(memory_mb, guest.lab.template, guest.lab.max_guest_memory_mb)
     others = limits.usage_for([guest.student], exclude_guest=guest).get(guest.student_id, limits.Usage())
-    limits.check_student_quota(
-        guest.student, limits.quota_for(guest.student), limits.Usage(others.guests, others.memory_mb), 0, memory_mb
-    )
+    limits.check_student_quota(guest.student, limits.quota_for(guest.student), others, 0, memory_mb)
     free = limits.host_free_mb(guest.host, limits.allocated_mb([guest.host]).get(guest.host_id, 0))
     if free is not None and memory_mb - guest.memory_mb > free:
         raise QuotaExceeded(

@@ -9,6 +9,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import get_hasher, make_password
 from django.db import IntegrityError, transaction
@@ -92,24 +93,7 @@ def _check_request(instructor, template: LabTemplate, roster: list[RosterEntry],
         if entry.username in seen:
             raise ServiceError(_("%(name)s is on the roster twice.") % {"name": entry.username}, field="roster")
         seen.add(entry.username)
-    low, high = limits.memory_limits(template)
-    if memory_mb < low:
-        raise QuotaExceeded(
-            _("%(mem)d MiB is too little: a guest needs at least %(min)d MiB.") % {"mem": memory_mb, "min": low},
-            field="memory_mb",
-        )
-    if memory_mb > template.max_memory_mb:
-        raise QuotaExceeded(
-            _("%(mem)d MiB exceeds the template's maximum memory (%(max)d MiB).")
-            % {"mem": memory_mb, "max": template.max_memory_mb},
-            field="memory_mb",
-        )
-    if memory_mb > high:
-        raise QuotaExceeded(
-            _("%(mem)d MiB exceeds the lab's maximum memory per guest (%(max)d MiB).")
-            % {"mem": memory_mb, "max": high},
-            field="memory_mb",
-        )
+    limits.check_guest_memory(memory_mb, template, settings.XENPANEL_DEFAULT_LAB_MAX_GUEST_MEMORY_MB)
     if expires_at is not None and expires_at <= timezone.now():
         raise ServiceError(_("The expiry date is in the past."), field="expires_at")
 

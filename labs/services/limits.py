@@ -72,6 +72,28 @@ def check_student_quota(user, quota: Quota, usage: Usage, add_guests: int, add_m
         )
 
 
+def check_guest_memory(memory_mb: int, template: LabTemplate, lab_max_mb: int) -> None:
+    """Raise QuotaExceeded, naming the limit, unless one guest may have `memory_mb`."""
+    if memory_mb < MIN_GUEST_MEMORY_MB:
+        raise QuotaExceeded(
+            _("%(mem)d MiB is too little: a guest needs at least %(min)d MiB.")
+            % {"mem": memory_mb, "min": MIN_GUEST_MEMORY_MB},
+            field="memory_mb",
+        )
+    if memory_mb > template.max_memory_mb:
+        raise QuotaExceeded(
+            _("%(mem)d MiB exceeds the template's maximum memory (%(max)d MiB).")
+            % {"mem": memory_mb, "max": template.max_memory_mb},
+            field="memory_mb",
+        )
+    if memory_mb > lab_max_mb:
+        raise QuotaExceeded(
+            _("%(mem)d MiB exceeds the lab's maximum memory per guest (%(max)d MiB).")
+            % {"mem": memory_mb, "max": lab_max_mb},
+            field="memory_mb",
+        )
+
+
 def template_lab_max_mb(template: LabTemplate, lab: Lab | None = None) -> int:
     lab_max = lab.max_guest_memory_mb if lab is not None else settings.XENPANEL_DEFAULT_LAB_MAX_GUEST_MEMORY_MB
     return min(template.max_memory_mb, lab_max)

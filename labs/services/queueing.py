@@ -26,10 +26,6 @@ JOB_FUNC = "labs.jobs.run_task"
 REDIS_CONNECT_TIMEOUT = 3.0
 
 
-def job_id_for(task: Task) -> str:
-    return f"xenpanel-task-{task.pk}"
-
-
 def redis_connection(queue_name: str = "default") -> Redis:
     conn = django_rq.get_connection(queue_name)
     conn.connection_pool.connection_kwargs.setdefault("socket_connect_timeout", REDIS_CONNECT_TIMEOUT)

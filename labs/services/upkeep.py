@@ -20,7 +20,7 @@ from rq.registry import StartedJobRegistry
 
 from labs.models import AuditEvent, Guest, Host, Lab, Task
 from labs.services import queueing
-from labs.services.actions import queue_for_guests, teardown_expired_lab
+from labs.services.actions import GUEST_BREAKING_KINDS, queue_for_guests, teardown_expired_lab
 
 log = logging.getLogger(__name__)
 # A task younger than this may still be on its way to Redis (the enqueue runs
@@ -29,7 +29,6 @@ LOST_GRACE_SECONDS = 30
 SYNC_JOB_TIMEOUT = 60
 SYNC_JOB_TTL = 30  # a sync nobody picked up within this is stale: drop it
 HEALTH_JOB_TIMEOUT = 120
-GUEST_BREAKING_KINDS = ("provision", "reset", "teardown")
 
 
 def _lost_reason(status: str | None) -> str:

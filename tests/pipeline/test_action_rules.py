@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from labs.models import AuditEvent, Guest, StudentQuota, Task
+from labs.models import AuditEvent, Guest, Lab, StudentQuota, Task
 from labs.services import InvalidAction, QuotaExceeded, allowed_actions, guest_action, memory_limits
 
 from .helpers import work
@@ -60,7 +60,15 @@ def test_mem_set_limits(running_guest, alice, template):
     assert memory_limits(g) == (32, 1024)
     with pytest.raises(QuotaExceeded) as info:
         guest_action(alice, g, "mem_set", memory_mb=2048)
-    assert "lab's maximum memory per guest (1024 MiB)" in info.value.message
+    assert "template's maximum memory (1024 MiB)" in info.value.message
+    Lab.objects.filter(pk=g.lab_id).update(max_guest_memory_mb=512)
+    g.lab.refresh_from_db()
+    assert memory_limits(g) == (32, 512)
+    with pytest.raises(QuotaExceeded) as info:
+        guest_action(alice, g, "mem_set", memory_mb=768)
+    assert "lab's maximum memory per guest (512 MiB)" in info.value.message
+    Lab.objects.filter(pk=g.lab_id).update(max_guest_memory_mb=1024)
+    g.lab.refresh_from_db()
     with pytest.raises(QuotaExceeded):
         guest_action(alice, g, "mem_set", memory_mb=16)
     with pytest.raises(InvalidAction):
