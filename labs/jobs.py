@@ -29,8 +29,8 @@ from rq.worker import SimpleWorker
 from labs import dom0
 from labs.dom0.base import Dom0Host, DomainSpec, GuestFiles, HostConfig, Volume
 from labs.dom0.errors import Dom0Error
-from labs.models import AuditEvent, Guest, Host, Lab, Task
-from labs.services.actions import GUEST_BREAKING_KINDS, REBUILD_KINDS
+from labs.models import AuditEvent, Guest, Host, Task
+from labs.services.actions import GUEST_BREAKING_KINDS, REBUILD_KINDS, close_lab_if_empty
 from labs.services.limits import template_lab_max_mb
 
 log = logging.getLogger(__name__)
@@ -342,19 +342,6 @@ def _finish(task: Task, ok: bool, message: str = "", guest: Guest | None = None,
             )
 
 
-def _lab_maybe_torn_down(lab_id: int | None) -> None:
-    if lab_id is None:
-        return
-    with transaction.atomic():
-        lab = Lab.objects.select_for_update().filter(pk=lab_id, status=Lab.Status.TEARING_DOWN).first()
-        if lab is not None and not lab.guests.exists():
-            lab.status = Lab.Status.TORN_DOWN
-            lab.save(update_fields=["status"])
-            AuditEvent.objects.filter(lab=lab, action="teardown_lab", result=AuditEvent.Result.REQUESTED).update(
-                result=AuditEvent.Result.SUCCEEDED
-            )
-
-
 def _claim(task: Task) -> Guest | None:
     """Mark the task running (and a rebuilt guest provisioning) in one commit; None if there is nothing to do."""
     with transaction.atomic():
@@ -404,7 +391,7 @@ def run_task(task_id: int) -> str:
             with transaction.atomic():
                 _finish(task, True)
                 guest.delete()
-            _lab_maybe_torn_down(lab_id)
+            close_lab_if_empty(lab_id)
             return "ok"
         observed = _observe(rec, guest)
         if task.kind in REBUILD_KINDS or task.kind == "start":

@@ -209,7 +209,12 @@ def queue_for_guests(
         if lab_status:
             lab_row.status = lab_status
             lab_row.save(update_fields=["status"])
-        locked = list(Guest.objects.select_for_update().select_related("host").filter(pk__in=[g.pk for g in guests]))
+        # Re-read under the lock: a guest may have become busy since the caller looked.
+        locked = list(
+            Guest.objects.select_for_update()
+            .select_related("host")
+            .filter(pk__in=[g.pk for g in guests], busy_with="")
+        )
         before = {g.pk: {"status": g.status, "busy_with": g.busy_with} for g in locked}
         for g in locked:
             g.busy_with = kind
@@ -234,9 +239,6 @@ def queue_for_guests(
         )
         if tasks:
             queueing.ping({t.host.queue_name for t in tasks})
-        elif lab_status == Lab.Status.TEARING_DOWN and not Guest.objects.filter(lab=lab_row).exists():
-            lab_row.status = Lab.Status.TORN_DOWN
-            lab_row.save(update_fields=["status"])
         task_pks = [t.pk for t in tasks]
 
         def undo() -> None:
@@ -249,8 +251,24 @@ def queue_for_guests(
             Lab.objects.filter(pk=lab.pk).update(status=previous_lab_status)
 
         queueing.enqueue_after_commit(tasks, undo)
-    lab.status = lab_row.status
+    if not tasks:
+        close_lab_if_empty(lab.pk)
+    lab.refresh_from_db(fields=["status"])
     return tasks
+
+
+def close_lab_if_empty(lab_id: int | None) -> None:
+    """A tearing-down lab whose last guest is gone becomes torn down (and its teardown request succeeds)."""
+    if lab_id is None:
+        return
+    with transaction.atomic():
+        lab = Lab.objects.select_for_update().filter(pk=lab_id, status=Lab.Status.TEARING_DOWN).first()
+        if lab is not None and not lab.guests.exists():
+            lab.status = Lab.Status.TORN_DOWN
+            lab.save(update_fields=["status"])
+            AuditEvent.objects.filter(lab=lab, action="teardown_lab", result=AuditEvent.Result.REQUESTED).update(
+                result=AuditEvent.Result.SUCCEEDED
+            )
 
 
 def lab_action(actor, lab: Lab, action: str) -> list[Task]:

@@ -20,7 +20,7 @@ from rq.registry import StartedJobRegistry
 
 from labs.models import AuditEvent, Guest, Host, Lab, Task
 from labs.services import queueing
-from labs.services.actions import GUEST_BREAKING_KINDS, queue_for_guests, teardown_expired_lab
+from labs.services.actions import GUEST_BREAKING_KINDS, close_lab_if_empty, queue_for_guests, teardown_expired_lab
 
 log = logging.getLogger(__name__)
 # A task younger than this may still be on its way to Redis (the enqueue runs
@@ -112,8 +112,8 @@ def continue_teardowns() -> int:
         )
         if waiting:
             queued += len(queue_for_guests(None, lab, "teardown", waiting))
-        elif not lab.guests.exists():
-            Lab.objects.filter(pk=lab.pk, status=Lab.Status.TEARING_DOWN).update(status=Lab.Status.TORN_DOWN)
+        else:
+            close_lab_if_empty(lab.pk)
     return queued
 
 

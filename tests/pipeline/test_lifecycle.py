@@ -121,3 +121,14 @@ def test_lab_teardown_ends_with_the_lab_torn_down(running_guest, ivy, sim):
     assert not Guest.objects.filter(lab=lab).exists()
     assert sim.domains() == {} and sim.volumes() == {} and sim.configs() == {}
     assert AuditEvent.objects.get(action="teardown_lab").result == "succeeded"
+
+
+def test_lab_without_guests_is_torn_down_at_once(ivy, alice, bob, running_guest, sim):
+    from labs.services import lab_action
+
+    lab = running_guest.lab
+    for guest in Guest.objects.filter(lab=lab):
+        act(guest.student, guest, "teardown")
+    assert lab_action(ivy, lab, "teardown") == []
+    assert lab.status == "torn_down"
+    assert AuditEvent.objects.get(action="teardown_lab").result == "succeeded"
