@@ -395,7 +395,8 @@ class Testbed:
         project = Path(project_dir).resolve()
         timings: dict[str, float] = {}
         t = time.monotonic()
-        wheels = self._wheelhouse(project / "requirements.txt")
+        dom0_python = self.ssh(["python3", "-c", "import platform; print(platform.python_version())"]).stdout.strip()
+        wheels = self._wheelhouse(project / "requirements.txt", dom0_python)
         timings["wheels_download_s"] = time.monotonic() - t
 
         t = time.monotonic()
@@ -427,26 +428,35 @@ class Testbed:
         timings["venv_install_s"] = time.monotonic() - t
         return timings
 
-    def _wheelhouse(self, requirements: Path) -> Path:
+    def _wheelhouse(self, requirements: Path, dom0_python: str) -> Path:
         # dom0 runs Debian 12's python3.11 on x86_64 (glibc 2.36), like this
         # host, so the host's pip picks wheels dom0 can use; --only-binary keeps
         # dom0 from ever needing a compiler.
-        key = hashlib.sha256(requirements.read_bytes()).hexdigest()[:16]
+        key = hashlib.sha256(requirements.read_bytes() + dom0_python.encode()).hexdigest()[:16]
         house = self.out / "wheels" / key
         if not (house / ".complete").exists():
             house.mkdir(parents=True, exist_ok=True)
-            p = subprocess.run(
-                [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check"]
-                + ["--only-binary=:all:", "-d", str(house), "-r", str(requirements)],
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                timeout=600,
-            )
-            if p.returncode != 0:
-                raise TestbedError(f"pip download for dom0 failed:\n{p.stdout[-2000:]}{p.stderr[-2000:]}")
+            self._pip_download(house, ["-r", str(requirements)])
+            # pip evaluates markers for the host's Python only (even with
+            # --python-version): dom0's 3.11.2 also needs what is conditional
+            # on an older version (redis: async-timeout below 3.11.3).
+            extra = _deps_for_python(house, dom0_python)
+            if extra:
+                self._pip_download(house, extra)
             (house / ".complete").touch()
         return house
+
+    def _pip_download(self, house: Path, args: list[str]) -> None:
+        p = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check"]
+            + ["--only-binary=:all:", "-d", str(house), *args],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        if p.returncode != 0:
+            raise TestbedError(f"pip download for dom0 failed:\n{p.stdout[-2000:]}{p.stderr[-2000:]}")
 
     # ------------------------------------------------------------ teardown
     def shutdown(self, timeout: float = 90) -> float:
@@ -493,6 +503,33 @@ def _tar_files(root: Path, files: Sequence[Path]) -> bytes:
         for f in files:
             tar.add(f, arcname=str(f.relative_to(root)), recursive=False)
     return buf.getvalue()
+
+
+def _deps_for_python(house: Path, python: str) -> list[str]:
+    """Requirements of the wheels in `house` whose markers hold on `python` but are not downloaded yet."""
+    import zipfile
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    have = {canonicalize_name(w.name.split("-", 1)[0]) for w in house.glob("*.whl")}
+    env = {"python_full_version": python, "python_version": ".".join(python.split(".")[:2])}
+    wanted: list[str] = []
+    for wheel in sorted(house.glob("*.whl")):
+        with zipfile.ZipFile(wheel) as z:
+            meta = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
+            lines = z.read(meta).decode(errors="replace").splitlines()
+        for line in lines:
+            if not line.startswith("Requires-Dist:"):
+                continue
+            req = Requirement(line.split(":", 1)[1].strip())
+            if req.marker is None or canonicalize_name(req.name) in have:
+                continue
+            if req.marker.evaluate({**env, "extra": ""}):
+                req.marker = None
+                wanted.append(str(req))
+                have.add(canonicalize_name(req.name))
+    return wanted
 
 
 def _project_files(project: Path) -> list[Path]:
