@@ -15,6 +15,20 @@ from django.utils.translation import gettext_lazy as _
 from labs.validators import Dom0Name
 
 
+# Defaults read from settings when a row is created (callables, so changing
+# the environment never asks for a new migration).
+def default_lab_max_guest_memory_mb() -> int:
+    return settings.XENPANEL_DEFAULT_LAB_MAX_GUEST_MEMORY_MB
+
+
+def default_max_guests() -> int:
+    return settings.XENPANEL_DEFAULT_MAX_GUESTS
+
+
+def default_max_memory_mb() -> int:
+    return settings.XENPANEL_DEFAULT_MAX_MEMORY_MB
+
+
 class Host(models.Model):
     """A dom0. Its RQ worker listens on `queue_name`."""
 
@@ -191,7 +205,14 @@ class IpPool(models.Model):
             raise ValidationError({"network": str(e)}) from None
         for field in ("gateway", "first_ip", "last_ip"):
             value = getattr(self, field)
-            if value and ipaddress.IPv4Address(value) not in net:
+            if not value:
+                continue
+            try:
+                address = ipaddress.IPv4Address(value)
+            except ValueError:
+                # full_clean() runs clean() even after a field failed to validate.
+                raise ValidationError({field: _("%(ip)s is not an IPv4 address.") % {"ip": value}}) from None
+            if address not in net:
                 raise ValidationError({field: _("%(ip)s is outside %(net)s.") % {"ip": value, "net": net}})
         if self.first_ip and self.last_ip:
             if ipaddress.IPv4Address(self.first_ip) > ipaddress.IPv4Address(self.last_ip):
@@ -220,7 +241,7 @@ class Lab(models.Model):
     memory_mb = models.PositiveIntegerField(_("memory per guest (MiB)"), validators=[MinValueValidator(16)])
     max_guest_memory_mb = models.PositiveIntegerField(
         _("maximum memory per guest (MiB)"),
-        default=settings.XENPANEL_DEFAULT_LAB_MAX_GUEST_MEMORY_MB,
+        default=default_lab_max_guest_memory_mb,
         validators=[MinValueValidator(16)],
     )
     expires_at = models.DateTimeField(_("expires"), null=True, blank=True)
@@ -299,10 +320,8 @@ class StudentQuota(models.Model):
     """Per-student limits; students without a row get the settings' defaults."""
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="quota")
-    max_guests = models.PositiveIntegerField(_("maximum guests"), default=settings.XENPANEL_DEFAULT_MAX_GUESTS)
-    max_memory_mb = models.PositiveIntegerField(
-        _("maximum total memory (MiB)"), default=settings.XENPANEL_DEFAULT_MAX_MEMORY_MB
-    )
+    max_guests = models.PositiveIntegerField(_("maximum guests"), default=default_max_guests)
+    max_memory_mb = models.PositiveIntegerField(_("maximum total memory (MiB)"), default=default_max_memory_mb)
 
     class Meta:
         verbose_name = _("student quota")
