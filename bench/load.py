@@ -38,6 +38,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -376,11 +377,11 @@ def pct(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
-def read_spawns(spawn_dir: Path) -> tuple[int, list[dict], list[dict]]:
+def read_spawns(logs: dict[str, str]) -> tuple[int, list[dict], list[dict]]:
     """(workers whose self-test spawn the hook saw, spawns while loading the app, spawns while serving)."""
     proven, loading, serving = 0, [], []
-    for log in spawn_dir.glob("worker-*.log"):
-        lines = [json.loads(line) for line in log.read_text().splitlines()]
+    for text in logs.values():
+        lines = [json.loads(line) for line in text.splitlines()]
         marks = {e["marker"]: i for i, e in enumerate(lines) if "marker" in e}
         start, end = marks.get("self-test-start", -1), marks.get("self-test-end", -1)
         serve = marks.get("serving", len(lines))
@@ -403,6 +404,7 @@ def main() -> int:
     # Its own Redis database (flushed): bench/batch.py uses 14, the tests 13.
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/15")
     parser.add_argument("--workers", type=int, default=int(os.environ.get("WEB_CONCURRENCY", "3")))
+    parser.add_argument("--keep", action="store_true", help="keep the scratch directory (database, logs)")
     args = parser.parse_args()
     if not (1 <= args.students <= 1000 and 1 <= args.duration <= 600 and args.actions <= 600):
         parser.error("bounded: 1-1000 students, 1-600 s, at most 600 actions a minute")
@@ -421,7 +423,7 @@ def main() -> int:
         setup_worker.wait(timeout=900)
         wait_provisioned(args.students, timeout=60)
         procs.append(start([*manage, "rqworker", "default", "load-dom0"], env, scratch / "rqworker.log"))
-        print(f"setup: {args.students} students provisioned in {time.monotonic() - t:.1f} s ({scratch})")
+        print(f"setup: {args.students} students provisioned in {time.monotonic() - t:.1f} s", flush=True)
         procs.append(start([*manage, "sync_loop"], env, scratch / "sync.log"))
         gunicorn = [str(ROOT / ".venv" / "bin" / "gunicorn"), "xenpanel.wsgi", "-c", str(Path(__file__).resolve())]
         gunicorn += ["--bind", f"127.0.0.1:{port}", "--workers", str(args.workers), "--timeout", "60"]
@@ -455,8 +457,11 @@ def main() -> int:
     finally:
         for p in reversed(procs):
             stop(p)
+        spawn_logs = {log.name: log.read_text() for log in (scratch / "spawns").glob("*.log")}
+        if not args.keep:
+            shutil.rmtree(scratch, ignore_errors=True)
 
-    proven, loading, spawns = read_spawns(scratch / "spawns")
+    proven, loading, spawns = read_spawns(spawn_logs)
     print(
         f"\nload: {args.students} students polling every {args.poll:g} s, {args.actions:g} actions/min, "
         f"{args.duration:g} s, gunicorn --workers {args.workers} ({'PostgreSQL' if args.postgres else 'SQLite'})"
