@@ -98,7 +98,7 @@ def test_clean_names_the_bad_field(kwargs, field):
 
 
 @pytest.mark.parametrize("field", ["gateway", "first_ip", "last_ip"])
-def test_full_clean_reports_a_malformed_address_instead_of_crashing(field):
+def test_full_clean_reports_a_malformed_address_instead_of_crashing(db, field):
     values = {"gateway": "10.0.0.1", "first_ip": "10.0.0.10", "last_ip": "10.0.0.20", field: "10.0.0.999"}
     pool = IpPool(name="p", network="10.0.0.0/24", dns_domain="lab.example.edu", **values)
     with pytest.raises(ValidationError) as e:
