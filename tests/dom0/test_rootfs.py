@@ -264,6 +264,29 @@ def test_customize_twice_gives_the_same_result_and_a_clean_fs(rootfs, template, 
     _fsck_clean(image)
 
 
+def test_customize_takes_a_fixed_handful_of_commands(rootfs, runner, template, tmp_path):
+    # Each command is an ssh round trip on a remote dom0: the count must not
+    # grow with the number of files (one tar stages them all, one e2cp per
+    # directory and owner, one debugfs inspects, one reads back).
+    image = _image(tmp_path)
+    rootfs.clone(str(template), str(image))
+    files = _files(root_password_hash=HASH, authorized_keys=KEY)
+    rootfs.customize(str(image), files)
+    seen = len(runner.history)
+    rootfs.customize(str(image), files)
+    assert [r.argv[0] for r in runner.history[seen:]] == [
+        "debugfs",  # ls -l of /etc, /etc/network, /root, /root/.ssh + cat /etc/shadow
+        "mktemp",
+        "tar",
+        "e2cp",  # /etc: hostname, hosts, fstab
+        "e2cp",  # /etc/network/interfaces
+        "e2cp",  # /root/.ssh/authorized_keys
+        "e2cp",  # /etc/shadow (its own owner and mode)
+        "debugfs",  # read-back
+        "rm",
+    ]
+
+
 def test_old_hosts_get_hda_and_ext3_in_fstab(rootfs, template, tmp_path):
     image = _image(tmp_path)
     rootfs.clone(str(template), str(image), fs_type="ext3", method="copy")
@@ -319,6 +342,15 @@ def test_a_write_that_silently_did_nothing_is_caught_by_the_read_back(template, 
     rootfs = Rootfs(_SilentlyFailingE2cp(env={"TMPDIR": str(tmpdir_env)}))
     with pytest.raises(RootfsError, match="/etc/hostname, /etc/hosts, /etc/fstab, /etc/network/interfaces did not"):
         rootfs.customize(str(image), _files())
+    assert list(tmpdir_env.iterdir()) == []
+
+
+def test_customize_on_a_device_without_a_filesystem_fails_cleanly(rootfs, tmp_path, tmpdir_env, runner):
+    image = _image(tmp_path, size_mb=8)
+    with pytest.raises(RootfsError, match="no readable ext2/3/4 filesystem") as e:
+        rootfs.customize(str(image), _files())
+    assert e.value.argv[:3] == ["debugfs", "-f", "-"]
+    assert [r.argv[0] for r in runner.history] == ["debugfs"]  # nothing written
     assert list(tmpdir_env.iterdir()) == []
 
 
