@@ -186,11 +186,11 @@ class Rootfs:
         self.runner = runner
 
     # --- plumbing --------------------------------------------------------------
-    def _run(self, argv: Sequence[str], *, what: str, created: Sequence[str] = (), input=None) -> Result:
+    def _run(self, argv: Sequence[str], *, what: str, input: bytes | None = None) -> Result:
         try:
             return self.runner.run(list(argv), input=input)
         except CommandFailed as e:
-            raise RootfsError(f"{what}: {e.message}", argv=e.argv, rc=e.rc, stderr=e.stderr, created=created) from None
+            raise RootfsError(f"{what}: {e.message}", argv=e.argv, rc=e.rc, stderr=e.stderr) from None
 
     def _e2(self, argv: Sequence[str], *, what: str) -> Result:
         """An e2tools command: they exit 0 on most errors, so stderr is the verdict."""
