@@ -136,6 +136,20 @@ def _place(plans: list[_Plan], hosts: list[Host], memory_mb: int, disk_mb: int) 
             for pk, free in free_mem.items()
             if free >= memory_mb and (free_disk[pk] is None or free_disk[pk] >= disk_mb)
         ]
+        if not fits and any(free >= memory_mb for free in free_mem.values()):
+            # Memory is there but no volume group can hold the root and swap
+            # volumes: say so, or the instructor looks at free memory in vain.
+            summary = ", ".join(
+                f"{by_pk[pk].name}: {max(free, 0)} MiB" for pk, free in sorted(free_disk.items()) if free is not None
+            )
+            raise QuotaExceeded(
+                _(
+                    "Not enough host capacity: %(n)d guest(s) need %(disk)d MiB of disk each for their root and swap"
+                    " volumes (free in the hosts' volume groups: %(summary)s)."
+                )
+                % {"n": len(plans), "disk": disk_mb, "summary": summary},
+                field="hosts",
+            )
         if not fits:
             summary = ", ".join(f"{by_pk[pk].name}: {max(free, 0)} MiB" for pk, free in sorted(free_mem.items()))
             raise QuotaExceeded(
