@@ -242,7 +242,9 @@ def fake_dom0(monkeypatch, host):
     return runner
 
 
-@pytest.mark.django_db
+# The in-process worker closes connections around each job, as production
+# does, so the test needs real commits rather than one wrapping transaction.
+@pytest.mark.django_db(transaction=True)
 def test_job_builds_on_the_hosts_queue_and_registers_the_template(
     redis_clean, fake_dom0, host, ivy, django_capture_on_commit_callbacks
 ):
@@ -282,7 +284,9 @@ def test_job_failure_is_recorded_and_registers_nothing(redis_clean, monkeypatch,
     assert build_template_job(task.pk) == f"task {task.pk} is already failed"
 
 
-@pytest.mark.django_db
+# The in-process worker closes connections around each job, as production
+# does, so the test needs real commits rather than one wrapping transaction.
+@pytest.mark.django_db(transaction=True)
 def test_on_the_simulated_dom0_the_job_fails_clearly(
     redis_clean, host, settings, tmp_path, django_capture_on_commit_callbacks
 ):
