@@ -38,6 +38,10 @@ class Domain:
         for letter in "cdsp" + "rb":
             if letter in self.state:
                 return letter
+        # No flag at all ("------"): runnable, waiting for a CPU. A busy host
+        # (the QEMU testbed under load) lists a booting guest so; it runs.
+        if self.state and set(self.state) == {"-"}:
+            return "r"
         return ""
 
 
