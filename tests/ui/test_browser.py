@@ -36,6 +36,13 @@ ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 
 
+def wait(browser, timeout: float, poll_frequency: float = 0.5) -> WebDriverWait:
+    """A WebDriverWait that tries again when a navigation or an htmx swap replaced the element it read."""
+    return WebDriverWait(
+        browser, timeout, poll_frequency=poll_frequency, ignored_exceptions=(StaleElementReferenceException,)
+    )
+
+
 @pytest.fixture(scope="module")
 def driver():
     options = Options()
@@ -112,7 +119,7 @@ def login(browser, username: str) -> None:
     browser.find_element(By.ID, "id_username").send_keys(username)
     browser.find_element(By.ID, "id_password").send_keys(PASSWORD)
     browser.find_element(By.CSS_SELECTOR, "main form button[type=submit]").click()
-    WebDriverWait(browser, 10).until(lambda d: "/login/" not in d.current_url)
+    wait(browser, 10).until(lambda d: "/login/" not in d.current_url)
 
 
 def click(browser, element) -> None:
@@ -169,14 +176,14 @@ def test_instructor_creates_a_batch_and_watches_it_finish(browser, panel, ivy, t
     shot(browser, "lab-create")
     click(browser, browser.find_element(By.CSS_SELECTOR, "#lab-batch-form [type=submit]"))
 
-    WebDriverWait(browser, 20).until(lambda d: "/accounts/" in d.current_url)
+    wait(browser, 20).until(lambda d: "/accounts/" in d.current_url)
     rows = browser.find_elements(By.CSS_SELECTOR, "main table tbody tr")
     assert [r.find_element(By.TAG_NAME, "td").text for r in rows] == [f"st{n}" for n in range(1, 6)]
     assert browser.find_element(By.LINK_TEXT, "Download as CSV").get_attribute("download") == "web-accounts.csv"
     shot(browser, "lab-accounts")
 
     click(browser, browser.find_element(By.LINK_TEXT, "Go to the lab"))
-    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.ID, "lab-live"))
+    wait(browser, 10).until(lambda d: d.find_elements(By.ID, "lab-live"))
     mark_page(browser)
     bar = "#lab-live [role=progressbar]"
     seen = set()
@@ -190,7 +197,7 @@ def test_instructor_creates_a_batch_and_watches_it_finish(browser, panel, ivy, t
             return False
 
     try:
-        WebDriverWait(browser, 90, poll_frequency=0.2).until(finished)
+        wait(browser, 90, poll_frequency=0.2).until(finished)
     except TimeoutException:
         shot(browser, "lab-detail-timeout")
         rows = Guest.objects.values_list("domain_name", "status", "observed_state", "busy_with", "last_error")
@@ -198,7 +205,7 @@ def test_instructor_creates_a_batch_and_watches_it_finish(browser, panel, ivy, t
     assert same_page(browser), "the progress bar must update without a full page reload"
     assert len(seen) > 1, f"the bar should have moved while we watched: {seen}"
     assert "5 of 5 VMs ready" in text_of(browser, "#lab-live")
-    WebDriverWait(browser, 20).until(
+    wait(browser, 20).until(
         lambda d: (
             [c.text.split()[0] for c in d.find_elements(By.CSS_SELECTOR, "#lab-live td.guest-state")]
             == ["running"] * 5
@@ -236,13 +243,13 @@ def test_student_sees_own_vm_and_reboots_it(browser, provisioned):
     shot(browser, "my-vms")
 
     click(browser, browser.find_element(By.LINK_TEXT, "net-alice"))
-    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.ID, "guest-live"))
+    wait(browser, 10).until(lambda d: d.find_elements(By.ID, "guest-live"))
     assert text_of(browser, "#guest-live .state-badge").startswith("running")
     assert "xl console net-alice" in browser.find_element(By.TAG_NAME, "main").text
     shot(browser, "guest")
 
     click(browser, browser.find_element(By.XPATH, "//section[@id='guest-live']//button[normalize-space()='Reboot']"))
-    WebDriverWait(browser, 10).until(lambda d: "Reboot requested" in d.find_element(By.CSS_SELECTOR, ".messages").text)
+    wait(browser, 10).until(lambda d: "Reboot requested" in d.find_element(By.CSS_SELECTOR, ".messages").text)
     mark_page(browser)
     states = []
 
@@ -252,7 +259,7 @@ def test_student_sees_own_vm_and_reboots_it(browser, provisioned):
         badge = text_of(d, "#guest-live .state-badge")
         return badge.startswith("running") and "Working…" not in text and "…" not in badge
 
-    WebDriverWait(browser, 60, poll_frequency=0.1).until(back_to_running)
+    wait(browser, 60, poll_frequency=0.1).until(back_to_running)
     assert same_page(browser), "the state must update through htmx polling, not a reload"
     assert any("Working…" in s or "rebooting" in s or "shutting down" in s for s in states), states
     reboot = browser.find_element(By.XPATH, "//section[@id='guest-live']//button[normalize-space()='Reboot']")
@@ -291,7 +298,7 @@ def test_hostile_roster_gets_line_errors_and_creates_nothing(browser, ivy, templ
     area = browser.find_element(By.ID, "id_roster_text")
     browser.execute_script("arguments[0].value = arguments[1];", area, hostile)
     click(browser, browser.find_element(By.CSS_SELECTOR, "#lab-batch-form [type=submit]"))
-    WebDriverWait(browser, 10).until(lambda d: d.find_elements(By.ID, "roster-errors"))
+    wait(browser, 10).until(lambda d: d.find_elements(By.ID, "roster-errors"))
     rows = browser.find_elements(By.CSS_SELECTOR, "#roster-errors tr.roster-error")
     assert [(r.get_attribute("data-line"), r.get_attribute("data-field")) for r in rows] == [
         ("2", "username"),
@@ -313,7 +320,7 @@ def test_language_switch_to_portuguese(browser, alice, alice_guest):
     assert browser.find_element(By.TAG_NAME, "h1").text == "My VMs"
     Select(browser.find_element(By.ID, "language-select")).select_by_value("pt-br")
     click(browser, browser.find_element(By.XPATH, "//footer//button[@type='submit']"))
-    WebDriverWait(browser, 10).until(lambda d: d.find_element(By.TAG_NAME, "h1").text == "Minhas VMs")
+    wait(browser, 10).until(lambda d: d.find_element(By.TAG_NAME, "h1").text == "Minhas VMs")
     assert browser.find_element(By.TAG_NAME, "html").get_attribute("lang") == "pt-br"
     browser.go(f"/vms/{alice_guest.pk}/")
     main = browser.find_element(By.TAG_NAME, "main").text
