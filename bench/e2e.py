@@ -1,0 +1,212 @@
+#!/usr/bin/env python3
+"""Benchmark: a lab batch on the real Xen testbed, and how much of its time is the panel's own.
+
+    .venv/bin/python bench/e2e.py                # batches of 2 and 4 guests
+    .venv/bin/python bench/e2e.py --sizes 2 4 8
+
+It boots the testbed (tests/testbed/), sets its dom0 up with
+deploy/dom0-setup.md (xenpanel's worker inside dom0, as in
+tests/e2e/test_product_on_xen.py), then for each size N submits an
+N-student batch through the service layer (what the browser's form calls)
+and measures:
+
+- submit -> all running: from the call until every guest is `ready` and
+  `xl list` showed it running (the job's last step), as the panel records it;
+- dom0 commands: the seconds the jobs spent inside dom0 commands
+  (Task.dom0_seconds: every xl / LVM / mkfs / e2tools call, timed by the job's
+  recorder and shown step by step in its log);
+- the panel's own share: everything else, (wall - dom0) / wall: the submit
+  itself, RQ picking jobs up, the jobs' database writes through guestfwd and
+  their Python code, all of it running under the same emulation.
+- all consoles booted: until every guest printed its boot marker (not part of
+  the share: the guests boot on their own after `xl create`).
+
+One worker runs the jobs one after the other (a dom0's default), so the
+jobs' times add up. No sync loop runs: its `xl list` jobs would interleave
+with the batch and blur the figures (the test runs one). It uses its own
+PostgreSQL database (xenpanel_bench_e2e, created and dropped) and Redis
+database (REDIS_URL, default db 15). It prints figures and is not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+DB_NAME = "xenpanel_bench_e2e"
+MEMORY_MB = 128
+ROOT_MB, SWAP_MB = 64, 32
+
+
+def setup_env() -> None:
+    import psycopg
+
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {DB_NAME}")
+    os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"
+    os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
+    os.environ["SECRET_KEY"] = "bench-only"
+    os.environ["LOG_LEVEL"] = "WARNING"
+    os.environ.pop("XENPANEL_DOM0", None)
+    os.environ["DJANGO_SETTINGS_MODULE"] = "xenpanel.settings"
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def drop_db() -> None:
+    import psycopg
+    from django.db import connections
+
+    connections.close_all()
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[2, 4])
+    args = parser.parse_args()
+    setup_env()
+
+    from django.conf import settings
+    from django.contrib.auth.models import Group, User
+    from django.db import connections
+    from rq import Queue
+
+    from labs.access import INSTRUCTORS_GROUP
+    from labs.models import Guest, Host, IpPool, Lab, LabTemplate, Task
+    from labs.roster import RosterEntry
+    from labs.services import create_lab_batch, enqueue_health_check, lab_action, queueing
+    from tests.e2e.harness import (
+        BOOTED,
+        BRIDGE,
+        QUEUE,
+        RAMDISK,
+        TEMPLATE_DIR,
+        VG,
+        database_urls,
+        panel_env,
+        redis_url_in_dom0,
+        set_up_dom0,
+        timings_line,
+        until,
+    )
+    from tests.testbed.fixtures import HOST_FROM_DOM0
+    from tests.testbed.testbed import Forward, Testbed, build
+
+    redis_port = int(settings.REDIS_URL.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[-1] or 6379)
+    print(f"build: {build():.1f} s", flush=True)
+    tb = Testbed(forwards=[Forward(HOST_FROM_DOM0, redis_port, redis_port), Forward(HOST_FROM_DOM0, 5432, 5432)])
+    results = []
+    try:
+        print(timings_line("boot", tb.boot()), flush=True)
+        local_db, dom0_db = database_urls(connections["default"].settings_dict)
+        env = panel_env(local_db, settings.REDIS_URL, settings.SECRET_KEY)
+        values = {
+            "HOST": QUEUE,
+            "QUEUE": QUEUE,
+            "BRIDGE": BRIDGE,
+            "PANEL_DATABASE_URL": dom0_db,
+            "PANEL_REDIS_URL": redis_url_in_dom0(settings.REDIS_URL),
+            "SECRET_KEY": settings.SECRET_KEY,
+        }
+        Queue(QUEUE, connection=queueing.redis_connection(QUEUE)).empty()
+        dom0 = set_up_dom0(tb, values, env)
+        print(timings_line("dom0 set-up (guide)", dom0.timings), flush=True)
+
+        instructor = User.objects.create_user("ivy", password="x")
+        instructor.groups.add(Group.objects.get_or_create(name=INSTRUCTORS_GROUP)[0])
+        host = Host.objects.create(
+            name=QUEUE, queue_name=QUEUE, volume_group=VG, bridge=BRIDGE, dom0_reserve_mb=dom0.reserve_mb
+        )
+        template = LabTemplate.objects.create(
+            name="tiny",
+            rootfs_path=TEMPLATE_DIR,
+            kernel=dom0.kernel,
+            ramdisk=RAMDISK,
+            root_size_mb=ROOT_MB,
+            swap_size_mb=SWAP_MB,
+            default_memory_mb=MEMORY_MB,
+            max_memory_mb=256,
+        )
+        pool = IpPool.objects.create(
+            name="bench", network="10.78.0.0/24", gateway="10.78.0.1", first_ip="10.78.0.10", last_ip="10.78.0.250"
+        )
+        enqueue_health_check(host)
+        until(lambda: Host.objects.get(pk=host.pk).health_ok, "the health check", 600, on_timeout=dom0.worker_log)
+
+        for n in args.sizes:
+            slug = f"bench{n}"
+            roster = [RosterEntry(i, f"s{n}x{i}", f"Student {i}", f"s{i}@example.edu") for i in range(1, n + 1)]
+            consoles = {f"{slug}-s{n}x{i}": 0 for i in range(1, n + 1)}
+            t0 = time.monotonic()
+            lab = create_lab_batch(instructor, template, pool, roster, MEMORY_MB, slug=slug).lab
+            submit_s = time.monotonic() - t0
+            until(
+                lambda lab=lab, n=n: lab.guests.filter(status="ready", observed_state__in=("r", "b")).count() == n,
+                f"{n} guests running",
+                3600,
+                interval=0.5,
+                on_timeout=lambda lab=lab: f"{list(lab.guests.values_list('domain_name', 'status', 'last_error'))}",
+            )
+            running_s = time.monotonic() - t0
+            for name in consoles:
+                tb.wait_console(name, BOOTED, timeout=1800)
+            booted_s = time.monotonic() - t0
+            tasks = list(Task.objects.filter(lab=lab, kind="provision"))
+            assert all(t.status == Task.Status.SUCCEEDED for t in tasks), [(t.target, t.error) for t in tasks]
+            dom0_s = sum(t.dom0_seconds for t in tasks)
+            jobs_s = sum((t.finished_at - t.started_at).total_seconds() for t in tasks)
+            t1 = time.monotonic()
+            lab_action(instructor, lab, "teardown")
+            until(
+                lambda lab=lab: Lab.objects.get(pk=lab.pk).status == Lab.Status.TORN_DOWN,
+                "teardown",
+                3600,
+                interval=0.5,
+            )
+            teardown_s = time.monotonic() - t1
+            assert not Guest.objects.filter(lab=lab).exists()
+            results.append((n, submit_s, running_s, dom0_s, jobs_s, booted_s, teardown_s))
+            print(
+                f"N={n}: submit {submit_s:.2f} s, all running {running_s:.1f} s, dom0 commands {dom0_s:.1f} s,"
+                f" jobs {jobs_s:.1f} s, panel share {(running_s - dom0_s) / running_s:.1%},"
+                f" all consoles booted {booted_s:.1f} s, teardown {teardown_s:.1f} s",
+                flush=True,
+            )
+        dom0.stop_worker()
+    finally:
+        tb.shutdown()
+        drop_db()
+
+    print(
+        "\n|   N | submit | submit -> all running | in dom0 commands | panel's own | share | jobs in-job overhead |"
+        " all consoles booted | teardown |"
+    )
+    print(
+        "|----:|-------:|----------------------:|-----------------:|------------:|------:|---------------------:|"
+        "--------------------:|---------:|"
+    )
+    for n, submit_s, running_s, dom0_s, jobs_s, booted_s, teardown_s in results:
+        own = running_s - dom0_s
+        print(
+            f"| {n:3d} | {submit_s:4.2f} s | {running_s:19.1f} s | {dom0_s:14.1f} s | {own:9.1f} s |"
+            f" {own / running_s:5.1%} | {jobs_s - dom0_s:18.1f} s | {booted_s:17.1f} s | {teardown_s:6.1f} s |"
+        )
+    print("\nGoal: the panel's own share < 5% (emulation makes absolute times slow; the share is what matters).")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

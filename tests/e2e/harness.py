@@ -1,0 +1,285 @@
+"""The whole product on the Xen testbed: a dom0 set up by deploy/dom0-setup.md, its worker, the panel side.
+
+Shared by tests/e2e/test_product_on_xen.py and bench/e2e.py. The dom0 is the
+session testbed (tests/testbed/); its worker reaches this machine's Redis and
+PostgreSQL through QEMU guestfwd rules to 127.0.0.1 (HOST_FROM_DOM0).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from tests.e2e.guide import Guide, bash_argv, parse, run_local
+from tests.testbed.fixtures import HOST_FROM_DOM0
+from tests.testbed.testbed import Testbed
+
+ROOT = Path(__file__).resolve().parents[2]
+QUEUE = "xp-dom0"  # the testbed dom0's Host name and queue
+VG = "vg0"  # made by the testbed's init on its second disk
+BRIDGE = "xenbr0"
+TEMPLATE_DIR = "/srv/xenpanel/templates/tiny"
+RAMDISK = "/boot/initrd-domu.img"
+WORKER_PID = "/run/xenpanel-rqworker.pid"
+WORKER_LOG = "/var/log/xenpanel-rqworker.log"
+# The guide's `pvcreate/vgcreate` run on a loop device of their own, removed afterwards.
+GUIDE_VG = "guidevg"
+GUIDE_PV_FILE = "/var/tmp/xenpanel-guide-pv.img"
+BOOTED = "XENPANEL-BOOTED"
+
+
+class Phases:
+    """Wall-clock seconds per named phase, in the order they ran."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.monotonic() - started
+
+    def line(self, title: str) -> str:
+        return timings_line(title, self.seconds)
+
+
+def timings_line(title: str, seconds: Mapping[str, float]) -> str:
+    return f"{title}: " + ", ".join(f"{k}={v:.1f}s" for k, v in seconds.items())
+
+
+def until(check: Callable[[], object], what: str, timeout: float, interval: float = 1.0, on_timeout=None):
+    """Poll `check` until it returns something truthy, and return that; AssertionError after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            extra = f"\n{on_timeout()}" if on_timeout else ""
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}{extra}")
+        time.sleep(interval)
+
+
+# ------------------------------------------------------------------ URLs as dom0 and this machine see them
+def database_urls(db: Mapping) -> tuple[str, str]:
+    """(URL for processes on this machine, URL for the dom0 worker) of a Django PostgreSQL settings dict."""
+    auth = quote(db["USER"] or "postgres") + (f":{quote(db['PASSWORD'])}" if db.get("PASSWORD") else "")
+    port = int(db.get("PORT") or 5432)
+    local = f"postgres://{auth}@{db.get('HOST') or '127.0.0.1'}:{port}/{db['NAME']}"
+    return local, f"postgres://{auth}@{HOST_FROM_DOM0}:{port}/{db['NAME']}"
+
+
+def redis_url_in_dom0(url: str) -> str:
+    parts = urlsplit(url)
+    netloc = parts.netloc.rsplit("@", 1)
+    host = f"{HOST_FROM_DOM0}:{parts.port or 6379}"
+    return urlunsplit(parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host))
+
+
+# ------------------------------------------------------------------ the dom0
+@dataclass
+class Dom0:
+    """The testbed dom0 after the guide: xenpanel installed, its worker running on QUEUE."""
+
+    testbed: Testbed
+    guide: Guide
+    values: dict[str, str]
+    kernel: str
+    reserve_mb: int
+    env: dict[str, str]  # the panel side's environment (this machine's view of the database and Redis)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def sh(self, command, check: bool = True, timeout: float = 300) -> str:
+        return self.testbed.ssh(command, check=check, timeout=timeout).stdout
+
+    def worker_log(self, lines: int = 60) -> str:
+        return self.sh(["tail", "-n", str(lines), WORKER_LOG], check=False)
+
+    def worker_pid(self) -> int | None:
+        out = self.sh(["cat", WORKER_PID], check=False).strip()
+        return int(out) if out.isdigit() else None
+
+    def worker_alive(self) -> bool:
+        pid = self.worker_pid()
+        return pid is not None and self.testbed.ssh(["/bin/kill", "-0", str(pid)], check=False).returncode == 0
+
+    def stop_worker(self, timeout: float = 120) -> None:
+        stop_worker(self.testbed, timeout)
+
+    # --- what is on the dom0 -----------------------------------------------------------
+    def domains(self) -> dict[str, str]:
+        """name -> state column of `xl list`, without Domain-0."""
+        rows = self.sh(["xl", "list"]).splitlines()[1:]
+        return {r.split()[0]: r.split()[4] for r in rows if r.split() and r.split()[0] != "Domain-0"}
+
+    def volumes(self, vg: str = VG) -> dict[str, int]:
+        """LV name -> size in MiB."""
+        out = self.sh(["lvs", "--noheadings", "--units", "m", "--nosuffix", "-o", "lv_name,lv_size", vg])
+        return {name: round(float(size)) for name, size in (line.split() for line in out.splitlines() if line.strip())}
+
+    def configs(self) -> list[str]:
+        """Domain configs and autostart links, relative to /etc/xen ("web1.cfg", "auto/web1.cfg")."""
+        out = self.sh(["find", "/etc/xen", "/etc/xen/auto", "-maxdepth", "1", "-name", "*.cfg"], check=False)
+        return sorted({line.removeprefix("/etc/xen/") for line in out.splitlines() if line})
+
+    def guest_file(self, device: str, path: str) -> str:
+        """A file inside a guest's root filesystem, read with debugfs (read-only, works while it runs)."""
+        return self.sh(["debugfs", "-R", f"cat {path}", device])
+
+    def scrub(self, stem: str, env: Mapping[str, str], queue: str) -> None:
+        """Remove every guest named `stem*` (domain, config, volumes) and placeholder volume, even after a failure.
+
+        Waits for the worker to finish the job it is running first, so nothing is created behind the scrub.
+        """
+        code = (
+            "import sys; from redis import Redis; from rq import Queue; from rq.registry import StartedJobRegistry\n"
+            "r = Redis.from_url(sys.argv[1]); Queue(sys.argv[2], connection=r).empty()\n"
+            "print(len(StartedJobRegistry(sys.argv[2], connection=r).get_job_ids()))\n"
+        )
+
+        def idle() -> bool:
+            out = subprocess.run([sys.executable, "-c", code, env["REDIS_URL"], queue], capture_output=True, text=True)
+            return out.stdout.strip() == "0"
+
+        try:
+            until(idle, "the dom0 worker to finish its job", 600, interval=3)
+        finally:
+            self.sh(
+                f"for d in $(xl list | awk 'NR > 1 {{print $1}}' | grep '^{stem}'); do xl destroy $d; done; "
+                f"rm -f /etc/xen/{stem}*.cfg /etc/xen/auto/{stem}*.cfg; "
+                f"for lv in $(lvs --noheadings -o lv_name {VG} | grep -E '^ *(vm-{stem}|xp-placeholder)'); do "
+                f"lvremove -q -y {VG}/$lv; done",
+                check=False,
+            )
+
+    def vg_free_mb(self, vg: str = VG) -> int:
+        out = self.sh(["vgs", "--noheadings", "--units", "m", "--nosuffix", "-o", "vg_free", vg])
+        return int(float(out.strip()))
+
+
+def stop_worker(testbed: Testbed, timeout: float = 120) -> None:
+    """Stop the worker the guide started (if any): SIGTERM to its process group, SIGKILL if it lingers."""
+    pid = testbed.ssh(["cat", WORKER_PID], check=False).stdout.strip()
+    if not pid.isdigit():
+        return
+    # setsid made the worker a process group leader: signal the whole group,
+    # so its job processes go too. SIGTERM is RQ's warm shutdown.
+    testbed.ssh(["/bin/kill", "-s", "TERM", "--", f"-{pid}"], check=False)
+    deadline = time.monotonic() + timeout
+    while testbed.ssh(["/bin/kill", "-0", pid], check=False).returncode == 0:
+        if time.monotonic() > deadline:
+            testbed.ssh(["/bin/kill", "-s", "KILL", "--", f"-{pid}"], check=False)
+            break
+        time.sleep(2)
+    testbed.ssh(["rm", "-f", WORKER_PID], check=False)
+
+
+def set_up_dom0(testbed: Testbed, values: Mapping[str, str], env: Mapping[str, str]) -> Dom0:
+    """Install xenpanel in the testbed's dom0 and run the guide's dom0 blocks, which start the worker."""
+    phases = Phases()
+    stop_worker(testbed)  # one left by an earlier user of this testbed (the bench after the tests)
+    guide = parse()
+    kernel = testbed.ssh(["sh", "-c", "ls /boot/vmlinux-domu /boot/vmlinuz-domu 2>/dev/null | head -n 1"]).stdout
+    info = testbed.ssh(["xl", "info"]).stdout
+    total = int(re.search(r"^total_memory\s*:\s*(\d+)", info, re.M).group(1))
+    free = int(re.search(r"^free_memory\s*:\s*(\d+)", info, re.M).group(1))
+    with phases("install xenpanel (copy + wheels)"):
+        install = testbed.install_xenpanel(ROOT)
+    with phases("guide: dom0 blocks"):
+        loop = testbed.ssh(
+            ["sh", "-c", f"truncate -s 64M {GUIDE_PV_FILE} && losetup --find --show {GUIDE_PV_FILE}"]
+        ).stdout.strip()
+        try:
+            guide.run(
+                guide.dom0_steps(),
+                {**values, "DISK": loop, "VG": GUIDE_VG},
+                lambda script: _in_dom0(testbed, script),
+            )
+        finally:
+            testbed.ssh(
+                f"vgremove -f {GUIDE_VG} >/dev/null 2>&1; pvremove -f {loop} >/dev/null 2>&1; "
+                f"losetup -d {loop}; rm -f {GUIDE_PV_FILE}",
+                check=False,
+            )
+    dom0 = Dom0(testbed, guide, {**values}, kernel.strip(), total - free, dict(env), {**install, **phases.seconds})
+    with phases("worker registers in Redis"):
+        wait_for_worker(env, values["QUEUE"], dom0)
+    dom0.timings.update(phases.seconds)
+    return dom0
+
+
+def _in_dom0(testbed: Testbed, script: str) -> tuple[int, str]:
+    p = testbed.ssh(bash_argv(script), check=False, timeout=900)
+    return p.returncode, p.stdout + p.stderr
+
+
+def wait_for_worker(env: Mapping[str, str], queue: str, dom0: Dom0, timeout: float = 600) -> None:
+    """Until the worker the guide started (its pid) has registered on `queue` in this machine's Redis."""
+    pid = dom0.worker_pid()
+    assert pid is not None, f"the guide started no worker ({WORKER_PID} is empty)"
+    code = (
+        "import sys; from redis import Redis; from rq import Worker\n"
+        "ws = Worker.all(connection=Redis.from_url(sys.argv[1]))\n"
+        "print(sum(sys.argv[2] in w.queue_names() and w.pid == int(sys.argv[3]) for w in ws))\n"
+    )
+
+    def registered() -> bool:
+        out = subprocess.run(
+            [sys.executable, "-c", code, env["REDIS_URL"], queue, str(pid)], capture_output=True, text=True, timeout=60
+        ).stdout
+        return out.strip() == "1"
+
+    until(
+        registered,
+        f"the RQ worker (pid {pid}) on {queue} inside dom0",
+        timeout,
+        interval=3,
+        on_timeout=dom0.worker_log,
+    )
+
+
+# ------------------------------------------------------------------ the panel side
+def panel_env(database_url: str, redis_url: str, secret_key: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(DATABASE_URL=database_url, REDIS_URL=redis_url, SECRET_KEY=secret_key, LOG_LEVEL="WARNING")
+    env.pop("XENPANEL_DOM0", None)  # the panel never runs dom0 commands itself
+    return env
+
+
+def run_panel_steps(guide: Guide, values: Mapping[str, str], env: Mapping[str, str]) -> None:
+    guide.run(guide.panel_steps(), values, lambda script: run_local(script, ROOT, env))
+
+
+def start_sync_loop(env: Mapping[str, str], interval: float = 2.0) -> subprocess.Popen:
+    """`manage.py sync_loop` as production runs it: it queues sync jobs on the dom0's queue."""
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), "sync_loop", "--interval", str(interval)],
+        cwd=ROOT,
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 30) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
