@@ -149,7 +149,7 @@ class Testbed:
 
     # ------------------------------------------------------------ boot
     def _qemu_argv(self) -> list[str]:
-        for f in ("xen", "vmlinuz", "initrd.img", "dom0.img"):
+        for f in ("xen", "vmlinux", "initrd.img", "dom0.img"):
             if not (self.out / f).exists():
                 raise TestbedError(f"{self.out / f} is missing: run tests/testbed/build.sh first")
         if "," in str(self.out) or "," in str(self.run_dir):
@@ -190,7 +190,7 @@ class Testbed:
             xen_cmdline,
             # multiboot modules: dom0 kernel (with its command line), then its initrd
             "-initrd",
-            f"{self.out / 'vmlinuz'} {dom0_cmdline},{self.out / 'initrd.img'}",
+            f"{self.out / 'vmlinux'} {dom0_cmdline},{self.out / 'initrd.img'}",
             "-drive",
             f"file={self.out / 'dom0.img'},if=virtio,format=raw,snapshot=on",
             "-drive",
