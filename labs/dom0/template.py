@@ -281,6 +281,8 @@ class TemplateBuilder:
         for link, target in CONSOLE_LINKS:
             self._run(["mkdir", "-p", "--", root + link.rsplit("/", 1)[0]])
             self._run(["ln", "-sfn", "--", target, root + link])
+        # systemd's package enables tty1's getty; masked above, and not wanted either.
+        self._run(["rm", "-f", "--", f"{root}/etc/systemd/system/getty.target.wants/getty@tty1.service"])
         # Per-clone identity: sshd and systemd make new ones at first boot.
         self._run(["find", f"{root}/etc/ssh", "-maxdepth", "1", "-name", "ssh_host_*", "-delete"])
         self._run(["rm", "-f", "--", f"{root}/var/lib/dbus/machine-id"])

@@ -141,6 +141,7 @@ def test_build_runs_argv_only_and_leaves_the_seed_touches_in_the_tree():
         f"{PARTIAL}/etc/systemd/system/getty.target.wants/serial-getty@hvc0.service",
     ] in runner.calls
     assert ["ln", "-sfn", "--", "/dev/null", f"{PARTIAL}/etc/systemd/system/getty@tty1.service"] in runner.calls
+    assert ["rm", "-f", "--", f"{PARTIAL}/etc/systemd/system/getty.target.wants/getty@tty1.service"] in runner.calls
     # Clones must not share ssh host keys.
     assert ["find", f"{PARTIAL}/etc/ssh", "-maxdepth", "1", "-name", "ssh_host_*", "-delete"] in runner.calls
 
