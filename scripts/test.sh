@@ -7,13 +7,26 @@ cd "$(dirname "$0")/.."
 if [ "${1:-}" != "--redis-ready" ]; then
   # Find or start Redis, come back here with REDIS_URL set, and stop a
   # private server afterwards. Tests use their own database (13 unless
-  # XENPANEL_TEST_REDIS_DB says otherwise) so a running demo keeps its queues.
-  exec .venv/bin/python scripts/ensure_redis.py --db "${XENPANEL_TEST_REDIS_DB:-13}" \
-    --run "$0" --redis-ready "$@"
+  # XENPANEL_TEST_REDIS_DB says otherwise or another run holds it) so a
+  # running demo keeps its queues.
+  db=${XENPANEL_TEST_REDIS_DB:-}
+  if [ -z "$db" ]; then
+    # Two runs on one machine (two checkouts, a developer and CI) must not
+    # flush each other's queues: take the first of 13..8 no other run holds.
+    # The lock fd stays open in ensure_redis.py, i.e. for the whole run.
+    for n in 13 12 11 10 9 8; do
+      exec {lock}>"/tmp/xenpanel-test-redis-db-$n.lock"
+      if flock -n "$lock"; then db=$n; break; fi
+      exec {lock}>&-
+    done
+    [ -n "$db" ] || { echo "test.sh: Redis databases 8-13 are all in use by other test runs" >&2; exit 1; }
+  fi
+  export XENPANEL_TEST_REDIS_DB=$db
+  exec .venv/bin/python scripts/ensure_redis.py --db "$db" --run "$0" --redis-ready "$@"
 fi
 shift
 export SECRET_KEY=${SECRET_KEY:-test-only-not-secret}
-db=${DATABASE_URL:-sqlite}; echo "test.sh: database ${db%%:*}, Redis database ${XENPANEL_TEST_REDIS_DB:-13}"
+db=${DATABASE_URL:-sqlite}; echo "test.sh: database ${db%%:*}, Redis database $XENPANEL_TEST_REDIS_DB"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 set +e
