@@ -12,16 +12,18 @@ it never creates a second volume or domain.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import netaddr
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections, connection, transaction
 from django.db.models import Case, F, Value, When
 from django.utils import timezone
 from rq.worker import SimpleWorker
@@ -36,6 +38,8 @@ from labs.services.limits import template_lab_max_mb
 log = logging.getLogger(__name__)
 # How long `xl shutdown -w` may wait for a guest to power off before the job fails.
 SHUTDOWN_TIMEOUT = 120.0
+# How often, at most, HostWorker refreshes its own key in Redis between jobs.
+WORKER_HEARTBEAT_SECONDS = 1.0
 
 
 def host_config(host: Host) -> HostConfig:
@@ -94,7 +98,8 @@ class Recorder:
         self.task.log = "\n".join(self._lines)
 
     def save(self, *fields: str) -> None:
-        self.task.save(update_fields=["log", "dom0_seconds", *fields])
+        """Write the progress so far: the log, dom0 seconds and `fields` of the Task."""
+        _write_progress(self.task, ["log", "dom0_seconds", *fields])
 
     @contextmanager
     def step(self, name: str) -> Iterator[None]:
@@ -115,6 +120,140 @@ class Recorder:
             return fn(*args, **kwargs)
         finally:
             self.task.dom0_seconds += time.monotonic() - started
+
+
+def _write_progress(task: Task, fields: list[str]) -> None:
+    """Write the task's progress fields: through the worker's ProgressWriter when it runs, else here."""
+    values = {f: getattr(task, f) for f in fields}
+    # Inside an outer transaction (a test's) another connection would not see the row.
+    if connection.in_atomic_block or not PROGRESS.submit(task.pk, values):
+        Task.objects.filter(pk=task.pk).update(**values)
+
+
+class ProgressWriter:
+    """Writes jobs' progress rows from a side thread with its own PostgreSQL connection.
+
+    A job saves its progress at every step, so the browser follows it and a
+    crash shows where it stopped. Each save was a round trip to the server
+    and a commit waiting for the WAL flush, in the job's path: 3-10 ms each
+    on a busy machine, or after a long dom0 step when the server had gone
+    idle; most of a provisioning job's bookkeeping. With the writer running
+    the job hands the values over and goes on with the host while this
+    thread writes them, in order (later values of a task replace earlier
+    ones not yet written). Its session commits without waiting for the flush
+    (synchronous_commit=off): such commits are atomic, visible at once and
+    kept if the worker dies; only a crash of the database server itself may
+    lose the last fraction of a second of them. The claim and the outcome of
+    a job stay synchronous, in the job's own connection, and `_finish` first
+    waits for the writer (`flush`), so a late progress write never lands
+    after the outcome and the outcome's flush covers them all. A write that
+    fails is raised by `flush`; `_finish` logs it and saves every progress
+    field with the outcome anyway.
+
+    HostWorker starts it on PostgreSQL (SQLite lives in the worker's own
+    process: a write there costs no round trip) and stops it when the worker
+    ends; elsewhere (rq's forking worker, a job called directly) and inside
+    an outer transaction, which another connection could not see, jobs write
+    their progress themselves.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._pending: dict[int, dict[str, Any]] = {}
+        self._writing = False
+        self._error: Exception | None = None
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+        self._stopping = False
+
+    def _alive(self) -> bool:
+        # A forked process has the parent's object but not its thread.
+        return self._thread is not None and self._pid == os.getpid() and self._thread.is_alive()
+
+    @property
+    def running(self) -> bool:
+        return self._alive() and not self._stopping
+
+    def start(self) -> None:
+        with self._cond:
+            self._stopping = False
+            if self._alive():
+                return  # still running, or still writing what it had when stopped: keep that one thread
+            self._pending, self._writing, self._error = {}, False, None
+            self._pid = os.getpid()
+            self._thread = threading.Thread(target=self._run, name="progress-writer", daemon=True)
+            self._thread.start()
+
+    def submit(self, task_id: int, values: dict[str, Any]) -> bool:
+        """Queue the values for the task's row; False (nothing queued) when the writer is not running."""
+        with self._cond:
+            if not self.running:
+                return False
+            self._pending.setdefault(task_id, {}).update(values)
+            self._cond.notify_all()
+            return True
+
+    def flush(self) -> None:
+        """Wait until every submitted value is written; raise what the writer failed with, if anything."""
+        with self._cond:
+            while (self._pending or self._writing) and self._alive():
+                self._cond.wait(1.0)
+            error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def stop(self) -> None:
+        """Write what is left, then end the thread and close its connection."""
+        with self._cond:
+            if not self._alive():
+                return
+            self._stopping = True
+            thread = self._thread
+            self._cond.notify_all()
+        thread.join()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    while not self._pending and not self._stopping:
+                        self._cond.wait()
+                    if not self._pending:
+                        return
+                    batch, self._pending, self._writing = self._pending, {}, True
+                error = None
+                try:
+                    close_old_connections()
+                    _commit_async()
+                    for task_id, values in batch.items():
+                        Task.objects.filter(pk=task_id).update(**values)
+                except Exception as e:  # reported to the job by flush()
+                    error = e
+                with self._cond:
+                    self._writing = False
+                    self._error = self._error or error
+                    self._cond.notify_all()
+        finally:
+            with self._cond:
+                self._writing = False
+                self._cond.notify_all()
+            connection.close()
+
+
+PROGRESS = ProgressWriter()
+# This process's PostgreSQL sessions already switched to asynchronous commits.
+_ASYNC_SESSIONS: weakref.WeakSet = weakref.WeakSet()
+
+
+def _commit_async() -> None:
+    """Let this thread's PostgreSQL session commit without waiting for the WAL flush (once per connection)."""
+    if connection.vendor != "postgresql":
+        return
+    connection.ensure_connection()
+    if connection.connection not in _ASYNC_SESSIONS:
+        with connection.cursor() as cursor:
+            cursor.execute("SET synchronous_commit TO OFF")
+        _ASYNC_SESSIONS.add(connection.connection)
 
 
 # ------------------------------------------------------------------ helpers
@@ -326,6 +465,12 @@ HANDLERS: dict[str, Callable[[Recorder, Guest], None]] = {
 # ------------------------------------------------------------------ outcome
 def _finish(task: Task, ok: bool, message: str = "", guest: Guest | None = None, **guest_fields: Any) -> None:
     """Record the outcome on the Task, its AuditEvent and the Guest in one transaction (one commit)."""
+    # Progress still on its way first: it must not land after the outcome (and the job is not over before).
+    try:
+        PROGRESS.flush()
+    except Exception:
+        # A progress row the writer could not save; the outcome below rewrites all of its fields.
+        log.warning("progress of task %s was not saved", task.pk, exc_info=True)
     task.status = Task.Status.SUCCEEDED if ok else Task.Status.FAILED
     task.error = "" if ok else message
     task.finished_at = timezone.now()
@@ -528,29 +673,85 @@ class HostWorker(SimpleWorker):
     timeout (30 min), so a killed worker's job would look alive that long;
     this one keeps rq's short heartbeat (about 90 s) from a side thread, so
     the sync loop notices lost work just as fast as with forking workers.
-    Database connections are checked before and after each job, as Django
-    does around a request.
+    The thread lives as long as the worker (starting one per job cost more
+    than a small job's own bookkeeping on a loaded machine) and beats for
+    whichever job is running. Database connections are checked before and
+    after each job, as Django does around a request.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The running job, read by the heartbeat thread; the lock makes a beat
+        # in flight finish before its job counts as over, so no beat re-registers
+        # a job that has already left the started registry.
+        self._beat_job = None
+        self._beat_lock = threading.Lock()
+        self._beat_stop = threading.Event()
+        self._beater: threading.Thread | None = None
+        self._worker_beat_at = float("-inf")
 
     def get_heartbeat_ttl(self, job) -> int:
         return int(self.job_monitoring_interval) + 60
 
-    def execute_job(self, job, queue) -> None:
-        close_old_connections()
-        done = threading.Event()
+    def heartbeat(self, timeout: int | None = None, pipeline=None) -> None:
+        """Keep the worker's own key alive: at most once a second, in one round trip.
 
-        def beat() -> None:
-            while not done.wait(self.job_monitoring_interval):
+        rq refreshes it around every job (before and after the dequeue, after
+        the job; an HSET and an EXPIRE each time) although the key lives
+        worker_ttl + 60 s (8 minutes); for a batch of short jobs that was six
+        of a job's twenty-odd Redis round trips. Calls with a timeout or a
+        pipeline (the job heartbeats) go through unchanged, and a job
+        heartbeat, which shortens the key's life, makes the next plain one
+        due at once.
+        """
+        if timeout is not None or pipeline is not None:
+            super().heartbeat(timeout, pipeline)
+            return
+        at = time.monotonic()
+        if at - self._worker_beat_at < WORKER_HEARTBEAT_SECONDS:
+            return
+        with self.connection.pipeline(transaction=False) as pipe:
+            super().heartbeat(None, pipe)
+            pipe.execute()
+        self._worker_beat_at = at
+
+    def maintain_heartbeats(self, job) -> None:
+        try:
+            super().maintain_heartbeats(job)
+        finally:
+            # That cut the worker key's life to job_monitoring_interval + 60 s: the next plain refresh must not wait.
+            self._worker_beat_at = float("-inf")
+
+    def _beat(self) -> None:
+        while not self._beat_stop.wait(self.job_monitoring_interval):
+            with self._beat_lock:
+                job = self._beat_job
+                if job is None:
+                    continue
                 try:
                     self.maintain_heartbeats(job)
                 except Exception:  # the next beat retries; a missed one only shortens the margin
                     log.warning("heartbeat for job %s failed", job.id, exc_info=True)
 
-        beater = threading.Thread(target=beat, name=f"heartbeat-{job.id}", daemon=True)
-        beater.start()
+    def execute_job(self, job, queue) -> None:
+        close_old_connections()
+        with self._beat_lock:
+            self._beat_job = job
+        if self._beater is None:
+            self._beater = threading.Thread(target=self._beat, name=f"heartbeat-{self.name}", daemon=True)
+            self._beater.start()
+        if connection.vendor == "postgresql":
+            PROGRESS.start()
         try:
             super().execute_job(job, queue)
         finally:
-            done.set()
-            beater.join()
+            with self._beat_lock:
+                self._beat_job = None
             close_old_connections()
+
+    def teardown(self) -> None:
+        PROGRESS.stop()
+        self._beat_stop.set()
+        if self._beater is not None:
+            self._beater.join()
+        super().teardown()

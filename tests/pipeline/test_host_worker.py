@@ -8,7 +8,9 @@ import time
 import django_rq
 import pytest
 from rq.registry import StartedJobRegistry
+from rq.worker.base import BaseWorker
 
+from labs import jobs
 from labs.jobs import HostWorker
 from labs.models import Guest, Task
 from labs.services import create_lab_batch
@@ -48,3 +50,28 @@ def test_heartbeat_is_short_and_refreshed_while_a_long_job_runs(ivy, alice, host
     assert len(scores) == 2, scores
     assert scores[0] - started < 70
     assert scores[1] > scores[0]
+
+
+def test_worker_key_is_refreshed_once_a_second_at_most_and_at_once_after_a_job_heartbeat(host, monkeypatch):
+    monkeypatch.setattr(jobs, "WORKER_HEARTBEAT_SECONDS", 60.0)  # no refresh falls due during the test
+    conn = django_rq.get_connection(host.queue_name)
+    worker = HostWorker([django_rq.get_queue(host.queue_name)], connection=conn)
+    worker.register_birth()
+    try:
+        worker.heartbeat()
+        first = conn.hget(worker.key, "last_heartbeat")
+        assert conn.ttl(worker.key) > 400  # worker_ttl + 60 s
+        worker.heartbeat()
+        worker.heartbeat()
+        assert conn.hget(worker.key, "last_heartbeat") == first
+
+        # A job heartbeat leaves the key only job_monitoring_interval + 60 s
+        # (rq's own, stood in for here: it needs a running job).
+        monkeypatch.setattr(BaseWorker, "maintain_heartbeats", lambda self, job: conn.expire(self.key, 90))
+        worker.maintain_heartbeats(None)
+        assert conn.ttl(worker.key) <= 90
+        worker.heartbeat()
+        assert conn.ttl(worker.key) > 400
+        assert conn.hget(worker.key, "last_heartbeat") != first
+    finally:
+        worker.register_death()
