@@ -7,6 +7,7 @@ from labs import views
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz/", views.healthz, name="healthz"),
+    path("whoami/", views.whoami, name="whoami"),
     path("vms/", views.my_vms, name="my_vms"),
     path("vms/<int:pk>/", views.guest_detail, name="guest_detail"),
     path("vms/<int:pk>/live/", views.guest_live, name="guest_live"),

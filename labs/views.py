@@ -121,6 +121,16 @@ def healthz(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
+def whoami(request: HttpRequest) -> HttpResponse:
+    """The signed-in user's name: the least a logged-in request can cost.
+
+    It loads the session and the user through the whole middleware stack and
+    does nothing else, so bench/load.py measures the guest page against it.
+    """
+    return HttpResponse(request.user.get_username(), content_type="text/plain; charset=utf-8")
+
+
+@login_required
 def home(request: HttpRequest) -> HttpResponse:
     return redirect("lab_list" if roles_for(request)["instructor"] else "my_vms")
 
@@ -254,10 +264,14 @@ def guest_live(request: HttpRequest, pk: int) -> HttpResponse:
     which htmx leaves alone. Otherwise the new fragment comes with the job
     log, swapped out of band.
     """
-    guest = get_guest_for_user(request, pk, write=False)
+    # Most polls end in a 204 that reads the guest and its lab's status only;
+    # a changed guest loads the rest as the fragment needs it.
+    guest = get_guest_for_user(request, pk, write=False, related=("lab",))
     seen = request.GET.get("v")
     if seen and not _guest_is_busy(guest) and seen == _guest_version(guest):
         return HttpResponse(status=204)
+    # One more query for what the fragment shows, instead of one per relation.
+    guest = get_guest_for_user(request, pk, write=False)
     ctx = _guest_live_context(request, guest, guest.tasks.order_by("-created_at").first())
     ctx.update(oob=True, tasks=_guest_tasks(guest))
     return render(request, "labs/_guest_live.html", ctx)

@@ -201,9 +201,44 @@ def test_idle_poll_needs_few_queries(client, alice, alice_guest, django_assert_m
     client.force_login(alice)
     url = reverse("guest_live", args=[alice_guest.pk])
     version = _version(client.get(reverse("guest_detail", args=[alice_guest.pk])).content.decode(), url)
-    # Session, user, the role check inside guests_for, the guest.
-    with django_assert_max_num_queries(4):
+    # Session, user, the owner's guest with its lab: no role lookup for the owner.
+    with django_assert_max_num_queries(3):
         assert client.get(url, {"v": version}).status_code == 204
+
+
+def test_idle_poll_of_someone_elses_guest_goes_through_the_roles(
+    client, ivy, charlie, admin_user, alice_guest, django_assert_max_num_queries
+):
+    set_state(alice_guest, "r")
+    url = reverse("guest_live", args=[alice_guest.pk])
+    for user in (ivy, admin_user):
+        client.force_login(user)
+        version = _version(client.get(reverse("guest_detail", args=[alice_guest.pk])).content.decode(), url)
+        # The owner lookup misses; then the role check and the guest through guests_for().
+        with django_assert_max_num_queries(5):
+            assert client.get(url, {"v": version}).status_code == 204
+    # A stranger with a valid-looking digest still gets nothing.
+    client.force_login(charlie)
+    assert client.get(url, {"v": version}).status_code == 404
+
+
+def test_guest_page_query_count_stays_flat(client, alice, alice_guest, django_assert_max_num_queries):
+    set_state(alice_guest, "r")  # running: the memory form needs its limits
+    for n in range(12):
+        Task.objects.create(kind="reboot", guest=alice_guest, status=Task.Status.SUCCEEDED, actor=alice, log=f"n{n}")
+    client.force_login(alice)
+    # Session, user, guest (with lab, template, pool, host, student), job log,
+    # the role check for the navigation, and the three memory-limit queries.
+    with django_assert_max_num_queries(8):
+        body = client.get(reverse("guest_detail", args=[alice_guest.pk])).content.decode()
+    assert body.count("<details><summary>") == 10  # the ten latest jobs, each with its log
+
+
+def test_whoami_is_the_signed_in_users_name(client, alice, django_assert_max_num_queries):
+    client.force_login(alice)
+    with django_assert_max_num_queries(2):  # the session and the user: the floor of a logged-in request
+        r = client.get(reverse("whoami"))
+    assert r.status_code == 200 and r.content.decode() == "alice"
 
 
 def test_logged_out_poll_sends_the_browser_to_login(client, alice_guest, lab):

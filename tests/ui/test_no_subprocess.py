@@ -50,6 +50,7 @@ def test_pages_and_actions_start_no_process(client, spawns, alice, ivy, admin_us
     set_state(bob_guest, "")
     pages = [
         reverse("home"),
+        reverse("whoami"),
         reverse("my_vms"),
         reverse("guest_detail", args=[alice_guest.pk]),
         reverse("guest_live", args=[alice_guest.pk]),

@@ -37,6 +37,7 @@ POST_ONLY = _statuses(405, 405, 405, 405, 405, 405)
 TABLE = {
     "home": [("get", lambda o: [], REDIRECT)],
     "healthz": [("get", lambda o: [], PUBLIC)],
+    "whoami": [("get", lambda o: [], ANY_USER)],
     "login": [("get", lambda o: [], PUBLIC)],
     "logout": [("get", lambda o: [], POST_ONLY)],
     "my_vms": [("get", lambda o: [], ANY_USER)],
