@@ -113,7 +113,7 @@ def bench_create(ivy, host, template, pool, rounds: int = 3) -> None:
 
     from labs.services import create_lab_batch
 
-    print("1. create_lab_batch, 100 students (goal <= 1 s)")
+    print(f"1. create_lab_batch, 100 students (goal <= 1 s); load average {os.getloadavg()[0]:.1f}")
     # Production password hashing (PBKDF2, 1M rounds) for the accounts' real passwords;
     # new accounts get a cheap hash of their random initial password (see labs/services/batch.py).
     print(f"   password hasher: {settings.PASSWORD_HASHERS[0].rsplit('.', 1)[-1]}")
@@ -183,7 +183,7 @@ def run_batch(ivy, host, template, pool, n: int, delay: float, slug: str) -> dic
 def bench_overhead(ivy, host, template, pool) -> None:
     print(
         f"2. per-guest pipeline overhead, 30 guests, real worker ({WORKER_ARGS[-1]}), sim delay 0"
-        " (goal <= 50 ms/guest)"
+        f" (goal <= 50 ms/guest); load average {os.getloadavg()[0]:.1f}"
     )
     f = run_batch(ivy, host, template, pool, 30, 0.0, "ovh")
     per_guest = f["overhead"] / f["n"] * 1000
@@ -205,7 +205,10 @@ def bench_overhead(ivy, host, template, pool) -> None:
 
 
 def bench_realistic(ivy, host, template, pool, n: int) -> None:
-    print(f"3. overhead share with realistic step times (clone 0.6 s, create 1 s, ...), {n} guests (goal < 5%)")
+    print(
+        f"3. overhead share with realistic step times (clone 0.6 s, create 1 s, ...), {n} guests (goal < 5%);"
+        f" load average {os.getloadavg()[0]:.1f}"
+    )
     f = run_batch(ivy, host, template, pool, n, 1.0, "real")
     share = f["overhead"] / f["jobs_wall"] * 100
     print(f"   {f['ok']}/{f['n']} tasks succeeded, {f['ready']} guests ready")

@@ -131,7 +131,7 @@ def _write_progress(task: Task, fields: list[str]) -> None:
 
 
 class ProgressWriter:
-    """Writes jobs' progress rows from a side thread with its own PostgreSQL connection.
+    """Writes jobs' progress rows from a side thread with its own database connection.
 
     A job saves its progress at every step, so the browser follows it and a
     crash shows where it stopped. Each save was a round trip to the server
@@ -143,10 +143,10 @@ class ProgressWriter:
     ones not yet written). Its session commits without waiting for the flush
     (synchronous_commit=off): such commits are atomic, visible at once and
     kept if the worker dies; only a crash of the database server itself may
-    lose the last fraction of a second of them. The claim and the outcome of
-    a job stay synchronous, in the job's own connection, and `_finish` first
-    waits for the writer (`flush`), so a late progress write never lands
-    after the outcome and the outcome's flush covers them all. A write that
+    lose the last fraction of a second of them. The outcome of a job is
+    committed synchronously, in the job's own connection, and `_finish`
+    first waits for the writer (`flush`), so a late progress write never
+    lands after the outcome and the outcome's flush covers them all. A write that
     fails is raised by `flush`; `_finish` logs it and saves every progress
     field with the outcome anyway.
 
@@ -490,6 +490,13 @@ def _finish(task: Task, ok: bool, message: str = "", guest: Guest | None = None,
 def _claim(task: Task) -> Guest | None:
     """Mark the task running (and a rebuilt guest provisioning) in one commit; None if there is nothing to do."""
     with transaction.atomic():
+        if connection.vendor == "postgresql":
+            # No wait for the WAL flush (3-5 ms): were this commit lost with a
+            # crash of the database server, the task would read queued instead
+            # of running, which lost-work detection treats alike, and the
+            # job's connection would be gone with it. The outcome waits.
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL synchronous_commit TO OFF")
         claimed = Task.objects.filter(pk=task.pk, status=Task.Status.QUEUED).update(
             status=Task.Status.RUNNING, started_at=timezone.now()
         )
