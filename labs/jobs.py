@@ -722,6 +722,12 @@ class HostWorker(SimpleWorker):
             pipe.execute()
         self._worker_beat_at = at
 
+    def set_state(self, state: str, pipeline=None) -> None:
+        """rq writes "idle" twice between jobs (after one, before the next dequeue): one round trip is enough."""
+        if pipeline is None and state == self._state:
+            return
+        super().set_state(state, pipeline)
+
     def maintain_heartbeats(self, job) -> None:
         try:
             super().maintain_heartbeats(job)

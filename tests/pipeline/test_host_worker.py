@@ -75,3 +75,21 @@ def test_worker_key_is_refreshed_once_a_second_at_most_and_at_once_after_a_job_h
         assert conn.hget(worker.key, "last_heartbeat") != first
     finally:
         worker.register_death()
+
+
+def test_a_state_the_worker_already_has_is_not_written_again(host, monkeypatch):
+    conn = django_rq.get_connection(host.queue_name)
+    worker = HostWorker([django_rq.get_queue(host.queue_name)], connection=conn)
+    writes = []
+    hset = conn.hset
+    monkeypatch.setattr(conn, "hset", lambda key, *args, **kw: writes.append(args) or hset(key, *args, **kw))
+    try:
+        worker.set_state("idle")
+        worker.set_state("idle")  # rq does this between jobs
+        assert writes == [("state", "idle")]
+        worker.set_state("busy")
+        worker.set_state("idle")
+        assert writes == [("state", "idle"), ("state", "busy"), ("state", "idle")]
+        assert conn.hget(worker.key, "state") == b"idle"
+    finally:
+        conn.delete(worker.key)
