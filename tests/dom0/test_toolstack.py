@@ -21,7 +21,14 @@ from labs.dom0.errors import (
     NotEnoughMemory,
     ToolstackError,
 )
-from labs.dom0.toolstack import Toolstack, classify_error, parse_info, parse_list_json, parse_list_table
+from labs.dom0.toolstack import (
+    HOTPLUG_RETRIES,
+    Toolstack,
+    classify_error,
+    parse_info,
+    parse_list_json,
+    parse_list_table,
+)
 
 TESTBED = Path(__file__).parent / "fixtures" / "testbed"
 
@@ -365,8 +372,9 @@ def test_real_xl_errors_are_mapped(scripted_runner, fixture_text, case, cls):
     captured = json.loads(fixture_text("xl-errors-4.17-real.json"))[case]
     argv = captured["argv"]
     scripted_runner.expect(argv, stderr=captured["stderr"], rc=captured["rc"])
-    if case == "hotplug-timeout":  # create tries once more after libxl's hotplug timeout
-        scripted_runner.expect(argv, stderr=captured["stderr"], rc=captured["rc"])
+    if case == "hotplug-timeout":  # create tries again after libxl's hotplug timeout
+        for _ in range(HOTPLUG_RETRIES):
+            scripted_runner.expect(argv, stderr=captured["stderr"], rc=captured["rc"])
     ts = Toolstack(scripted_runner)
     call = {
         "shutdown": lambda: ts.shutdown(argv[-1], wait=True),

@@ -7,7 +7,7 @@ import pytest
 from labs.dom0.base import Domain
 from labs.dom0.errors import CommandFailed, DomainExists, ToolstackError
 from labs.dom0.runner import Result
-from labs.dom0.toolstack import Toolstack, parse_list_table
+from labs.dom0.toolstack import HOTPLUG_RETRIES, Toolstack, parse_list_table
 
 # `xl list` on the testbed while its two CPUs were busy: a guest that had
 # just been created, runnable but not on a CPU at that instant, has no flag.
@@ -63,17 +63,20 @@ class ScriptedRunner:
         return Result(list(argv), rc, "", stderr, 0.0)
 
 
-def test_create_is_retried_once_when_libxl_killed_a_slow_hotplug_script():
-    runner = ScriptedRunner((3, HOTPLUG_TIMEOUT_STDERR), (0, "Parsing config from /etc/xen/e2e-bob.cfg\n"))
+def test_create_is_retried_when_libxl_killed_a_slow_hotplug_script():
+    assert HOTPLUG_RETRIES == 2
+    runner = ScriptedRunner(
+        (3, HOTPLUG_TIMEOUT_STDERR), (3, HOTPLUG_TIMEOUT_STDERR), (0, "Parsing config from /etc/xen/e2e-bob.cfg\n")
+    )
     Toolstack(runner).create("/etc/xen/e2e-bob.cfg")
-    assert runner.calls == [["xl", "create", "/etc/xen/e2e-bob.cfg"]] * 2
+    assert runner.calls == [["xl", "create", "/etc/xen/e2e-bob.cfg"]] * 3
 
 
-def test_create_fails_after_a_second_hotplug_timeout_and_other_errors_are_not_retried():
-    runner = ScriptedRunner((3, HOTPLUG_TIMEOUT_STDERR), (3, HOTPLUG_TIMEOUT_STDERR))
+def test_create_fails_after_the_last_hotplug_timeout_and_other_errors_are_not_retried():
+    runner = ScriptedRunner(*[(3, HOTPLUG_TIMEOUT_STDERR)] * (HOTPLUG_RETRIES + 1))
     with pytest.raises(ToolstackError, match="killing execution of /etc/xen/scripts/block add because of timeout"):
         Toolstack(runner).create("/etc/xen/e2e-bob.cfg")
-    assert len(runner.calls) == 2
+    assert len(runner.calls) == HOTPLUG_RETRIES + 1 and not runner.answers
 
     runner = ScriptedRunner((1, 'libxl: error: libxl_create.c:x: Domain 2:Domain with name "web01" already exists.'))
     with pytest.raises(DomainExists):
