@@ -1,0 +1,152 @@
+"""The dom0 parsers and error mappers, fed what the real Xen 4.17 testbed printed.
+
+tests/dom0/fixtures/testbed/ is written by tests/testbed/capture.py: two
+guests started from configs that labs.dom0.domconfig rendered (cap-web1
+running after a mem-set to 96 MiB, cap-db1 paused), a thin pool with a golden
+LV and a snapshot, and the stderr of the failures the mappers classify. The
+commands there are plain ones, so these files do not depend on the code
+under test. See the fixtures README for the run they came from.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from labs.dom0.errors import (
+    CommandFailed,
+    DomainExists,
+    DomainNotFound,
+    InsufficientSpace,
+    LvmError,
+    ToolstackError,
+    VolumeExists,
+    VolumeGroupNotFound,
+    VolumeNotFound,
+)
+from labs.dom0.lvm import Lvm
+from labs.dom0.toolstack import Toolstack, classify_error, parse_info, parse_list_json, parse_list_table
+
+CAPTURES = Path(__file__).parent / "fixtures" / "testbed"
+REPORT = ["--reportformat", "json", "--units", "b", "--nosuffix"]
+MiB = 2**20
+
+
+def capture(name: str) -> str:
+    path = CAPTURES / name
+    assert path.is_file(), f"{path} is missing: run tests/testbed/capture.py"
+    return path.read_text()
+
+
+def test_xl_list_with_a_ballooned_guest_and_a_paused_one(scripted_runner):
+    scripted_runner.expect(["xl", "list"], stdout=capture("xl-list.txt"))
+    scripted_runner.expect(["xl", "list", "-l"], stdout=capture("xl-list-l.json"))
+    domains = {d.name: d for d in Toolstack(scripted_runner).list_domains()}
+    assert set(domains) == {"Domain-0", "cap-web1", "cap-db1"}
+    web, db = domains["cap-web1"], domains["cap-db1"]
+    # The table gives the current memory (after mem-set) and the state; the JSON the maxmem of the config.
+    assert (web.memory_mb, web.maxmem_mb, web.vcpus) == (96, 192, 1), web
+    assert (db.memory_mb, db.maxmem_mb) == (128, 192), db
+    assert db.letter == "p" and web.letter in ("r", "b"), (web, db)
+    assert domains["Domain-0"].domid == 0 and web.domid > 0 and db.domid > 0
+
+
+def test_xl_list_table_and_json_agree_on_the_domains():
+    table = parse_list_table(capture("xl-list.txt"))
+    long = parse_list_json(capture("xl-list-l.json"))
+    assert {(d.name, d.domid) for d in long} == {(d.name, d.domid) for d in table}
+
+
+def test_xl_info_of_the_testbed():
+    info = parse_info(capture("xl-info.txt"))
+    assert info.xen_version.startswith("4.17."), info
+    # Two guests of 128 MiB (one ballooned to 96) run beside dom0's fixed 1 GiB.
+    assert 0 < info.free_memory_mb <= info.total_memory_mb - 1024 - 96 - 128, info
+    assert info.nr_cpus >= 1
+
+
+def test_xl_parsed_the_rendered_config_as_written():
+    """`xl -N create` of a config that domconfig.render_xl wrote: what libxl understood."""
+    cfg = capture("xl-create-dry-run.cfg")
+    c = json.loads(capture("xl-create-dry-run.json"))
+    assert 'name = "cap-web1"' in cfg
+    assert c["c_info"]["name"] == "cap-web1" and c["c_info"]["type"] == "pv"
+    assert (c["b_info"]["target_memkb"], c["b_info"]["max_memkb"]) == (128 * 1024, 192 * 1024)
+    assert c["b_info"]["kernel"] == "/boot/vmlinux-domu" and c["b_info"]["ramdisk"] == "/boot/initrd-domu.img"
+    disks = {d["vdev"]: d for d in c["disks"]}
+    assert disks["xvda1"]["pdev_path"] == "/dev/vg0/vm-cap-web1.raiz" and disks["xvda1"]["readwrite"] == 1
+    assert disks["xvda2"]["pdev_path"] == "/dev/vg0/vm-cap-web1.swap"
+    assert [n["mac"] for n in c["nics"]] == ["00:16:3e:ca:00:01"]
+    assert "root=/dev/xvda1" in c["b_info"]["cmdline"] and "console=hvc0" in c["b_info"]["cmdline"]
+
+
+def test_lvm_volumes_from_the_real_report(scripted_runner):
+    scripted_runner.expect(["lvs", *REPORT, "-o", "lv_name,lv_size,lv_attr", "vg0"], stdout=capture("lvs.json"))
+    volumes = {v.name: v for v in Lvm(scripted_runner, "vg0", thin_pool="xpthin").list()}
+    # The thin pool holds volumes but is not a disk: it is left out.
+    assert "xpthin" not in volumes
+    assert volumes["vm-cap-web1.raiz"].size_bytes == 64 * MiB
+    assert volumes["vm-cap-web1.swap"].size_bytes == 32 * MiB
+    assert volumes["tiny-golden"].size_bytes == volumes["vm-cap-thin1.raiz"].size_bytes == 64 * MiB
+    assert volumes["vm-cap-db1.raiz"].path == "/dev/vg0/vm-cap-db1.raiz"
+
+
+def test_lvm_thin_snapshot_columns():
+    rows = {r["lv_name"]: r for r in json.loads(capture("lvs-columns.json"))["report"][0]["lv"]}
+    assert rows["xpthin"]["lv_attr"].startswith("t")
+    assert rows["vm-cap-thin1.raiz"]["lv_attr"].startswith("V")
+    assert (rows["vm-cap-thin1.raiz"]["origin"], rows["vm-cap-thin1.raiz"]["pool_lv"]) == ("tiny-golden", "xpthin")
+
+
+def test_vg_free_space_from_the_real_report(scripted_runner):
+    scripted_runner.expect(
+        ["vgs", *REPORT, "-o", "vg_name,vg_size,vg_free,vg_extent_size", "vg0"], stdout=capture("vgs-columns.json")
+    )
+    vg = Lvm(scripted_runner, "vg0").vg_info()
+    assert vg.name == "vg0" and vg.extent_size_bytes == 4 * MiB
+    # Used: 3 guests' root+swap (two of them 64+32, the thin one lives in the pool) and a 128 MiB pool
+    # (plus its metadata LV and spare, which LVM sizes itself).
+    assert vg.size_bytes - vg.free_bytes >= (64 + 32) * 2 * MiB + 128 * MiB, vg
+    assert vg.free_bytes % vg.extent_size_bytes == 0
+
+
+# What each captured failure must become; keyed by the argv capture.py ran.
+EXPECTED = {
+    ("xl", "create"): DomainExists,
+    ("xl", "pause"): DomainNotFound,
+    ("xl", "destroy"): DomainNotFound,
+    ("xl", "mem-set"): ToolstackError,
+    ("lvcreate", "cap-too-big"): InsufficientSpace,
+    ("lvcreate", "vm-cap-web1.raiz"): VolumeExists,
+    ("lvremove",): VolumeNotFound,
+    ("vgs",): VolumeGroupNotFound,
+}
+
+
+def _expected_for(argv: list[str]) -> type:
+    for key, cls in EXPECTED.items():
+        if argv[0] == key[0] and all(part in argv for part in key[1:]):
+            return cls
+    raise AssertionError(f"no expectation for {argv}")
+
+
+def _failures() -> list[dict]:
+    return json.loads(capture("errors.json"))
+
+
+@pytest.mark.parametrize("failure", _failures(), ids=lambda f: " ".join(f["argv"][:3]))
+def test_real_failures_map_to_clear_errors(failure):
+    argv, rc, stderr = failure["argv"], failure["rc"], failure["stderr"]
+    want = _expected_for(argv)
+    if argv[0] == "xl":
+        error = classify_error(argv, rc, stderr)
+        assert type(error) is want, (error, stderr)
+    else:
+        error = Lvm(None, "vg0")._mapped(CommandFailed("failed", argv=argv, rc=rc, stderr=stderr))
+        assert type(error) is want and isinstance(error, LvmError), (error, stderr)
+    # The message is one line the panel can show, naming the command; the whole stderr is kept.
+    message = str(error)
+    assert "\n" not in message and message.startswith(argv[0]), message
+    assert error.argv == argv and error.rc == rc and error.stderr == stderr

@@ -1,0 +1,109 @@
+"""Capture real Xen 4.17 / LVM outputs from the testbed into tests/dom0/fixtures/testbed/.
+
+    .venv/bin/python tests/testbed/capture.py [OUTDIR]
+
+Boots its own testbed, starts two guests from configs rendered by
+labs.dom0.domconfig (one left running, one paused, after a mem-set), makes a
+thin pool with a golden LV and a snapshot, then saves what the parsers in
+labs/dom0 read: `xl list`, `xl list -l`, `xl info`, `lvs`/`vgs` JSON, `xl -N
+create` JSON, and the stderr of the failures the error classifiers map.
+Everything else (LVs, guests) is done with plain commands, so the captures do
+not depend on the code they will test.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from labs.dom0.base import DomainSpec  # noqa: E402
+from labs.dom0.domconfig import render_xl  # noqa: E402
+from tests.testbed.testbed import Testbed, build  # noqa: E402
+
+DEFAULT_OUT = ROOT / "tests" / "dom0" / "fixtures" / "testbed"
+REPORT = ["--reportformat", "json", "--units", "b", "--nosuffix"]
+GUESTS = (("cap-web1", "00:16:3e:ca:00:01"), ("cap-db1", "00:16:3e:ca:00:02"))
+
+
+def start_guest(tb: Testbed, name: str, mac: str) -> None:
+    root, swap = f"/dev/vg0/vm-{name}.raiz", f"/dev/vg0/vm-{name}.swap"
+    tb.ssh(["lvcreate", "-q", "-y", "-L", "64m", "-n", f"vm-{name}.raiz", "vg0"])
+    tb.ssh(["lvcreate", "-q", "-y", "-L", "32m", "-n", f"vm-{name}.swap", "vg0"])
+    tb.ssh(["mkfs.ext4", "-q", "-F", "-d", "/srv/xenpanel/templates/tiny", root])
+    tb.ssh(["mkswap", "-f", swap])
+    spec = DomainSpec(
+        name=name,
+        kernel="/boot/vmlinux-domu",
+        ramdisk="/boot/initrd-domu.img",
+        memory_mb=128,
+        maxmem_mb=192,
+        root_target=root,
+        swap_target=swap,
+        mac=mac,
+        extra_cmdline="quiet",
+    )
+    tb.runner().write_file(f"/etc/xen/{name}.cfg", render_xl(spec).encode())
+    tb.ssh(["xl", "create", f"/etc/xen/{name}.cfg"], timeout=600)
+    tb.wait_console(name, "XENPANEL-BOOTED")
+
+
+def failure(tb: Testbed, argv: list[str]) -> dict:
+    p = tb.ssh(argv, check=False)
+    assert p.returncode != 0, f"{argv} was expected to fail"
+    return {"argv": argv, "rc": p.returncode, "stderr": p.stderr}
+
+
+def main(out: Path) -> int:
+    out.mkdir(parents=True, exist_ok=True)
+    print(f"build: {build():.1f} s", flush=True)
+    with Testbed() as tb:
+        print("boot: " + ", ".join(f"{k}={v:.1f}" for k, v in tb.timings.items()), flush=True)
+        files: dict[str, str] = {}
+        for name, mac in GUESTS:
+            start_guest(tb, name, mac)
+        web, db = GUESTS[0][0], GUESTS[1][0]
+        tb.ssh(["xl", "mem-set", web, "96m"])
+        tb.ssh(["xl", "pause", db])
+        time.sleep(3)  # let the balloon reach its target before listing
+        files["xl-list.txt"] = tb.ssh(["xl", "list"]).stdout
+        files["xl-list-l.json"] = tb.ssh(["xl", "list", "-l"]).stdout
+        files["xl-info.txt"] = tb.ssh(["xl", "info"]).stdout
+        files["xl-create-dry-run.cfg"] = tb.ssh(["cat", f"/etc/xen/{web}.cfg"]).stdout
+        files["xl-create-dry-run.json"] = tb.ssh(["xl", "-N", "create", f"/etc/xen/{web}.cfg"]).stdout
+
+        tb.ssh(["lvcreate", "-q", "-y", "--type", "thin-pool", "-L", "128m", "-n", "xpthin", "vg0"])
+        tb.ssh(["lvcreate", "-q", "-y", "-V", "64m", "-T", "vg0/xpthin", "-n", "tiny-golden"])
+        tb.ssh(["lvcreate", "-q", "-y", "-s", "-kn", "-ay", "-K", "-n", "vm-cap-thin1.raiz", "vg0/tiny-golden"])
+        files["lvs.json"] = tb.ssh(["lvs", *REPORT, "vg0"]).stdout
+        files["lvs-columns.json"] = tb.ssh(
+            ["lvs", *REPORT, "-o", "lv_name,lv_size,lv_attr,origin,pool_lv,data_percent", "vg0"]
+        ).stdout
+        files["vgs.json"] = tb.ssh(["vgs", *REPORT, "vg0"]).stdout
+        files["vgs-columns.json"] = tb.ssh(
+            ["vgs", *REPORT, "-o", "vg_name,vg_size,vg_free,vg_extent_size", "vg0"]
+        ).stdout
+
+        errors = [
+            failure(tb, ["xl", "create", f"/etc/xen/{web}.cfg"]),  # name taken
+            failure(tb, ["xl", "pause", "cap-no-such-guest"]),
+            failure(tb, ["xl", "destroy", "cap-no-such-guest"]),
+            failure(tb, ["xl", "mem-set", web, "4096m"]),  # above maxmem
+            failure(tb, ["lvcreate", "-y", "-L", "64m", "-n", f"vm-{web}.raiz", "vg0"]),  # LV exists
+            failure(tb, ["lvcreate", "-y", "-L", "64g", "-n", "cap-too-big", "vg0"]),
+            failure(tb, ["lvremove", "-y", "vg0/cap-no-such-lv"]),
+            failure(tb, ["vgs", "nosuchvg"]),
+        ]
+        files["errors.json"] = json.dumps(errors, indent=2) + "\n"
+        for name, text in files.items():
+            (out / name).write_text(text)
+            print(f"wrote {out / name} ({len(text)} bytes)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_OUT))
