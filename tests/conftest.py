@@ -24,6 +24,20 @@ def pytest_configure(config) -> None:
     config.addinivalue_line("filterwarnings", "ignore:No directory at:UserWarning")
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    # The Xen testbed boots once, at its first test, and emulates a whole
+    # machine until the run ends: run those tests last (a stable sort keeps
+    # their order) so QEMU does not slow the rest of the suite down and a
+    # unit-test failure shows up minutes earlier. The testbed's own checks go
+    # first among them (when those fail, the others fail for the same
+    # reason), the whole product in tests/e2e last.
+    def order(item) -> tuple[bool, int]:
+        on_testbed = item.get_closest_marker("testbed") is not None
+        return on_testbed, {"testbed": 0, "dom0": 1}.get(item.path.parent.name, 2) if on_testbed else 0
+
+    items.sort(key=order)
+
+
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings) -> None:
     # The production hasher (PBKDF2, 1M rounds) costs ~0.3 s per user and

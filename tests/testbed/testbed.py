@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+PROJECT = HERE.parents[1]
 DEFAULT_DIR = "/var/tmp/xenpanel-testbed"
 READY = "XENPANEL-DOM0-READY"
 # Any of these on the console means the boot cannot succeed: fail at once.
@@ -58,12 +59,24 @@ def testbed_dir() -> Path:
     return Path(os.environ.get("XENPANEL_TESTBED_DIR") or DEFAULT_DIR)
 
 
-def build(out_dir: str | os.PathLike | None = None, timeout: float = 1800) -> float:
-    """Run build.sh (cached: seconds when nothing changed); returns the seconds it took."""
+def build(
+    out_dir: str | os.PathLike | None = None,
+    timeout: float = 1800,
+    requirements: str | os.PathLike | None = PROJECT / "requirements.txt",
+) -> float:
+    """Run build.sh (cached: seconds when nothing changed); returns the seconds it took.
+
+    With `requirements`, the image carries /opt/xenpanel/.venv built from
+    those pinned wheels, which install_xenpanel() then reuses.
+    """
     out = Path(out_dir or testbed_dir())
+    env = dict(os.environ, XENPANEL_TESTBED_PYTHON=sys.executable)
+    if requirements:
+        env["XENPANEL_TESTBED_REQUIREMENTS"] = str(Path(requirements).resolve())
     started = time.monotonic()
     p = subprocess.run(
         ["bash", str(HERE / "build.sh"), str(out)],
+        env=env,
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
@@ -82,6 +95,33 @@ class Forward:
     guest_addr: str
     guest_port: int
     host_port: int
+
+
+# Run by dom0's python3: argv = log path, marker, count, timeout. Prints the
+# count-th line holding the marker (exit 0), or exits 3 on timeout.
+_WAIT_FOR_MARKER = """
+import sys, time
+path, marker, count, timeout = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
+deadline = time.monotonic() + timeout
+while True:
+    try:
+        with open(path, errors="replace") as f:
+            lines = [line for line in f.read().splitlines() if marker in line]
+    except FileNotFoundError:
+        lines = []
+    if len(lines) >= count:
+        print(lines[count - 1].strip())
+        sys.exit(0)
+    if time.monotonic() > deadline:
+        sys.exit(3)
+    time.sleep(0.5)
+"""
+
+
+def _console_path(name: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name):
+        raise ValueError(f"bad domain name {name!r}")
+    return f"{GUEST_CONSOLE_DIR}/guest-{name}.log"
 
 
 def _owner_alive(run_dir: Path) -> bool:
@@ -365,24 +405,30 @@ class Testbed:
     # ------------------------------------------------------------ guest consoles
     def console_log(self, name: str) -> str:
         """The xenconsoled log of guest `name` ('' when the guest never started)."""
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", name):
-            raise ValueError(f"bad domain name {name!r}")
-        return self.ssh(["cat", f"{GUEST_CONSOLE_DIR}/guest-{name}.log"], check=False).stdout
+        return self.ssh(["cat", _console_path(name)], check=False).stdout
 
     def wait_console(self, name: str, marker: str, count: int = 1, timeout: float = 300) -> str:
-        """Wait until `marker` has appeared `count` times in the guest's console log; returns that line."""
-        deadline = time.monotonic() + timeout
-        while True:
-            lines = [line.strip() for line in self.console_log(name).splitlines() if marker in line]
-            if len(lines) >= count:
-                return lines[count - 1]
-            if time.monotonic() > deadline:
-                tail = "\n".join(self.console_log(name).splitlines()[-30:])
-                raise TestbedError(
-                    f"{marker!r} seen {len(lines)} time(s) on {name}'s console, wanted {count}, "
-                    f"after {timeout:g} s:\n{tail}"
-                )
-            time.sleep(1)
+        """Wait until `marker` has appeared `count` times in the guest's console log; returns that line.
+
+        The waiting happens inside dom0, in one python3 process that rereads
+        the log: polling over ssh would cost dom0 an sshd session and a few
+        fork+execs per poll (about 0.2 s of emulated CPU each), which starves
+        the hotplug scripts that xl create and xl reboot are waiting for.
+        """
+        p = self.ssh(
+            ["python3", "-c", _WAIT_FOR_MARKER, _console_path(name), marker, str(count), str(timeout)],
+            check=False,
+            timeout=timeout + 120,
+        )
+        if p.returncode == 0:
+            return p.stdout.strip().splitlines()[-1]
+        if p.returncode != 3:
+            raise TestbedError(f"waiting for {marker!r} on {name}'s console failed (exit {p.returncode}):\n{p.stderr}")
+        lines = [line for line in self.console_log(name).splitlines() if marker in line]
+        tail = "\n".join(self.console_log(name).splitlines()[-30:])
+        raise TestbedError(
+            f"{marker!r} seen {len(lines)} time(s) on {name}'s console, wanted {count}, after {timeout:g} s:\n{tail}"
+        )
 
     # ------------------------------------------------------------ xenpanel inside dom0
     def install_xenpanel(self, project_dir: str | os.PathLike, dest: str = "/opt/xenpanel") -> dict[str, float]:
@@ -390,73 +436,59 @@ class Testbed:
 
         dom0 has no internet: the requirements' wheels are downloaded on this
         host (cached under the testbed dir by a hash of requirements.txt),
-        pushed over ssh and installed with `pip --no-index`. Returns timings.
+        pushed over ssh and installed with `pip --no-index`. An image built
+        by build() already holds that venv (made the same way in build.sh's
+        chroot), and then only the code is copied. Returns timings
+        (`venv_reused` when dom0 already has a venv of the same wheels).
         """
         project = Path(project_dir).resolve()
         timings: dict[str, float] = {}
         t = time.monotonic()
         dom0_python = self.ssh(["python3", "-c", "import platform; print(platform.python_version())"]).stdout.strip()
-        wheels = self._wheelhouse(project / "requirements.txt", dom0_python)
+        wheels = wheelhouse(self.out, project / "requirements.txt", dom0_python)
         timings["wheels_download_s"] = time.monotonic() - t
+
+        # A venv built from exactly these wheels is kept: the image's own, or
+        # an earlier call's in the same boot (a redeploy only copies the code).
+        venv, stamp = f"{dest}/.venv", f"{dest}/.venv/.xenpanel-wheels"
+        wanted = "\n".join(sorted(w.name for w in wheels.glob("*.whl")))
+        reuse = self.ssh(["cat", stamp], check=False).stdout.strip() == wanted
+
+        t = time.monotonic()
+        files = _project_files(project)
+        self.ssh(["mkdir", "-p", dest])
+        self.ssh(
+            ["find", dest, "-mindepth", "1", "-maxdepth", "1", "!", "-name", ".venv", "-exec", "rm", "-rf", "{}", "+"]
+        )
+        self.ssh(["tar", "-x", "-C", dest], input=_tar_files(project, files))
+        timings["project_push_s"] = time.monotonic() - t
+        if reuse:
+            timings["venv_reused"] = 1.0
+            return timings
 
         t = time.monotonic()
         self.ssh(["mkdir", "-p", WHEELS_IN_DOM0])
         self.ssh(["tar", "-x", "-C", WHEELS_IN_DOM0], input=_tar_files(wheels, sorted(wheels.glob("*.whl"))))
         timings["wheels_push_s"] = time.monotonic() - t
 
-        t = time.monotonic()
-        files = _project_files(project)
-        self.ssh(["rm", "-rf", dest])
-        self.ssh(["mkdir", "-p", dest])
-        self.ssh(["tar", "-x", "-C", dest], input=_tar_files(project, files))
-        timings["project_push_s"] = time.monotonic() - t
-
         # Emulated CPU is the scarce thing in dom0, so: no pip inside the venv
         # (ensurepip alone is a full pip install), pip run straight from
         # Debian's wheel instead, and no byte-compiling of every module
         # (Python compiles what the worker really imports, once).
         t = time.monotonic()
-        self.ssh(["python3", "-m", "venv", "--without-pip", f"{dest}/.venv"])
+        self.ssh(["rm", "-rf", venv])
+        self.ssh(["python3", "-m", "venv", "--without-pip", venv])
         pip_wheel = self.ssh(["sh", "-c", "ls /usr/share/python-wheels/pip-*.whl | tail -n 1"]).stdout.strip()
         if not pip_wheel:
             raise TestbedError("dom0 has no pip wheel in /usr/share/python-wheels (python3-pip-whl)")
         self.ssh(
-            [f"{dest}/.venv/bin/python", f"{pip_wheel}/pip", "install", "--quiet", "--disable-pip-version-check"]
+            [f"{venv}/bin/python", f"{pip_wheel}/pip", "install", "--quiet", "--disable-pip-version-check"]
             + ["--no-compile", "--no-index", "--find-links", WHEELS_IN_DOM0, "-r", f"{dest}/requirements.txt"],
             timeout=1800,
         )
+        self.ssh(["sh", "-c", 'printf "%s\\n" "$1" > "$2"', "stamp", wanted, stamp])
         timings["venv_install_s"] = time.monotonic() - t
         return timings
-
-    def _wheelhouse(self, requirements: Path, dom0_python: str) -> Path:
-        # dom0 runs Debian 12's python3.11 on x86_64 (glibc 2.36), like this
-        # host, so the host's pip picks wheels dom0 can use; --only-binary keeps
-        # dom0 from ever needing a compiler.
-        key = hashlib.sha256(requirements.read_bytes() + dom0_python.encode()).hexdigest()[:16]
-        house = self.out / "wheels" / key
-        if not (house / ".complete").exists():
-            house.mkdir(parents=True, exist_ok=True)
-            self._pip_download(house, ["-r", str(requirements)])
-            # pip evaluates markers for the host's Python only (even with
-            # --python-version): dom0's 3.11.2 also needs what is conditional
-            # on an older version (redis: async-timeout below 3.11.3).
-            extra = _deps_for_python(house, dom0_python)
-            if extra:
-                self._pip_download(house, extra)
-            (house / ".complete").touch()
-        return house
-
-    def _pip_download(self, house: Path, args: list[str]) -> None:
-        p = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check"]
-            + ["--only-binary=:all:", "-d", str(house), *args],
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        if p.returncode != 0:
-            raise TestbedError(f"pip download for dom0 failed:\n{p.stdout[-2000:]}{p.stderr[-2000:]}")
 
     # ------------------------------------------------------------ teardown
     def shutdown(self, timeout: float = 90) -> float:
@@ -505,6 +537,39 @@ def _tar_files(root: Path, files: Sequence[Path]) -> bytes:
     return buf.getvalue()
 
 
+def wheelhouse(out: Path, requirements: Path, dom0_python: str) -> Path:
+    """The pinned wheels for dom0's python, downloaded on this host (cached under `out`/wheels)."""
+    # dom0 runs Debian 12's python3.11 on x86_64 (glibc 2.36), like this
+    # host, so the host's pip picks wheels dom0 can use; --only-binary keeps
+    # dom0 from ever needing a compiler.
+    key = hashlib.sha256(requirements.read_bytes() + dom0_python.encode()).hexdigest()[:16]
+    house = Path(out) / "wheels" / key
+    if not (house / ".complete").exists():
+        house.mkdir(parents=True, exist_ok=True)
+        _pip_download(house, ["-r", str(requirements)])
+        # pip evaluates markers for the host's Python only (even with
+        # --python-version): dom0's 3.11.2 also needs what is conditional
+        # on an older version (redis: async-timeout below 3.11.3).
+        extra = _deps_for_python(house, dom0_python)
+        if extra:
+            _pip_download(house, extra)
+        (house / ".complete").touch()
+    return house
+
+
+def _pip_download(house: Path, args: list[str]) -> None:
+    p = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check"]
+        + ["--only-binary=:all:", "-d", str(house), *args],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if p.returncode != 0:
+        raise TestbedError(f"pip download for dom0 failed:\n{p.stdout[-2000:]}{p.stderr[-2000:]}")
+
+
 def _deps_for_python(house: Path, python: str) -> list[str]:
     """Requirements of the wheels in `house` whose markers hold on `python` but are not downloaded yet."""
     import zipfile
@@ -546,6 +611,9 @@ def _project_files(project: Path) -> list[Path]:
 
 def main(argv: Sequence[str]) -> int:
     mode = argv[0] if argv else "up"
+    if mode == "wheels":  # build.sh: wheels REQUIREMENTS DOM0_PYTHON OUTDIR -> prints the wheelhouse
+        print(wheelhouse(Path(argv[3]), Path(argv[1]), argv[2]))
+        return 0
     print(f"build: {build():.1f} s", flush=True)
     if mode == "build":
         return 0
