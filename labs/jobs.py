@@ -38,6 +38,15 @@ from labs.services.limits import template_lab_max_mb
 log = logging.getLogger(__name__)
 # How long `xl shutdown -w` may wait for a guest to power off before the job fails.
 SHUTDOWN_TIMEOUT = 120.0
+# `xl reboot` only asks the guest. xl's own monitor then destroys the domain
+# and builds it again, and when that build fails (libxl's hotplug timeout on
+# a busy dom0, seen on the testbed) the guest is simply gone. So a reboot job
+# waits for the new domain: up to REBOOT_TIMEOUT for the guest to go down and
+# come back, and when the name stays absent for REBOOT_GONE_SECONDS it starts
+# the guest itself, as `start` would.
+REBOOT_TIMEOUT = 600.0
+REBOOT_GONE_SECONDS = 30.0
+REBOOT_POLL_SECONDS = 2.0
 # How often, at most, HostWorker refreshes its own key in Redis between jobs.
 WORKER_HEARTBEAT_SECONDS = 1.0
 
@@ -422,6 +431,42 @@ def _verb(verb: str) -> Callable[[Recorder, Guest], None]:
     return run
 
 
+def _reboot(rec: Recorder, guest: Guest) -> None:
+    name = guest.domain_name
+    with rec.step("reboot"):
+        before = _domains(rec).get(name)
+        if before is None:
+            rec.log(f"{name} is not running; starting it instead")
+        else:
+            rec.call(rec.host.reboot, name)
+            rec.log(f"xl reboot {name}")
+            if _back_after_reboot(rec, name, before.domid):
+                return
+            rec.log(f"{name} did not come back: xl could not build the rebooted domain again; starting it")
+    _start(rec, guest)
+
+
+def _back_after_reboot(rec: Recorder, name: str, old_domid: int) -> bool:
+    """True once `name` runs as a new domain; False when it stayed gone for REBOOT_GONE_SECONDS."""
+    deadline = time.monotonic() + REBOOT_TIMEOUT
+    gone_since: float | None = None
+    while True:
+        d = _domains(rec).get(name)
+        now = time.monotonic()
+        if d is not None and d.domid != old_domid and d.letter in ("r", "b"):
+            rec.log(f"{name} is back as domain {d.domid}")
+            return True
+        if d is None:
+            gone_since = now if gone_since is None else gone_since
+            if now - gone_since >= REBOOT_GONE_SECONDS:
+                return False
+        else:
+            gone_since = None
+        if now >= deadline:
+            raise Dom0Error(f"{name} did not come back within {REBOOT_TIMEOUT:g} s of xl reboot")
+        time.sleep(REBOOT_POLL_SECONDS)
+
+
 def _mem_set(rec: Recorder, guest: Guest) -> None:
     memory = int(rec.task.args["memory_mb"])
     with rec.step("mem_set"):
@@ -453,7 +498,7 @@ HANDLERS: dict[str, Callable[[Recorder, Guest], None]] = {
     "reset": lambda rec, guest: _provision(rec, guest, reimage=True),
     "start": _start,
     "shutdown": _verb("shutdown"),
-    "reboot": _verb("reboot"),
+    "reboot": _reboot,
     "destroy": _verb("destroy"),
     "pause": _verb("pause"),
     "unpause": _verb("unpause"),

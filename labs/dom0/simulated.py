@@ -177,6 +177,10 @@ FAULT_KINDS: dict[str, frozenset[str]] = {
     "create": frozenset({"no_memory", "exists"}),
     "restore": frozenset({"no_memory", "exists"}),
     **{op: frozenset({"not_found"}) for op in _DOMAIN_VERBS},
+    # The request is taken, but xl's own restart of the domain then fails and
+    # the domain is gone (seen on the testbed: libxl's hotplug timeout while
+    # xl rebuilt a rebooting guest).
+    "reboot": frozenset({"not_found", "restart_fails"}),
 }
 
 # Fallback classifier only (toolstack.classify_error is the real one).
@@ -340,6 +344,9 @@ class SimulatedHost:
             if d.get("gone_at") is not None and now >= d["gone_at"]:
                 del doms[name]
                 self._event(state, f"{name}: domain {d['domid']} is gone ({d.get('gone_why') or 'shut down'})")
+            elif d.get("reboot_at") is not None and now >= d["reboot_at"] and d.get("restart_fails"):
+                del doms[name]
+                self._event(state, f"{name}: domain {d['domid']} rebooted, but xl could not build it again: gone")
             elif d.get("reboot_at") is not None and now >= d["reboot_at"]:
                 old = d["domid"]
                 d["domid"] = self._next_domid(state)
@@ -584,6 +591,11 @@ class SimulatedHost:
                 if fault["times"] <= 0:
                     state["faults"].remove(fault)
             self._event(state, f"fault {fault['kind']} injected into {op} {subject}".rstrip())
+            if fault["kind"] == "restart_fails":
+                # Not an error of the command: the reboot is due to go wrong later (see _settle).
+                if subject in state["domains"]:
+                    state["domains"][subject]["restart_fails"] = True
+                return
             raise self._fault_error(state, op, fault, subject, argv, extents)
 
     def _fault_error(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import netaddr
 import pytest
 
+from labs import jobs
 from labs.models import AuditEvent, Guest, Task
 from labs.services import allowed_actions, create_lab_batch, guest_action
 from labs.services.ipam import free_ips
@@ -45,6 +46,29 @@ def test_shutdown_start_destroy_reboot(running_guest, alice, sim):
     # Volumes and config survive a power-off.
     assert {"vm-net-alice.raiz", "vm-net-alice.swap"} <= set(sim.volumes())
     assert "net-alice" in sim.configs()
+
+
+def test_a_reboot_waits_for_the_new_domain(running_guest, alice, sim):
+    g = running_guest
+    first_domid = sim.domains()[g.domain_name]["domid"]
+    task = act(alice, g, "reboot")
+    new_domid = sim.domains()[g.domain_name]["domid"]
+    assert new_domid > first_domid and g.observed_state in ("r", "b")
+    assert f"{g.domain_name} is back as domain {new_domid}" in task.log
+    assert "xl create" not in task.log
+
+
+def test_a_reboot_that_xl_could_not_finish_starts_the_guest_again(running_guest, alice, sim, monkeypatch):
+    """On the testbed xl's rebuild of a rebooting guest hit libxl's hotplug timeout and the guest was gone."""
+    monkeypatch.setattr(jobs, "REBOOT_GONE_SECONDS", 0.0)
+    monkeypatch.setattr(jobs, "REBOOT_POLL_SECONDS", 0.01)
+    g = running_guest
+    first_domid = sim.domains()[g.domain_name]["domid"]
+    sim.inject("reboot", "restart_fails", times=1, match=g.domain_name)
+    task = act(alice, g, "reboot")
+    assert "xl could not build the rebooted domain again" in task.log and f"xl create {g.domain_name}" in task.log
+    assert sim.domains()[g.domain_name]["domid"] > first_domid
+    assert g.observed_state in ("r", "b") and g.last_error == ""
 
 
 def test_pause_unpause(running_guest, alice, sim):
