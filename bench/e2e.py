@@ -40,8 +40,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 DB_NAME = "xenpanel_bench_e2e"
-MEMORY_MB = 128
-ROOT_MB, SWAP_MB = 64, 32
 
 
 def setup_env() -> None:
@@ -81,29 +79,20 @@ def main() -> int:
 
     from django.conf import settings
     from django.contrib.auth.models import Group, User
-    from django.db import connections
-    from rq import Queue
 
     from labs.access import INSTRUCTORS_GROUP
-    from labs.models import Guest, Host, IpPool, Lab, LabTemplate, Task
+    from labs.models import Guest, Host, Lab, Task
     from labs.roster import RosterEntry
-    from labs.services import create_lab_batch, enqueue_health_check, lab_action, queueing
+    from labs.services import create_lab_batch, enqueue_health_check, lab_action
     from tests.e2e.harness import (
         BOOTED,
-        BRIDGE,
-        QUEUE,
-        RAMDISK,
-        TEMPLATE_DIR,
-        VG,
-        database_urls,
-        panel_env,
-        redis_url_in_dom0,
-        set_up_dom0,
-        timings_line,
-        until,
+        MEMORY_MB,
+        panel_rows,
+        set_up_dom0_for_this_panel,
     )
     from tests.testbed.fixtures import HOST_FROM_DOM0
     from tests.testbed.testbed import Forward, Testbed, build
+    from tests.testbed.timing import timings_line, until
 
     redis_port = int(settings.REDIS_URL.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)[-1] or 6379)
     print(f"build: {build():.1f} s", flush=True)
@@ -111,38 +100,12 @@ def main() -> int:
     results = []
     try:
         print(timings_line("boot", tb.boot()), flush=True)
-        local_db, dom0_db = database_urls(connections["default"].settings_dict)
-        env = panel_env(local_db, settings.REDIS_URL, settings.SECRET_KEY)
-        values = {
-            "HOST": QUEUE,
-            "QUEUE": QUEUE,
-            "BRIDGE": BRIDGE,
-            "PANEL_DATABASE_URL": dom0_db,
-            "PANEL_REDIS_URL": redis_url_in_dom0(settings.REDIS_URL),
-            "SECRET_KEY": settings.SECRET_KEY,
-        }
-        Queue(QUEUE, connection=queueing.redis_connection(QUEUE)).empty()
-        dom0 = set_up_dom0(tb, values, env)
+        dom0 = set_up_dom0_for_this_panel(tb)
         print(timings_line("dom0 set-up (guide)", dom0.timings), flush=True)
 
         instructor = User.objects.create_user("ivy", password="x")
         instructor.groups.add(Group.objects.get_or_create(name=INSTRUCTORS_GROUP)[0])
-        host = Host.objects.create(
-            name=QUEUE, queue_name=QUEUE, volume_group=VG, bridge=BRIDGE, dom0_reserve_mb=dom0.reserve_mb
-        )
-        template = LabTemplate.objects.create(
-            name="tiny",
-            rootfs_path=TEMPLATE_DIR,
-            kernel=dom0.kernel,
-            ramdisk=RAMDISK,
-            root_size_mb=ROOT_MB,
-            swap_size_mb=SWAP_MB,
-            default_memory_mb=MEMORY_MB,
-            max_memory_mb=256,
-        )
-        pool = IpPool.objects.create(
-            name="bench", network="10.78.0.0/24", gateway="10.78.0.1", first_ip="10.78.0.10", last_ip="10.78.0.250"
-        )
+        host, template, pool = panel_rows(dom0, "bench", "10.78.0.0/24")
         enqueue_health_check(host)
         until(lambda: Host.objects.get(pk=host.pk).health_ok, "the health check", 600, on_timeout=dom0.worker_log)
 

@@ -7,14 +7,14 @@ PostgreSQL through QEMU guestfwd rules to 127.0.0.1 (HOST_FROM_DOM0).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -22,6 +22,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from tests.e2e.guide import Guide, bash_argv, parse, run_local
 from tests.testbed.fixtures import HOST_FROM_DOM0
 from tests.testbed.testbed import Testbed
+from tests.testbed.timing import Phases, until
 
 ROOT = Path(__file__).resolve().parents[2]
 QUEUE = "xp-dom0"  # the testbed dom0's Host name and queue
@@ -35,41 +36,9 @@ WORKER_LOG = "/var/log/xenpanel-rqworker.log"
 GUIDE_VG = "guidevg"
 GUIDE_PV_FILE = "/var/tmp/xenpanel-guide-pv.img"
 BOOTED = "XENPANEL-BOOTED"
-
-
-class Phases:
-    """Wall-clock seconds per named phase, in the order they ran."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-
-    @contextmanager
-    def __call__(self, name: str) -> Iterator[None]:
-        started = time.monotonic()
-        try:
-            yield
-        finally:
-            self.seconds[name] = self.seconds.get(name, 0.0) + time.monotonic() - started
-
-    def line(self, title: str) -> str:
-        return timings_line(title, self.seconds)
-
-
-def timings_line(title: str, seconds: Mapping[str, float]) -> str:
-    return f"{title}: " + ", ".join(f"{k}={v:.1f}s" for k, v in seconds.items())
-
-
-def until(check: Callable[[], object], what: str, timeout: float, interval: float = 1.0, on_timeout=None):
-    """Poll `check` until it returns something truthy, and return that; AssertionError after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            extra = f"\n{on_timeout()}" if on_timeout else ""
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}{extra}")
-        time.sleep(interval)
+# Small guests: the testbed has about 1.5 GiB for domUs, and the busybox guest needs little.
+MEMORY_MB = 128
+ROOT_MB, SWAP_MB = 64, 32
 
 
 # ------------------------------------------------------------------ URLs as dom0 and this machine see them
@@ -184,6 +153,63 @@ def stop_worker(testbed: Testbed, timeout: float = 120) -> None:
             break
         time.sleep(2)
     testbed.ssh(["rm", "-f", WORKER_PID], check=False)
+
+
+def set_up_dom0_for_this_panel(testbed: Testbed) -> Dom0:
+    """set_up_dom0() with the running panel's values: its database (as dom0 reaches it), Redis and SECRET_KEY."""
+    from django.conf import settings
+    from django.db import connections
+    from rq import Queue
+
+    from labs.services import queueing
+
+    local_db, dom0_db = database_urls(connections["default"].settings_dict)
+    env = panel_env(local_db, settings.REDIS_URL, settings.SECRET_KEY)
+    values = {
+        "HOST": QUEUE,
+        "QUEUE": QUEUE,
+        "BRIDGE": BRIDGE,
+        "PANEL_DATABASE_URL": dom0_db,
+        "PANEL_REDIS_URL": redis_url_in_dom0(settings.REDIS_URL),
+        "SECRET_KEY": settings.SECRET_KEY,
+    }
+    # Jobs an earlier run left on the queue must not reach the new worker.
+    Queue(QUEUE, connection=queueing.redis_connection(QUEUE)).empty()
+    return set_up_dom0(testbed, values, env)
+
+
+def panel_rows(dom0: Dom0, pool_name: str, network: str):
+    """(Host, LabTemplate, IpPool): what an admin enters for the testbed dom0 once the guide is done."""
+    from labs.models import Host, IpPool, LabTemplate
+
+    net = ipaddress.ip_network(network)
+    host = Host.objects.create(
+        name=QUEUE,
+        queue_name=QUEUE,
+        volume_group=VG,
+        bridge=BRIDGE,
+        # What `xl info` showed before any guest: dom0's fixed 1024 MiB plus Xen's share.
+        dom0_reserve_mb=dom0.reserve_mb,
+    )
+    template = LabTemplate.objects.create(
+        name="tiny (busybox)",
+        rootfs_path=TEMPLATE_DIR,
+        kernel=dom0.kernel,
+        ramdisk=RAMDISK,
+        root_size_mb=ROOT_MB,
+        swap_size_mb=SWAP_MB,
+        default_memory_mb=MEMORY_MB,
+        max_memory_mb=256,
+    )
+    pool = IpPool.objects.create(
+        name=pool_name,
+        network=str(net),
+        gateway=str(net[1]),
+        first_ip=str(net[10]),
+        last_ip=str(net[250]),
+        dns_domain="lab.example.edu",
+    )
+    return host, template, pool
 
 
 def set_up_dom0(testbed: Testbed, values: Mapping[str, str], env: Mapping[str, str]) -> Dom0:
