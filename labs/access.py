@@ -17,8 +17,9 @@ INSTRUCTORS_GROUP = "instructors"
 
 AnyUser = AbstractBaseUser | AnonymousUser
 # What a guest's pages show besides the guest: its lab (with the template the
-# memory limits read and the pool the gateway comes from), host and student.
-GUEST_RELATED = ("lab__template", "lab__pool", "host", "student")
+# memory limits read and the pool the gateway comes from), host and student
+# (with the student's quota row, if any, which the memory limits read too).
+GUEST_RELATED = ("lab__template", "lab__pool", "host", "student__quota")
 
 
 def is_admin(user: AnyUser) -> bool:

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db.models import Count, Sum
+from django.db.models import Count, Q, Sum
 from django.utils.translation import gettext as _
 
 from labs.models import Guest, Host, Lab, LabTemplate, StudentQuota
@@ -33,8 +33,16 @@ def default_quota() -> Quota:
 
 
 def quota_for(user) -> Quota:
-    """The student's StudentQuota row (edited by an admin) or the settings' defaults."""
-    row = StudentQuota.objects.filter(user=user).first()
+    """The student's StudentQuota row (edited by an admin) or the settings' defaults.
+
+    A user loaded with select_related("quota") (labs.access loads a guest's
+    student that way) already knows its row, or that it has none: no query.
+    """
+    rel = StudentQuota._meta.get_field("user").remote_field
+    if rel.is_cached(user):
+        row = rel.get_cached_value(user)
+    else:
+        row = StudentQuota.objects.filter(user=user).first()
     if row is not None:
         return Quota(row.max_guests, row.max_memory_mb)
     return default_quota()
@@ -54,6 +62,20 @@ def usage_for(users: Iterable, exclude_guest: Guest | None = None) -> dict[int, 
         qs = qs.exclude(pk=exclude_guest.pk)
     rows = qs.values("student_id").annotate(n=Count("id"), mem=Sum("memory_mb"))
     return {r["student_id"]: Usage(r["n"], r["mem"] or 0) for r in rows}
+
+
+def guest_memory_sums(guest: Guest) -> tuple[int, int]:
+    """(MiB the student's other guests hold, MiB allocated on the guest's host), in one query.
+
+    The same counts as usage_for(exclude_guest=guest) and allocated_mb(), for
+    the one guest a page shows: one aggregate over the rows either sum reads.
+    """
+    mine, here = Q(student_id=guest.student_id), Q(host_id=guest.host_id)
+    row = Guest.objects.filter(mine | here).aggregate(
+        others=Sum("memory_mb", filter=mine & ~Q(pk=guest.pk)),
+        allocated=Sum("memory_mb", filter=here),
+    )
+    return row["others"] or 0, row["allocated"] or 0
 
 
 def check_student_quota(user, quota: Quota, usage: Usage, add_guests: int, add_memory_mb: int) -> None:
@@ -118,11 +140,13 @@ def memory_limits(obj: Guest | Lab | LabTemplate) -> tuple[int, int]:
     if isinstance(obj, Lab):
         return MIN_GUEST_MEMORY_MB, template_lab_max_mb(obj.template, obj)
     guest = obj
+    # With the guest loaded as labs.access loads it (lab, template, host, the
+    # student and their quota), the one query here is the memory aggregate.
     upper = template_lab_max_mb(guest.lab.template, guest.lab)
     quota = quota_for(guest.student)
-    others = usage_for([guest.student], exclude_guest=guest).get(guest.student_id, Usage())
-    upper = min(upper, quota.max_memory_mb - others.memory_mb)
-    free = host_free_mb(guest.host, allocated_mb([guest.host]).get(guest.host_id, 0))
+    others_mb, allocated = guest_memory_sums(guest)
+    upper = min(upper, quota.max_memory_mb - others_mb)
+    free = host_free_mb(guest.host, allocated)
     if free is not None:
         # The guest's own memory is already counted as allocated.
         upper = min(upper, free + guest.memory_mb)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from django.urls import reverse
 
-from labs.models import Task
+from labs.models import Host, Lab, StudentQuota, Task
+from tests.conftest import make_guest
 from tests.ui.conftest import set_state
 
 
@@ -163,6 +164,25 @@ def test_memory_field_carries_the_limits(client, alice, alice_guest):
     assert 'for="id_memory_mb"' in body
 
 
+def test_memory_bound_counts_other_guests_the_quota_and_the_host(
+    client, alice, bob, alice_guest, bob_guest, host, template, pool
+):
+    set_state(alice_guest, "r")
+    other_lab = Lab.objects.create(name="Systems", slug="sys", template=template, pool=pool, memory_mb=256)
+    make_guest(other_lab, alice, host, 3)  # 256 MiB more of alice's, in another lab
+    elsewhere = Host.objects.create(name="dom0-b", queue_name="dom0-b", volume_group="vg0", total_memory_mb=4096)
+    make_guest(other_lab, bob, elsewhere, 4)  # on another host: not allocated on alice's
+    # dom0-a: 1024 MiB usable, 768 allocated (alice's two, bob's one), so 256 free plus her own 256.
+    Host.objects.filter(pk=host.pk).update(total_memory_mb=2048, dom0_reserve_mb=1024)
+    client.force_login(alice)
+    url = reverse("guest_detail", args=[alice_guest.pk])
+    assert 'max="512"' in client.get(url).content.decode()
+    # A quota of 640 MiB, 256 of them held by her other guest: 384 for this one.
+    StudentQuota.objects.create(user=alice, max_guests=3, max_memory_mb=640)
+    body = client.get(url).content.decode()
+    assert 'max="384"' in body and "Between 32 and 384 MiB." in body
+
+
 def _version(body: str, url: str) -> str:
     return body.split(f'hx-get="{url}?v=', 1)[1].split('"', 1)[0]
 
@@ -227,9 +247,10 @@ def test_guest_page_query_count_stays_flat(client, alice, alice_guest, django_as
     for n in range(12):
         Task.objects.create(kind="reboot", guest=alice_guest, status=Task.Status.SUCCEEDED, actor=alice, log=f"n{n}")
     client.force_login(alice)
-    # Session, user, guest (with lab, template, pool, host, student), job log,
-    # the role check for the navigation, and the three memory-limit queries.
-    with django_assert_max_num_queries(8):
+    # Session, user, guest (with lab, template, pool, host, student and quota),
+    # job log, the role check for the navigation, and one aggregate for the
+    # memory limits (the student's other guests and the host's allocation).
+    with django_assert_max_num_queries(6):
         body = client.get(reverse("guest_detail", args=[alice_guest.pk])).content.decode()
     assert body.count("<details><summary>") == 10  # the ten latest jobs, each with its log
 

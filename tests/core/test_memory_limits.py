@@ -1,0 +1,40 @@
+"""The guest's memory limits: the same answer however the guest was loaded, in one query from labs.access."""
+
+from __future__ import annotations
+
+from labs.access import GUEST_RELATED
+from labs.models import Guest, Host, Lab, StudentQuota
+from labs.services import memory_limits
+from tests.conftest import make_guest
+
+
+def _loaded(guest: Guest) -> Guest:
+    """The guest as labs.access loads it for its pages."""
+    return Guest.objects.select_related(*GUEST_RELATED).get(pk=guest.pk)
+
+
+def test_loaded_guest_costs_one_query_and_agrees_with_a_plain_one(
+    alice, bob, alice_guest, bob_guest, host, template, pool, django_assert_num_queries
+):
+    other_lab = Lab.objects.create(name="Systems", slug="sys", template=template, pool=pool, memory_mb=256)
+    make_guest(other_lab, alice, host, 3)
+    elsewhere = Host.objects.create(name="dom0-b", queue_name="dom0-b", volume_group="vg0", total_memory_mb=4096)
+    make_guest(other_lab, bob, elsewhere, 4)
+    Host.objects.filter(pk=host.pk).update(total_memory_mb=2048, dom0_reserve_mb=1024)
+    # Without a quota row (the defaults), then with one: the loaded student knows either way.
+    for quota_mb, expected in ((None, 512), (640, 384)):
+        if quota_mb is not None:
+            StudentQuota.objects.create(user=alice, max_guests=3, max_memory_mb=quota_mb)
+        guest = _loaded(alice_guest)
+        with django_assert_num_queries(1):  # the aggregate; the quota came with the student
+            assert memory_limits(guest) == (32, expected)
+        # Loaded without the related rows, the service reads them itself and agrees.
+        assert memory_limits(Guest.objects.get(pk=alice_guest.pk)) == (32, expected)
+
+
+def test_other_guests_exclude_this_one_and_count_every_lab(alice, alice_guest, host, template, pool):
+    StudentQuota.objects.create(user=alice, max_guests=5, max_memory_mb=1000)
+    assert memory_limits(_loaded(alice_guest)) == (32, 1000)  # her own 256 MiB is not held against her
+    other_lab = Lab.objects.create(name="Systems", slug="sys", template=template, pool=pool, memory_mb=256)
+    make_guest(other_lab, alice, host, 3)
+    assert memory_limits(_loaded(alice_guest)) == (32, 744)
