@@ -52,15 +52,13 @@ def guests_for(user: AnyUser) -> QuerySet[Guest]:
     return Guest.objects.filter(student=user)
 
 
-def get_guest_for_user(
-    request: HttpRequest, pk: int, write: bool = True, related: tuple[str, ...] = GUEST_RELATED
-) -> Guest:
-    """The guest if the user may see it (or act on it, with write=True); else 404.
+def get_guest_for_user(request: HttpRequest, pk: int, related: tuple[str, ...] = GUEST_RELATED) -> Guest:
+    """The guest if the user may see and act on it; else 404.
 
     Students act on their own guests; instructors on their labs' guests;
-    admins on all. There is no read-only role today, and inactive accounts
-    get nothing either way, so `write` changes nothing yet. `related` is what
-    comes in the same query (a poll that usually answers 204 needs less).
+    admins on all; inactive accounts get nothing. There is no read-only
+    role. `related` is what comes in the same query (a poll that usually
+    answers 204 needs less).
     """
     user = request.user
     if not (user.is_authenticated and user.is_active):
@@ -75,7 +73,7 @@ def get_guest_for_user(
         return get_object_or_404(guests_for(user).distinct().select_related(*related), pk=pk)
 
 
-def get_lab_for_user(request: HttpRequest, pk: int, write: bool = True) -> Lab:
+def get_lab_for_user(request: HttpRequest, pk: int) -> Lab:
     """The lab if the user is one of its instructors or an admin; else 404."""
     return get_object_or_404(labs_for(request.user).distinct(), pk=pk)
 

@@ -241,7 +241,7 @@ def my_vms(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def guest_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    guest = get_guest_for_user(request, pk, write=False)
+    guest = get_guest_for_user(request, pk)
     tasks = _guest_tasks(guest)
     ctx = _guest_live_context(request, guest, tasks[0] if tasks else None)
     host = guest.host
@@ -266,12 +266,12 @@ def guest_live(request: HttpRequest, pk: int) -> HttpResponse:
     """
     # Most polls end in a 204 that reads the guest and its lab's status only;
     # a changed guest loads the rest as the fragment needs it.
-    guest = get_guest_for_user(request, pk, write=False, related=("lab",))
+    guest = get_guest_for_user(request, pk, related=("lab",))
     seen = request.GET.get("v")
     if seen and not _guest_is_busy(guest) and seen == _guest_version(guest):
         return HttpResponse(status=204)
     # One more query for what the fragment shows, instead of one per relation.
-    guest = get_guest_for_user(request, pk, write=False)
+    guest = get_guest_for_user(request, pk)
     ctx = _guest_live_context(request, guest, guest.tasks.order_by("-created_at").first())
     ctx.update(oob=True, tasks=_guest_tasks(guest))
     return render(request, "labs/_guest_live.html", ctx)
