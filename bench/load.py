@@ -407,6 +407,92 @@ def throughput_rounds(port: int, kinds: dict, args) -> tuple[dict[str, list[floa
     return rates, errors
 
 
+def cost_breakdown(students: list[Student], requests: int) -> dict[str, dict[str, float]]:
+    """Where a request's time goes, in this process (no HTTP, no gunicorn): ms per request.
+
+    The same three kinds as the throughput phase go through Django's test
+    client, with the students' real sessions. Timers wrap the database cursor
+    (SQL: the round trip and the database's own work), the ORM's SQL compiler
+    (building the SQL text of a query) and template rendering (less the SQL run
+    inside it). "rest" is everything else: middleware, views, building model
+    objects from rows. It says which part a faster page has to come from.
+    """
+    from django.conf import settings
+    from django.db import connection
+    from django.db.models.sql.compiler import SQLCompiler
+    from django.template.backends.django import Template
+    from django.test import Client
+
+    acc = {"sql": 0.0, "queries": 0, "compile": 0.0, "templates": 0.0}
+    depth = {"compile": 0}
+
+    def sql_timer(execute, sql, params, many, context):
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            acc["sql"] += time.perf_counter() - started
+            acc["queries"] += 1
+
+    as_sql, render = SQLCompiler.as_sql, Template.render
+
+    def timed_as_sql(self, *a, **kw):
+        # Subqueries compile inside their outer query: count the outermost call only.
+        depth["compile"] += 1
+        started = time.perf_counter()
+        try:
+            return as_sql(self, *a, **kw)
+        finally:
+            depth["compile"] -= 1
+            if not depth["compile"]:
+                acc["compile"] += time.perf_counter() - started
+
+    def timed_render(self, context=None, request=None):
+        started, sql_before, compile_before = time.perf_counter(), acc["sql"], acc["compile"]
+        try:
+            return render(self, context, request)
+        finally:
+            inside = (acc["sql"] - sql_before) + (acc["compile"] - compile_before)
+            acc["templates"] += time.perf_counter() - started - inside
+
+    def client_for(st: Student) -> Client:
+        client = Client(HTTP_HOST="127.0.0.1")
+        client.cookies[settings.SESSION_COOKIE_NAME] = st.session
+        return client
+
+    clients = {st.username: client_for(st) for st in students}
+    kinds = {
+        "baseline": lambda st: ("/whoami/", {}),
+        "page": lambda st: (f"/vms/{st.guest_pk}/", {}),
+        "poll": lambda st: (f"/vms/{st.guest_pk}/live/?v={st.version}", {"HTTP_HX_REQUEST": "true"}),
+    }
+    results: dict[str, dict[str, float]] = {}
+    SQLCompiler.as_sql, Template.render = timed_as_sql, timed_render
+    try:
+        with connection.execute_wrapper(sql_timer):
+            for kind, path_for in kinds.items():
+                for st in students[:30]:  # warm: templates compiled, connections open
+                    path, headers = path_for(st)
+                    clients[st.username].get(path, **headers)
+                acc.update(sql=0.0, queries=0, compile=0.0, templates=0.0)
+                started = time.perf_counter()
+                for i in range(requests):
+                    st = students[i % len(students)]
+                    path, headers = path_for(st)
+                    response = clients[st.username].get(path, **headers)
+                    if response.status_code not in (200, 204):
+                        raise SystemExit(f"cost breakdown: {path} answered {response.status_code}")
+                total = time.perf_counter() - started
+                ms = {k: acc[k] * 1000 / requests for k in ("sql", "compile", "templates")}
+                ms["total"] = total * 1000 / requests
+                ms["rest"] = ms["total"] - ms["sql"] - ms["compile"] - ms["templates"]
+                ms["queries"] = acc["queries"] / requests
+                results[kind] = ms
+    finally:
+        SQLCompiler.as_sql, Template.render = as_sql, render
+    return results
+
+
 def pct(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
@@ -438,6 +524,7 @@ def main() -> int:
     parser.add_argument("--ratio-seconds", type=float, default=12.0, help="closed-loop seconds per kind, in all")
     parser.add_argument("--ratio-rounds", type=int, default=4, help="rounds the closed-loop seconds are split into")
     parser.add_argument("--ratio-clients", type=int, default=4)
+    parser.add_argument("--cost-requests", type=int, default=300, help="in-process requests per kind (breakdown)")
     parser.add_argument("--postgres", action="store_true")
     # Its own Redis database (flushed): bench/batch.py uses 14, the tests 13.
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/15")
@@ -499,7 +586,7 @@ def main() -> int:
         }
         rates, ratio_errors = throughput_rounds(port, kinds, args)
         load_after = os.getloadavg()[0]
-        load_after = os.getloadavg()[0]
+        costs = cost_breakdown(students, args.cost_requests)
     finally:
         for p in reversed(procs):
             stop(p)
@@ -554,6 +641,19 @@ def main() -> int:
         print(f"  {label:66} {median(rates[name]):7.0f}   rounds: {' '.join(f'{x:.0f}' for x in rates[name])}")
     print(f"ratio to the baseline (median of rounds): full guest page {ratio:.2f}, guest page poll {ratio_poll:.2f}")
     print(f"errors while measuring throughput: {ratio_errors}")
+    print(f"\nwhere a request's time goes, in-process (no HTTP), mean of {args.cost_requests} requests per kind:")
+    cols = ("total", "queries", "sql", "compile", "templates", "rest")
+    heads = ("total ms", "queries", "SQL ms", "compile ms", "render ms", "rest ms")
+    print(f"  {'kind':10}" + "".join(f"{c:>11}" for c in heads))
+    for kind in ("baseline", "page", "poll"):
+        print(f"  {kind:10}" + "".join(f"{costs[kind][c]:11.2f}" for c in cols))
+    base = costs["baseline"]
+    page = costs["page"]
+    print(
+        f"  page over baseline: {page['total'] - base['total']:.2f} ms, of which compiling SQL "
+        f"{page['compile'] - base['compile']:.2f}, running it {page['sql'] - base['sql']:.2f}, rendering "
+        f"{page['templates'] - base['templates']:.2f}; in-process ratio {base['total'] / page['total']:.2f}"
+    )
     print(
         f"\nspawn audit: hook proven live in {proven} of {args.workers} web workers; "
         f"{len(loading)} spawns while a worker loaded Django (imports), {len(spawns)} while serving requests"
