@@ -42,6 +42,13 @@ def destroy(xen, name: str) -> None:
     until(lambda: domain(xen, name) is None, f"{name} to be destroyed", timeout=60, interval=3)
 
 
+def remove_guest(xen, name: str, volumes: tuple[str, ...]) -> tuple[bool, list[bool]]:
+    """Teardown whatever a test got to: the domain if it runs, its config, then the volumes in order."""
+    if domain(xen, name) is not None:
+        destroy(xen, name)
+    return xen.remove_config(name), [xen.remove_volume(lv) for lv in volumes]
+
+
 def guest_files(name: str, address: str) -> GuestFiles:
     return GuestFiles(
         hostname=name,
@@ -156,10 +163,7 @@ def test_guest_lifecycle_on_real_xen(testbed: Testbed, xen, testbed_timings):  #
             destroy(xen, name)
     finally:
         with phase("teardown"):
-            if domain(xen, name) is not None:
-                destroy(xen, name)
-            removed_config = xen.remove_config(name)
-            removed = [xen.remove_volume(lv) for lv in (root_lv, swap_lv)]
+            removed_config, removed = remove_guest(xen, name, (root_lv, swap_lv))
         phase.report("e2e lifecycle (labs.dom0 on real Xen)", testbed_timings)
 
     assert removed_config and removed == [True, True]
@@ -214,11 +218,7 @@ def test_thin_pool_golden_template_and_snapshot_clone(testbed: Testbed, xen, tes
             destroy(xen, name)
     finally:
         with phase("teardown"):
-            if domain(xen, name) is not None:
-                destroy(xen, name)
-            xen.remove_config(name)
-            for lv in (clone_lv, golden_lv, THIN_POOL):
-                xen.remove_volume(lv)
+            remove_guest(xen, name, (clone_lv, golden_lv, THIN_POOL))
         phase.report("e2e thin clone (labs.dom0 on real Xen)", testbed_timings)
 
     left = testbed.ssh(["lvs", "--noheadings", "-o", "lv_name", "vg0"]).stdout.split()
