@@ -83,8 +83,35 @@ class LocalRunner:
         input: bytes | None = None,
         env: Mapping[str, str] | None = None,
     ) -> Result:
+        # The bookkeeping and the errors live here once; `_execute` is only
+        # how the command runs (here, or over ssh in `SshRunner`).
         argv = self.prefix + _check_argv(argv)
         started = time.monotonic()
+        try:
+            rc, out, err = self._execute(argv, timeout=timeout, input=input, env=env)
+        except _TimedOut as e:
+            self.busy_seconds += e.stopped - started
+            raise CommandTimeout(
+                f"{argv[0]} did not finish within {timeout:g} s", argv=argv, stderr=e.stderr
+            ) from None
+        seconds = time.monotonic() - started
+        self.busy_seconds += seconds
+        result = Result(argv, rc, out.decode(errors="replace"), err.decode(errors="replace"), seconds)
+        self.history.append(result)
+        self._refuse(result)
+        if check and rc != 0:
+            raise CommandFailed(
+                f"{os.path.basename(argv[0])} failed (exit {rc}): {_last_line(result.stderr)}",
+                argv=argv,
+                rc=rc,
+                stderr=result.stderr,
+            )
+        return result
+
+    def _execute(
+        self, argv: list[str], *, timeout: float, input: bytes | None, env: Mapping[str, str] | None
+    ) -> tuple[int, bytes, bytes]:
+        """Run argv here and return (rc, stdout, stderr); raise `_TimedOut` when it overran."""
         try:
             # Its own process group, so a timeout kills what the command
             # started too (hotplug scripts, `sh -c` children), not only it.
@@ -104,27 +131,17 @@ class LocalRunner:
                 out, err = p.communicate(input, timeout=timeout)
             except subprocess.TimeoutExpired:
                 _kill_group(p)
-                self.busy_seconds += time.monotonic() - started
-                stderr = _drain_stderr(p)
-                raise CommandTimeout(
-                    f"{argv[0]} did not finish within {timeout:g} s", argv=argv, stderr=stderr
-                ) from None
+                # Busy time ends at the kill, not after collecting its stderr.
+                stopped = time.monotonic()
+                raise _TimedOut(_drain_stderr(p), stopped) from None
             except BaseException:
                 # Interrupted (e.g. the job was cancelled): leave nothing running.
                 _kill_group(p)
                 raise
-        seconds = time.monotonic() - started
-        self.busy_seconds += seconds
-        result = Result(argv, p.returncode, out.decode(errors="replace"), err.decode(errors="replace"), seconds)
-        self.history.append(result)
-        if check and p.returncode != 0:
-            raise CommandFailed(
-                f"{os.path.basename(argv[0])} failed (exit {p.returncode}): {_last_line(result.stderr)}",
-                argv=argv,
-                rc=p.returncode,
-                stderr=result.stderr,
-            )
-        return result
+        return p.returncode, out, err
+
+    def _refuse(self, result: Result) -> None:
+        """Raise for a result that is an error whatever `check` says; locally none is."""
 
     def write_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
         """Write atomically: a temp file in the same directory, fsync, rename."""
@@ -177,19 +194,11 @@ class SshRunner(LocalRunner):
         super().__init__()
         self.ssh = [*ssh, target, "--"]
 
-    def run(
-        self,
-        argv: Sequence[str],
-        *,
-        timeout: float = DEFAULT_TIMEOUT,
-        check: bool = True,
-        input: bytes | None = None,
-        env: Mapping[str, str] | None = None,
-    ) -> Result:
-        argv = _check_argv(argv)
+    def _execute(
+        self, argv: list[str], *, timeout: float, input: bytes | None, env: Mapping[str, str] | None
+    ) -> tuple[int, bytes, bytes]:
         remote_env = [f"{k}={v}" for k, v in {**BASE_ENV, **(env or {})}.items()]
         remote = shlex.join(["env", *remote_env, *argv])
-        started = time.monotonic()
         try:
             p = subprocess.run(
                 [*self.ssh, remote],
@@ -200,30 +209,18 @@ class SshRunner(LocalRunner):
                 close_fds=True,
             )
         except subprocess.TimeoutExpired as e:
-            self.busy_seconds += time.monotonic() - started
-            raise CommandTimeout(
-                f"{argv[0]} did not finish within {timeout:g} s",
-                argv=argv,
-                stderr=(e.stderr or b"").decode(errors="replace"),
-            ) from None
-        seconds = time.monotonic() - started
-        self.busy_seconds += seconds
-        result = Result(
-            argv, p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace"), seconds
-        )
-        self.history.append(result)
-        if p.returncode == 255 and not result.stdout:
+            raise _TimedOut((e.stderr or b"").decode(errors="replace"), time.monotonic()) from None
+        return p.returncode, p.stdout, p.stderr
+
+    def _refuse(self, result: Result) -> None:
+        # 255 with no output is ssh's own failure, not the command's.
+        if result.rc == 255 and not result.stdout:
             raise CommandFailed(
-                f"ssh could not reach the host: {_last_line(result.stderr)}", argv=argv, rc=255, stderr=result.stderr
-            )
-        if check and p.returncode != 0:
-            raise CommandFailed(
-                f"{os.path.basename(argv[0])} failed (exit {p.returncode}): {_last_line(result.stderr)}",
-                argv=argv,
-                rc=p.returncode,
+                f"ssh could not reach the host: {_last_line(result.stderr)}",
+                argv=result.argv,
+                rc=255,
                 stderr=result.stderr,
             )
-        return result
 
     def write_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
         directory = os.path.dirname(path) or "."
@@ -247,6 +244,15 @@ class SshRunner(LocalRunner):
 
     def read_file(self, path: str) -> bytes:
         return self.run(["cat", "--", path]).stdout.encode()
+
+
+class _TimedOut(Exception):
+    """From `_execute`: the command overran and was stopped at `stopped` (time.monotonic)."""
+
+    def __init__(self, stderr: str, stopped: float) -> None:
+        super().__init__(stderr)
+        self.stderr = stderr
+        self.stopped = stopped
 
 
 def _kill_group(p: subprocess.Popen) -> None:

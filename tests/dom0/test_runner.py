@@ -178,3 +178,28 @@ def test_ssh_runner_failed_write_leaves_no_temp_file(fake_ssh, tmp_path):
         fake_ssh.write_file(str(target), b"memory = 128\n")
     assert list(target.iterdir()) == []
     assert sorted(os.listdir(tmp_path)) == ["bin", "web01.cfg"]
+
+
+@pytest.fixture(params=["local", "ssh"])
+def any_runner(request):
+    """Both runners share run()'s bookkeeping and errors; each test here holds for both."""
+    return LocalRunner() if request.param == "local" else request.getfixturevalue("fake_ssh")
+
+
+def test_failure_message_and_history_are_the_same_for_both_runners(any_runner):
+    with pytest.raises(CommandFailed) as info:
+        any_runner.run(["/bin/sh", "-c", "echo first >&2; echo '  last words  ' >&2; exit 5"])
+    assert str(info.value) == "sh failed (exit 5): last words"
+    assert any_runner.run(["sh", "-c", "exit 6"], check=False).rc == 6
+    assert [h.rc for h in any_runner.history] == [5, 6]
+    assert any_runner.history[0].argv[0] == "/bin/sh"  # what the caller asked for, not the ssh wrapper
+    assert any_runner.busy_seconds > 0
+
+
+def test_timeout_is_the_same_for_both_runners(any_runner):
+    with pytest.raises(CommandTimeout) as info:
+        any_runner.run(["sleep", "30"], timeout=0.3)
+    assert str(info.value) == "sleep did not finish within 0.3 s"
+    assert info.value.argv == ["sleep", "30"]
+    assert any_runner.busy_seconds >= 0.3
+    assert any_runner.history == []  # a timeout leaves no result
