@@ -5,6 +5,7 @@ from __future__ import annotations
 from labs.access import GUEST_RELATED
 from labs.models import Guest, Host, Lab, StudentQuota
 from labs.services import memory_limits
+from labs.services.limits import Usage, allocated_mb, guest_memory_sums, usage_for
 from tests.conftest import make_guest
 
 
@@ -38,3 +39,20 @@ def test_other_guests_exclude_this_one_and_count_every_lab(alice, alice_guest, h
     other_lab = Lab.objects.create(name="Systems", slug="sys", template=template, pool=pool, memory_mb=256)
     make_guest(other_lab, alice, host, 3)
     assert memory_limits(_loaded(alice_guest)) == (32, 744)
+
+
+def test_one_guest_sums_agree_with_the_batch_wide_functions(alice, bob, alice_guest, bob_guest, host, template, pool):
+    """guest_memory_sums is the guest page's one query for what usage_for and allocated_mb count."""
+    other_lab = Lab.objects.create(name="Systems", slug="sys", template=template, pool=pool, memory_mb=256)
+    Guest.objects.filter(pk=make_guest(other_lab, alice, host, 3).pk).update(memory_mb=300)
+    elsewhere = Host.objects.create(name="dom0-b", queue_name="dom0-b", volume_group="vg0", total_memory_mb=4096)
+    Guest.objects.filter(pk=make_guest(other_lab, bob, elsewhere, 4).pk).update(memory_mb=500)
+    for guest in (alice_guest, bob_guest):
+        guest = _loaded(guest)
+        others = usage_for([guest.student], exclude_guest=guest)[guest.student_id].memory_mb
+        assert guest_memory_sums(guest) == (others, allocated_mb([guest.host])[guest.host_id])
+    # Many students or hosts at once (IN rather than =) count the same rows.
+    usage = usage_for([alice, bob])
+    assert (usage[alice.pk], usage[bob.pk]) == (Usage(2, 556), Usage(2, 756))
+    assert usage_for([alice, bob], exclude_guest=alice_guest)[alice.pk] == Usage(1, 300)
+    assert allocated_mb([host, elsewhere]) == {host.pk: 256 + 300 + 256, elsewhere.pk: 500}
