@@ -93,11 +93,49 @@ def test_lvm_volumes_from_the_real_report(scripted_runner):
     assert volumes["vm-cap-db1.raiz"].path == "/dev/vg0/vm-cap-db1.raiz"
 
 
-def test_lvm_thin_snapshot_columns():
+def _one_lv_report(row: dict) -> str:
+    """`lvs -o lv_name,lv_size vg0/<lv>` for one captured row: LVM's JSON shape, the captured values."""
+    return json.dumps({"report": [{"lv": [{"lv_name": row["lv_name"], "lv_size": row["lv_size"]}]}]})
+
+
+def test_lvm_thin_snapshot_columns(scripted_runner):
+    """Lvm builds the thin pool, golden LV and snapshot with the commands capture.py ran, and reads back
+    what the captured rows say: sizes, the pool left out of list(), thin volumes kept."""
     rows = {r["lv_name"]: r for r in json.loads(capture("lvs-columns.json"))["report"][0]["lv"]}
-    assert rows["xpthin"]["lv_attr"].startswith("t")
-    assert rows["vm-cap-thin1.raiz"]["lv_attr"].startswith("V")
-    assert (rows["vm-cap-thin1.raiz"]["origin"], rows["vm-cap-thin1.raiz"]["pool_lv"]) == ("tiny-golden", "xpthin")
+    pool, golden, snap = rows["xpthin"], rows["tiny-golden"], rows["vm-cap-thin1.raiz"]
+    # What the capture shows we rely on: a thin pool ('t'), a thin golden LV in it ('V'), and a
+    # thin snapshot ('V') of that golden LV in the same pool, as large as its origin.
+    assert pool["lv_attr"][0] == "t" and golden["lv_attr"][0] == snap["lv_attr"][0] == "V"
+    assert (snap["origin"], snap["pool_lv"], golden["pool_lv"]) == ("tiny-golden", "xpthin", "xpthin")
+
+    lvm = Lvm(scripted_runner, "vg0", thin_pool=golden["pool_lv"])
+    # The argv capture.py ran (bar its -q), so these rows are what our commands make.
+    for argv, row in (
+        (["lvcreate", "-y", "--type", "thin-pool", "-L", "128m", "-n", "xpthin", "vg0"], pool),
+        (["lvcreate", "-y", "-V", "64m", "-T", "vg0/xpthin", "-n", "tiny-golden"], golden),
+        (["lvcreate", "-y", "-s", "-kn", "-ay", "-K", "-n", "vm-cap-thin1.raiz", f"vg0/{snap['origin']}"], snap),
+    ):
+        scripted_runner.expect(argv)
+        scripted_runner.expect(["lvs", *REPORT, "-o", "lv_name,lv_size", f"vg0/{row['lv_name']}"], _one_lv_report(row))
+    made = [
+        lvm.create_thin_pool(128),
+        lvm.create("tiny-golden", 64, thin=True),
+        lvm.snapshot("tiny-golden", snap["lv_name"]),
+    ]
+    assert [(v.name, v.size_bytes, v.path) for v in made] == [
+        ("xpthin", 128 * MiB, "/dev/vg0/xpthin"),
+        ("tiny-golden", 64 * MiB, "/dev/vg0/tiny-golden"),
+        ("vm-cap-thin1.raiz", 64 * MiB, "/dev/vg0/vm-cap-thin1.raiz"),
+    ]
+    assert made[2].size_bytes == int(snap["lv_size"]) == int(golden["lv_size"])  # a snapshot is its origin's size
+
+    # The whole captured report through list(): the pool is not a disk; both thin volumes are.
+    scripted_runner.expect(
+        ["lvs", *REPORT, "-o", "lv_name,lv_size,lv_attr", "vg0"], stdout=capture("lvs-columns.json")
+    )
+    listed = {v.name: v.size_bytes for v in lvm.list()}
+    assert listed == {name: int(r["lv_size"]) for name, r in rows.items() if not r["lv_attr"].startswith("t")}
+    assert "xpthin" not in listed and {"tiny-golden", "vm-cap-thin1.raiz"} <= set(listed)
 
 
 def test_vg_free_space_from_the_real_report(scripted_runner):
