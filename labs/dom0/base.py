@@ -71,6 +71,21 @@ class VolumeGroupInfo:
 
 
 @dataclass(frozen=True)
+class ThinPoolUsage:
+    """How full a thin pool is, as `lvs` reports it (percent of the pool's data and metadata areas).
+
+    A thin pool that reaches 100 % makes every thin volume in it fail writes,
+    so this is what tells an operator to grow it before the guests notice.
+    `metadata_percent` is None when LVM left it out (older captures did).
+    """
+
+    name: str
+    size_bytes: int
+    data_percent: float
+    metadata_percent: float | None
+
+
+@dataclass(frozen=True)
 class GuestFiles:
     """Per-guest files written into a cloned root filesystem."""
 
@@ -120,6 +135,7 @@ class Dom0Host(Protocol):
     def list_volumes(self) -> list[Volume]: ...
     def create_volume(self, name: str, size_mb: int) -> Volume: ...
     def snapshot_volume(self, origin: str, name: str) -> Volume: ...
+    def thin_pool_usage(self) -> ThinPoolUsage: ...
     def remove_volume(self, name: str) -> bool: ...
 
     # --- root filesystem ---

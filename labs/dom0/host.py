@@ -27,6 +27,7 @@ from .base import (
     GuestFiles,
     HostConfig,
     HostInfo,
+    ThinPoolUsage,
     Volume,
     VolumeGroupInfo,
 )
@@ -83,6 +84,9 @@ class XenHost:
 
     def snapshot_volume(self, origin: str, name: str) -> Volume:
         return self.lvm.snapshot(origin, name)
+
+    def thin_pool_usage(self) -> ThinPoolUsage:
+        return self.lvm.thin_pool_usage()
 
     def remove_volume(self, name: str) -> bool:
         return self.lvm.remove(name)

@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 
 from . import names
-from .base import Volume, VolumeGroupInfo
+from .base import ThinPoolUsage, Volume, VolumeGroupInfo
 from .errors import (
     CommandFailed,
     InsufficientSpace,
@@ -65,6 +65,16 @@ def _message_line(stderr: str) -> str:
 def _int(value: str) -> int:
     # `--nosuffix --units b` gives whole bytes as strings, e.g. "12582912".
     return int(str(value).strip() or 0)
+
+
+def _percent(value: object) -> float | None:
+    """A report's percent column ("42.17"), or None when LVM left it out or empty.
+
+    LVM prints "" for a column that does not apply (and for an inactive pool);
+    a capture that did not ask for the column has no key at all.
+    """
+    text = str(value if value is not None else "").strip()
+    return float(text) if text else None
 
 
 class Lvm:
@@ -154,6 +164,32 @@ class Lvm:
         except VolumeNotFound:
             return False
         return True
+
+    def thin_pool_usage(self, pool: str = "") -> ThinPoolUsage:
+        """How full the thin pool is (default: the host's); VolumeNotFound when it does not exist.
+
+        Nothing else watches the pool: once its data (or metadata) reaches
+        100 % every thin volume in it fails writes.
+        """
+        pool = self._name(pool) if pool else self._pool()
+        columns = "lv_name,lv_size,lv_attr,data_percent,metadata_percent"
+        rows = self._report(["lvs", *_REPORT, "-o", columns, f"{self.vg}/{pool}"], "lv")
+        if not rows:
+            raise VolumeNotFound(f'Failed to find logical volume "{self.vg}/{pool}"', argv=["lvs", pool])
+        row = rows[0]
+        argv = ["lvs", f"{self.vg}/{pool}"]
+        if not row.get("lv_attr", "").startswith("t"):
+            raise LvmError(f"{self.vg}/{pool} is not a thin pool (attr {row.get('lv_attr', '')!r})", argv=argv)
+        data = _percent(row.get("data_percent"))
+        if data is None:
+            # An inactive pool reports no usage: unknown is not "empty".
+            raise LvmError(f"thin pool {self.vg}/{pool} reports no data usage (is it active?)", argv=argv)
+        return ThinPoolUsage(
+            name=row["lv_name"],
+            size_bytes=_int(row["lv_size"]),
+            data_percent=data,
+            metadata_percent=_percent(row.get("metadata_percent")),
+        )
 
     # --- changes -------------------------------------------------------------
     def create(self, name: str, size_mb: int, *, thin: bool = False) -> Volume:

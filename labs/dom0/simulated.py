@@ -70,6 +70,7 @@ from .base import (
     GuestFiles,
     HostConfig,
     HostInfo,
+    ThinPoolUsage,
     Volume,
     VolumeGroupInfo,
 )
@@ -112,6 +113,23 @@ XC_OUT_OF_MEMORY = (
     "xc: error: panic: xg_dom_boot.c:121: xc_dom_boot_mem_init: can't allocate low memory for domain: Out of memory"
 )
 _REPORT = ["--reportformat", "json", "--units", "b", "--nosuffix"]
+# The thin pool (when the host has one) holds a quarter of the VG unless
+# config.extra["sim_thin_pool_mb"] says otherwise; it is not counted in the
+# VG's free space. A thin snapshot takes no pool space until something is
+# written to it, and then whole chunks (LVM's default chunk is 64 KiB):
+# finishing a clone rewrites superblocks, group descriptors and bitmaps
+# (e2fsck, resize2fs, tune2fs -U), each customized file costs a couple of
+# chunks (its block, its inode's block), and guest_writes() models the guest.
+THIN_CHUNK_BYTES = 64 * 1024
+THIN_FINISH_BYTES = 4 * MIB
+THIN_FILE_BYTES = 2 * THIN_CHUNK_BYTES
+# Metadata (the chunk mappings) is modelled as growing at a quarter of the
+# data's rate: a simplification, LVM's real ratio depends on the chunk and
+# metadata area sizes.
+THIN_METADATA_RATIO = 0.25
+# With LVM's default thin_pool_autoextend_threshold (100), lvcreate refuses
+# a new thin volume only once the pool's data or metadata is full.
+THIN_POOL_REFUSE_PERCENT = 100.0
 
 # Seconds each step takes on a real server when sim_delay = 1.0. Sources:
 # shared/reference/lvm-and-cloning.md (lvcreate+lvremove ~0.1 s, mkfs -d
@@ -126,6 +144,7 @@ STEP_SECONDS: dict[str, float] = {
     "list_volumes": 0.05,
     "create_volume": 0.1,
     "snapshot_volume": 0.15,
+    "thin_pool_usage": 0.05,
     "remove_volume": 0.1,
     "clone_template": 0.6,
     "customize_rootfs": 0.15,
@@ -159,7 +178,7 @@ STEP_ALIASES: dict[str, str] = {
     "mem-set": "mem_set",
 }
 
-_LVM_OPS = {"volume_group", "list_volumes", "create_volume", "snapshot_volume", "remove_volume"}
+_LVM_OPS = {"volume_group", "list_volumes", "create_volume", "snapshot_volume", "thin_pool_usage", "remove_volume"}
 _ROOTFS_OPS = {"clone_template", "customize_rootfs", "make_swap", "read_guest_file"}
 _CONFIG_OPS = {"write_config", "remove_config", "bridge_exists"}
 _DOMAIN_VERBS = {"shutdown", "reboot", "destroy", "pause", "unpause", "mem_set", "save"}
@@ -172,6 +191,7 @@ FAULT_KINDS: dict[str, frozenset[str]] = {
     "list_volumes": frozenset({"no_vg"}),
     "create_volume": frozenset({"no_space", "exists", "no_vg"}),
     "snapshot_volume": frozenset({"no_space", "exists", "no_vg", "no_origin"}),
+    "thin_pool_usage": frozenset({"no_vg", "no_pool"}),
     "remove_volume": frozenset({"in_use", "no_vg"}),
     "clone_template": frozenset({"no_space"}),
     "create": frozenset({"no_memory", "exists"}),
@@ -610,11 +630,7 @@ class SimulatedHost:
             cls: type[LvmError] = LvmError
             line = text or f"simulated failure of {op}"
             if kind == "no_space" and op == "snapshot_volume":
-                pool = f"{vg}/{self.config.thin_pool or 'pool'}"
-                cls, line = (
-                    InsufficientSpace,
-                    f"Cannot create new thin volume, free space in thin pool {pool} reached threshold.",
-                )
+                cls, line = InsufficientSpace, self._pool_threshold_line()
             elif kind == "no_space":
                 required = max(extents, 1)
                 free = min(self._free_extents(state), required - 1)
@@ -624,7 +640,7 @@ class SimulatedHost:
                 cls, line = VolumeExists, f'Logical Volume "{subject}" already exists in volume group "{vg}"'
             elif kind == "no_vg":
                 cls, line = VolumeGroupNotFound, f'Volume group "{vg}" not found'
-            elif kind == "no_origin":
+            elif kind in ("no_origin", "no_pool"):
                 cls, line = VolumeNotFound, f'Failed to find logical volume "{vg}/{subject}"'
             elif kind == "in_use":
                 line = f"Logical volume {vg}/{subject} in use."
@@ -731,9 +747,7 @@ class SimulatedHost:
         names.volume_name(origin)
         names.volume_name(name)
         vg = self.config.volume_group
-        if not self.config.thin_pool:
-            # lvm.Lvm refuses before running anything.
-            raise LvmError(f'volume group "{vg}" has no thin pool configured for this host')
+        self._require_pool()
         argv = ["lvcreate", "-y", "-s", "-kn", "-ay", "-K", "-n", name, f"{vg}/{origin}"]
         with self._op("snapshot_volume", [argv], name) as state:
             src = state["volumes"].get(origin)
@@ -741,12 +755,78 @@ class SimulatedHost:
                 raise _lvm_error(VolumeNotFound, argv, f'Failed to find logical volume "{vg}/{origin}"')
             if name in state["volumes"]:
                 raise _lvm_error(VolumeExists, argv, f'Logical Volume "{name}" already exists in volume group "{vg}"')
+            if max(self._pool_percents(state)) >= THIN_POOL_REFUSE_PERCENT:
+                raise _lvm_error(InsufficientSpace, argv, self._pool_threshold_line())
             # A thin snapshot shares the origin's blocks: it holds the same
             # filesystem and files, and takes no space from the VG.
             content = {k: copy.deepcopy(src.get(k)) for k in ("content", "template", "fs_type", "method", "files")}
             state["volumes"][name] = self._new_volume(state, src["extents"], thin=True, origin=origin, **content)
             size = src["extents"] * EXTENT_BYTES
         return Volume(name, size, self._vg_path(name))
+
+    def thin_pool_usage(self) -> ThinPoolUsage:
+        vg, pool = self.config.volume_group, self._require_pool()
+        columns = "lv_name,lv_size,lv_attr,data_percent,metadata_percent"
+        argv = ["lvs", *_REPORT, "-o", columns, f"{vg}/{pool}"]
+        with self._op("thin_pool_usage", [argv], pool, readonly=True) as state:
+            data, metadata = self._pool_percents(state)
+        return ThinPoolUsage(pool, self._pool_size_bytes(), data, metadata)
+
+    def _require_pool(self) -> str:
+        if not self.config.thin_pool:
+            # lvm.Lvm refuses before running anything.
+            raise LvmError(f'volume group "{self.config.volume_group}" has no thin pool configured for this host')
+        return self.config.thin_pool
+
+    def _pool_size_bytes(self) -> int:
+        size_mb = int(self.config.extra.get("sim_thin_pool_mb") or self.config.sim_vg_size_mb // 4)
+        return _extents(max(size_mb, 1)) * EXTENT_BYTES
+
+    @staticmethod
+    def _pool_used_bytes(state: dict[str, Any]) -> int:
+        return sum(v.get("pool_bytes", 0) for v in state["volumes"].values() if v.get("thin"))
+
+    def _pool_percents(self, state: dict[str, Any]) -> tuple[float, float]:
+        """(data, metadata) percent of the thin pool, rounded as lvs prints them."""
+        data = 100.0 * self._pool_used_bytes(state) / self._pool_size_bytes()
+        return round(data, 2), round(data * THIN_METADATA_RATIO, 2)
+
+    def _pool_threshold_line(self) -> str:
+        # What lvcreate says, for a pool that is full and for the injected fault alike.
+        pool = f"{self.config.volume_group}/{self.config.thin_pool or 'pool'}"
+        return f"Cannot create new thin volume, free space in thin pool {pool} reached threshold."
+
+    def _thin_write(self, state: dict[str, Any], vol: dict[str, Any], nbytes: int) -> bool:
+        """Take `nbytes` (whole chunks) of pool space for writes to a thin volume; False when the pool is full.
+
+        A thin volume never holds more of its own chunks than its size. A
+        full pool fails the write (an I/O error on the real host) after
+        filling what was left.
+        """
+        if not vol.get("thin"):
+            return True
+        chunks = -(-nbytes // THIN_CHUNK_BYTES) * THIN_CHUNK_BYTES
+        own = vol.get("pool_bytes", 0)
+        want = min(chunks, vol["extents"] * EXTENT_BYTES - own)
+        room = self._pool_size_bytes() - self._pool_used_bytes(state)
+        vol["pool_bytes"] = own + max(min(want, room), 0)
+        return want <= room
+
+    def guest_writes(self, name: str, size_mb: int) -> ThinPoolUsage | None:
+        """A guest writes `size_mb` MiB of new data to its volume `name` (tests, benchmarks).
+
+        Only thin volumes take pool space; returns the pool's usage afterwards
+        (None on a host without a thin pool). Writes past a full pool are lost,
+        as the guest's I/O errors are.
+        """
+        names.volume_name(name)
+        with self._locked() as state:
+            vol = state["volumes"].get(name)
+            if vol is None:
+                raise VolumeNotFound(f'Failed to find logical volume "{self.config.volume_group}/{name}"')
+            if not self._thin_write(state, vol, size_mb * MIB):
+                self._event(state, f"thin pool full: writes to {name} fail")
+        return self.thin_pool_usage() if self.config.thin_pool else None
 
     def remove_volume(self, name: str) -> bool:
         names.volume_name(name)
@@ -829,6 +909,13 @@ class SimulatedHost:
                         rc=8,
                         stderr=f"e2fsck: Bad magic number in super-block while trying to open {device}\n",
                     )
+                if not self._thin_write(state, vol, THIN_FINISH_BYTES):
+                    raise RootfsError(
+                        f"thin clone of {device}: e2fsck found problems (exit 8)",
+                        argv=argvs[0],
+                        rc=8,
+                        stderr=f"e2fsck: Input/output error while writing block on {device}\n",
+                    )
                 vol.update(method="thin")
                 return
             if self._templates is not None and template not in self._templates:
@@ -855,6 +942,8 @@ class SimulatedHost:
             if self._in_use_by(state, device) is not None:
                 # Editing a running guest's filesystem from dom0 corrupts it.
                 raise _rootfs_error(what, argvs[0], f"{device} is in use by a running domain", e2tool=True)
+            if not self._thin_write(state, vol, THIN_FILE_BYTES * len(rendered)):
+                raise _rootfs_error(what, argvs[0], "e2cp: Input/output error", e2tool=True)
             files_now = vol.setdefault("files", {})
             if files.root_password_hash:
                 files_now["/etc/shadow"] = _set_root_password(

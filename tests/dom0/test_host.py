@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import inspect
+import json
 
 import pytest
 
 from labs.dom0 import connect
-from labs.dom0.base import Dom0Host, Domain, DomainSpec, GuestFiles, HostConfig, Volume
+from labs.dom0.base import Dom0Host, Domain, DomainSpec, GuestFiles, HostConfig, ThinPoolUsage, Volume
 from labs.dom0.domconfig import render_xl, render_xm
 from labs.dom0.errors import RootfsError
 from labs.dom0.host import XenHost
@@ -30,7 +31,7 @@ def _protocol_methods() -> list[str]:
 def test_every_protocol_method_exists_with_the_same_parameters(forbidden_runner):
     host = XenHost(HostConfig(name="dom0-a", volume_group="vg0"), runner=forbidden_runner)
     methods = _protocol_methods()
-    assert len(methods) == 25
+    assert len(methods) == 26
     for name in methods:
         want = list(inspect.signature(getattr(Dom0Host, name)).parameters)[1:]
         have = list(inspect.signature(getattr(host, name)).parameters)
@@ -205,3 +206,14 @@ def test_thin_clone_of_something_that_is_no_filesystem_fails(config, tmp_path):
     with pytest.raises(RootfsError) as info:
         XenHost(config, runner=LocalRunner()).clone_template("golden", str(image), "ext4", "thin")
     assert info.value.argv[0] == "e2fsck" and info.value.rc not in (0, 1)
+
+
+def test_thin_pool_usage_reads_the_hosts_pool(scripted_runner):
+    columns = "lv_name,lv_size,lv_attr,data_percent,metadata_percent"
+    row = {"lv_name": "pool0", "lv_size": "268435456", "lv_attr": "twi-aotz--", "data_percent": "9.50"}
+    scripted_runner.expect(
+        ["lvs", "--reportformat", "json", "--units", "b", "--nosuffix", "-o", columns, "vg0/pool0"],
+        stdout=json.dumps({"report": [{"lv": [{**row, "metadata_percent": "1.25"}]}]}),
+    )
+    host = XenHost(HostConfig(name="dom0-a", volume_group="vg0", thin_pool="pool0"), runner=scripted_runner)
+    assert host.thin_pool_usage() == ThinPoolUsage("pool0", 256 * 2**20, 9.5, 1.25)

@@ -10,6 +10,7 @@ import json
 
 import pytest
 
+from labs.dom0.base import ThinPoolUsage
 from labs.dom0.errors import (
     InsufficientSpace,
     InvalidName,
@@ -237,7 +238,23 @@ def test_thin_operations_without_a_pool_are_refused_before_any_command(lvm, loop
         lvm.create("golden", 64, thin=True)
     with pytest.raises(LvmError, match="no thin pool"):
         lvm.create_thin_pool(64)
+    with pytest.raises(LvmError, match="no thin pool"):
+        lvm.thin_pool_usage()
     assert len(loop_vg.runner.history) == runs
+
+
+def test_thin_pool_usage_of_a_missing_pool_or_volume_group(loop_vg, lvm):
+    # Real LVM answers; a pool needs device-mapper, so only the refusals run here.
+    with pytest.raises(VolumeNotFound) as e:
+        Lvm(loop_vg.runner, loop_vg.name, thin_pool="nopool", prefix_env=loop_vg.env).thin_pool_usage()
+    assert e.value.rc == 5 and f'"{loop_vg.name}/nopool"' in e.value.stderr
+    with pytest.raises(VolumeGroupNotFound):
+        Lvm(loop_vg.runner, "nosuchvg", thin_pool="pool0", prefix_env=loop_vg.env).thin_pool_usage()
+    # A plain volume is no thin pool: refused, not read as an empty one.
+    lvm.create("vm-plain.raiz", 4)
+    with pytest.raises(LvmError, match="is not a thin pool") as e:
+        lvm.thin_pool_usage("vm-plain.raiz")
+    assert type(e.value) is LvmError
 
 
 class _RecordingRunner(LocalRunner):
@@ -277,3 +294,49 @@ def test_thin_command_lines():
         ["lvcreate", "-y", "-s", "-kn", "-ay", "-K", "-n", "vm-virt01.raiz", "vg0/golden-debian12"],
     ]
     assert all(env == {"LVM_SYSTEM_DIR": "/x"} for _, env in runner.calls)
+
+
+def _pool_row(**values: str) -> str:
+    row = {"lv_name": "pool0", "lv_size": str(1024 * MiB), "lv_attr": "twi-aotz--", **values}
+    return json.dumps({"report": [{"lv": [row]}]})
+
+
+@pytest.mark.parametrize(
+    ("values", "data", "metadata"),
+    [
+        ({"data_percent": "42.17", "metadata_percent": "7.03"}, 42.17, 7.03),
+        ({"data_percent": "100.00", "metadata_percent": "12.50"}, 100.0, 12.5),
+        # A column LVM leaves empty, or one the command did not ask for: unknown, not 0.
+        ({"data_percent": "3.00", "metadata_percent": ""}, 3.0, None),
+        ({"data_percent": "3.00"}, 3.0, None),
+    ],
+)
+def test_thin_pool_usage_parses_lvs(scripted_runner, values, data, metadata):
+    columns = "lv_name,lv_size,lv_attr,data_percent,metadata_percent"
+    scripted_runner.expect(
+        ["lvs", "--reportformat", "json", "--units", "b", "--nosuffix", "-o", columns, "vg0/pool0"],
+        stdout=_pool_row(**values),
+    )
+    usage = Lvm(scripted_runner, "vg0", thin_pool="pool0").thin_pool_usage()
+    assert usage == ThinPoolUsage("pool0", 1024 * MiB, data, metadata)
+    assert isinstance(usage.data_percent, float)
+
+
+def test_thin_pool_usage_of_an_inactive_pool_is_an_error(scripted_runner):
+    # An inactive pool prints no percentages: that is "unknown", never "empty".
+    scripted_runner.expect(
+        [
+            "lvs",
+            "--reportformat",
+            "json",
+            "--units",
+            "b",
+            "--nosuffix",
+            "-o",
+            "lv_name,lv_size,lv_attr,data_percent,metadata_percent",
+            "vg0/pool0",
+        ],
+        stdout=_pool_row(lv_attr="twi---tz--", data_percent="", metadata_percent=""),
+    )
+    with pytest.raises(LvmError, match="reports no data usage"):
+        Lvm(scripted_runner, "vg0", thin_pool="pool0").thin_pool_usage()

@@ -33,6 +33,7 @@ from labs.dom0.errors import (
 from labs.dom0.simulated import EXTENT_BYTES, STEP_SECONDS, SimulatedHost
 
 MIB = 1024 * 1024
+REPORT = ["--reportformat", "json", "--units", "b", "--nosuffix"]
 FILES = GuestFiles(
     hostname="web1",
     fqdn="web1.lab.example.edu",
@@ -248,6 +249,77 @@ def test_snapshot_needs_a_thin_pool_and_an_existing_origin(make_sim, sim_dir):
         thin.clone_template("golden", empty.path, "ext4", "thin")
     with pytest.raises(VolumeExists):
         thin.snapshot_volume("golden", "vm-a.raiz")
+
+
+def _thin_sim(make_sim, pool_mb: int = 64) -> SimulatedHost:
+    thin = make_sim(name="dom0-thin", thin_pool="pool0", extra={"sim_thin_pool_mb": pool_mb})
+    golden = thin.create_volume("golden", 16)
+    thin.clone_template("/modelo", golden.path, "ext4", "mkfs")
+    return thin
+
+
+def test_thin_pool_fills_as_thin_clones_are_written_and_empties_when_removed(make_sim):
+    thin = _thin_sim(make_sim)
+    empty = thin.thin_pool_usage()
+    assert (empty.name, empty.size_bytes, empty.data_percent, empty.metadata_percent) == ("pool0", 64 * MIB, 0.0, 0.0)
+    assert ["lvs", *REPORT, "-o", "lv_name,lv_size,lv_attr,data_percent,metadata_percent", "vg0/pool0"] in thin.history
+    snap = thin.snapshot_volume("golden", "vm-a.raiz")
+    assert thin.thin_pool_usage().data_percent == 0.0  # a snapshot shares its origin's blocks
+    thin.clone_template("golden", snap.path, "ext4", "thin")
+    finished = thin.thin_pool_usage()
+    assert 0 < finished.data_percent < 100 and isinstance(finished.data_percent, float)
+    thin.customize_rootfs(snap.path, FILES)
+    customized = thin.thin_pool_usage()
+    assert customized.data_percent > finished.data_percent
+    assert 0 < customized.metadata_percent < customized.data_percent
+    written = thin.guest_writes("vm-a.raiz", 8)
+    assert written.data_percent == pytest.approx(customized.data_percent + 12.5, abs=0.01)  # 8 of 64 MiB
+    # A guest never owns more chunks than its disk holds (16 MiB here).
+    assert thin.guest_writes("vm-a.raiz", 1000).data_percent == 25.0
+    # Plain volumes live outside the pool.
+    plain = thin.create_volume("vm-b.raiz", 16)
+    thin.clone_template("/modelo", plain.path, "ext4", "mkfs")
+    assert thin.guest_writes("vm-b.raiz", 8).data_percent == 25.0
+    assert thin.remove_volume("vm-a.raiz")
+    assert thin.thin_pool_usage().data_percent == 0.0
+
+
+def test_a_full_thin_pool_refuses_snapshots_like_the_threshold_fault(make_sim):
+    thin = _thin_sim(make_sim, pool_mb=32)
+    thin.snapshot_volume("golden", "vm-0.raiz")
+    assert thin.guest_writes("vm-0.raiz", 16).data_percent == 50.0
+    thin.snapshot_volume("golden", "vm-1.raiz")
+    assert thin.guest_writes("vm-1.raiz", 15).data_percent == 96.88
+    snap = thin.snapshot_volume("golden", "vm-2.raiz")  # not full yet: LVM still makes it
+    # Finishing the clone needs more than the last MiB: its writes fail, as on a real full pool.
+    with pytest.raises(RootfsError, match="e2fsck found problems") as failed:
+        thin.clone_template("golden", snap.path, "ext4", "thin")
+    assert "Input/output error" in failed.value.stderr
+    assert thin.thin_pool_usage().data_percent == 100.0
+    with pytest.raises(InsufficientSpace) as full:
+        thin.snapshot_volume("golden", "vm-3.raiz")
+    assert "vm-3.raiz" not in thin.volumes()
+    thin.remove_volume("vm-2.raiz")
+    # The injected fault says exactly what a pool that really is full says.
+    thin.remove_volume("vm-1.raiz")
+    thin.inject("snapshot_volume", kind="no_space", times=1)
+    with pytest.raises(InsufficientSpace) as injected:
+        thin.snapshot_volume("golden", "vm-2.raiz")
+    assert str(injected.value) == str(full.value)
+    assert "free space in thin pool vg0/pool0 reached threshold" in str(full.value)
+
+
+def test_thin_pool_usage_errors_are_the_real_ones(make_sim):
+    with pytest.raises(LvmError, match="no thin pool"):
+        make_sim().thin_pool_usage()
+    thin = make_sim(name="dom0-thin", thin_pool="pool0")
+    thin.inject("thin_pool_usage", kind="no_pool", times=1)
+    with pytest.raises(VolumeNotFound, match='Failed to find logical volume "vg0/pool0"'):
+        thin.thin_pool_usage()
+    thin.inject("thin_pool_usage", kind="no_vg", times=1)
+    with pytest.raises(VolumeGroupNotFound, match='Volume group "vg0" not found'):
+        thin.thin_pool_usage()
+    assert thin.thin_pool_usage().size_bytes == 8192 // 4 * MIB  # a quarter of the VG by default
 
 
 # --- root filesystems ---------------------------------------------------------------

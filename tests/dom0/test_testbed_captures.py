@@ -188,3 +188,21 @@ def test_real_failures_map_to_clear_errors(failure):
     message = str(error)
     assert "\n" not in message and message.startswith(argv[0]), message
     assert error.argv == argv and error.rc == rc and error.stderr == stderr
+
+
+def test_thin_pool_usage_from_the_real_report(scripted_runner):
+    """thin_pool_usage reads the captured pool row: its size, its data percent as a float.
+
+    The capture predates the metadata_percent column (capture.py asks for it
+    now), so the row has no such key: the usage says None, not 0.
+    """
+    rows = {r["lv_name"]: r for r in json.loads(capture("lvs-columns.json"))["report"][0]["lv"]}
+    pool = rows["xpthin"]
+    # `lvs vg0/xpthin` reports just that row, in LVM's JSON shape.
+    one_row = json.dumps({"report": [{"lv": [pool]}]})
+    columns = "lv_name,lv_size,lv_attr,data_percent,metadata_percent"
+    scripted_runner.expect(["lvs", *REPORT, "-o", columns, "vg0/xpthin"], stdout=one_row)
+    usage = Lvm(scripted_runner, "vg0", thin_pool="xpthin").thin_pool_usage()
+    assert (usage.name, usage.size_bytes) == ("xpthin", 128 * MiB)
+    assert usage.data_percent == float(pool["data_percent"]) == 0.0 and isinstance(usage.data_percent, float)
+    assert "metadata_percent" not in pool and usage.metadata_percent is None
