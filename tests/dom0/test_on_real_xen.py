@@ -198,6 +198,10 @@ def test_thin_pool_golden_template_and_snapshot_clone(testbed: Testbed, xen, tes
         assert xen.rootfs.fs_uuid(clone.path) != xen.rootfs.fs_uuid(golden.path)
         lv = testbed.ssh(["lvs", "--noheadings", "-o", "lv_attr,origin,pool_lv", f"vg0/{clone_lv}"]).stdout.split()
         assert lv[0].startswith("V") and lv[1:] == [golden_lv, THIN_POOL], lv
+        # The clone's writes (fsck, resize, uuid, files) took pool space; the pool is the size made above.
+        usage = xen.thin_pool_usage()
+        assert usage.name == THIN_POOL and usage.size_bytes == 256 * 2**20, usage
+        assert isinstance(usage.data_percent, float) and usage.data_percent > 0, usage
 
         xen.write_config(
             DomainSpec(

@@ -81,7 +81,7 @@ def main(out: Path) -> int:
         tb.ssh(["lvcreate", "-q", "-y", "-s", "-kn", "-ay", "-K", "-n", "vm-cap-thin1.raiz", "vg0/tiny-golden"])
         files["lvs.json"] = tb.ssh(["lvs", *REPORT, "vg0"]).stdout
         files["lvs-columns.json"] = tb.ssh(
-            ["lvs", *REPORT, "-o", "lv_name,lv_size,lv_attr,origin,pool_lv,data_percent", "vg0"]
+            ["lvs", *REPORT, "-o", "lv_name,lv_size,lv_attr,origin,pool_lv,data_percent,metadata_percent", "vg0"]
         ).stdout
         files["vgs.json"] = tb.ssh(["vgs", *REPORT, "vg0"]).stdout
         files["vgs-columns.json"] = tb.ssh(
