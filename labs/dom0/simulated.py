@@ -37,7 +37,8 @@ Extras for tests and benchmarks (not part of `Dom0Host`):
 `volumes()` / `domains()` / `configs()` / `saved_images()` / `events()`
 inspect it; `volume_serial(name)` tells a recreated volume from the old one;
 `history` lists the argv each operation would have run; `busy_seconds`
-counts the time spent in simulated commands; `crash(name)` and `reset()`.
+counts the time spent in simulated commands; `crash(name)` and `reset()`;
+`guest_writes(name, mb)` and `set_thin_pool_size(mb)` fill and size the thin pool.
 
 Delays: `config.sim_delay` multiplies STEP_SECONDS (roughly what each step
 costs on a real server, so 1.0 models one); `config.extra["delays"]`
@@ -113,9 +114,10 @@ XC_OUT_OF_MEMORY = (
     "xc: error: panic: xg_dom_boot.c:121: xc_dom_boot_mem_init: can't allocate low memory for domain: Out of memory"
 )
 _REPORT = ["--reportformat", "json", "--units", "b", "--nosuffix"]
-# The thin pool (when the host has one) holds a quarter of the VG unless
-# config.extra["sim_thin_pool_mb"] says otherwise; it is not counted in the
-# VG's free space. A thin snapshot takes no pool space until something is
+# The thin pool (when the host has one) holds a quarter of the VG until
+# set_thin_pool_size() says otherwise (kept in the shared state, like
+# everything a real host would remember); it is not counted in the VG's
+# free space. A thin snapshot takes no pool space until something is
 # written to it, and then whole chunks (LVM's default chunk is 64 KiB):
 # finishing a clone rewrites superblocks, group descriptors and bitmaps
 # (e2fsck, resize2fs, tune2fs -U), each customized file costs a couple of
@@ -233,6 +235,7 @@ def _empty_state() -> dict[str, Any]:
         "saved": {},
         "faults": [],
         "events": [],
+        "thin_pool_bytes": None,  # None: the default size, a quarter of the VG
     }
 
 
@@ -770,7 +773,8 @@ class SimulatedHost:
         argv = ["lvs", *_REPORT, "-o", columns, f"{vg}/{pool}"]
         with self._op("thin_pool_usage", [argv], pool, readonly=True) as state:
             data, metadata = self._pool_percents(state)
-        return ThinPoolUsage(pool, self._pool_size_bytes(), data, metadata)
+            size = self._pool_size_bytes(state)
+        return ThinPoolUsage(pool, size, data, metadata)
 
     def _require_pool(self) -> str:
         if not self.config.thin_pool:
@@ -778,9 +782,15 @@ class SimulatedHost:
             raise LvmError(f'volume group "{self.config.volume_group}" has no thin pool configured for this host')
         return self.config.thin_pool
 
-    def _pool_size_bytes(self) -> int:
-        size_mb = int(self.config.extra.get("sim_thin_pool_mb") or self.config.sim_vg_size_mb // 4)
-        return _extents(max(size_mb, 1)) * EXTENT_BYTES
+    def _pool_size_bytes(self, state: dict[str, Any]) -> int:
+        size = state.get("thin_pool_bytes")
+        return size if size else _extents(max(self.config.sim_vg_size_mb // 4, 1)) * EXTENT_BYTES
+
+    def set_thin_pool_size(self, size_mb: int) -> None:
+        """Make the thin pool `size_mb` MiB (whole extents), as lvextend would grow it (tests, benchmarks)."""
+        self._require_pool()
+        with self._locked() as state:
+            state["thin_pool_bytes"] = _extents(size_mb) * EXTENT_BYTES
 
     @staticmethod
     def _pool_used_bytes(state: dict[str, Any]) -> int:
@@ -788,7 +798,7 @@ class SimulatedHost:
 
     def _pool_percents(self, state: dict[str, Any]) -> tuple[float, float]:
         """(data, metadata) percent of the thin pool, rounded as lvs prints them."""
-        data = 100.0 * self._pool_used_bytes(state) / self._pool_size_bytes()
+        data = 100.0 * self._pool_used_bytes(state) / self._pool_size_bytes(state)
         return round(data, 2), round(data * THIN_METADATA_RATIO, 2)
 
     def _pool_threshold_line(self) -> str:
@@ -808,7 +818,7 @@ class SimulatedHost:
         chunks = -(-nbytes // THIN_CHUNK_BYTES) * THIN_CHUNK_BYTES
         own = vol.get("pool_bytes", 0)
         want = min(chunks, vol["extents"] * EXTENT_BYTES - own)
-        room = self._pool_size_bytes() - self._pool_used_bytes(state)
+        room = self._pool_size_bytes(state) - self._pool_used_bytes(state)
         vol["pool_bytes"] = own + max(min(want, room), 0)
         return want <= room
 

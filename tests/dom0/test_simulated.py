@@ -252,7 +252,8 @@ def test_snapshot_needs_a_thin_pool_and_an_existing_origin(make_sim, sim_dir):
 
 
 def _thin_sim(make_sim, pool_mb: int = 64) -> SimulatedHost:
-    thin = make_sim(name="dom0-thin", thin_pool="pool0", extra={"sim_thin_pool_mb": pool_mb})
+    thin = make_sim(name="dom0-thin", thin_pool="pool0")
+    thin.set_thin_pool_size(pool_mb)
     golden = thin.create_volume("golden", 16)
     thin.clone_template("/modelo", golden.path, "ext4", "mkfs")
     return thin
