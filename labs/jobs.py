@@ -33,7 +33,7 @@ from labs.dom0.base import Dom0Host, DomainSpec, GuestFiles, HostConfig, Volume
 from labs.dom0.errors import Dom0Error
 from labs.models import AuditEvent, Guest, Host, Task
 from labs.services.actions import GUEST_BREAKING_KINDS, REBUILD_KINDS, close_lab_if_empty
-from labs.services.limits import template_lab_max_mb
+from labs.services.limits import PoolFill, template_lab_max_mb
 
 log = logging.getLogger(__name__)
 # How long `xl shutdown -w` may wait for a guest to power off before the job fails.
@@ -667,7 +667,7 @@ def _check(report: dict, name: str, fn: Callable[[], tuple[bool, str]]) -> None:
 
 
 def health_check(host_id: int) -> dict:
-    """xl info, VG free space, bridge and dom0 reserve, recorded on the Host row."""
+    """xl info, VG free space, bridge, dom0 reserve and the thin pool's fill, recorded on the Host row."""
     host = Host.objects.filter(pk=host_id).first()
     if host is None:
         return {}
@@ -701,8 +701,24 @@ def health_check(host_id: int) -> dict:
         room = total - host.dom0_reserve_mb
         return room > 0, f"{host.dom0_reserve_mb} MiB reserved for dom0, {max(room, 0)} MiB left for guests"
 
-    for name, fn in (("xen", xen), ("volume_group", vg), ("bridge", bridge), ("dom0_reserve", reserve)):
+    pool_fill: dict[str, Any] = {}
+
+    def thin_pool() -> tuple[bool, str]:
+        usage = h.thin_pool_usage()
+        fill = PoolFill(f"{host.volume_group}/{usage.name}", usage.data_percent, usage.metadata_percent)
+        # Kept in the report: placement reads the fill from the last check.
+        pool_fill.update(data_percent=fill.data_percent, metadata_percent=fill.metadata_percent)
+        if fill.full:
+            return False, f"{fill.describe()}: nearly full, no new thin clones go here"
+        return True, fill.describe()
+
+    checks = [("xen", xen), ("volume_group", vg), ("bridge", bridge), ("dom0_reserve", reserve)]
+    if host.thin_pool:
+        checks.append(("thin_pool", thin_pool))
+    for name, fn in checks:
         _check(report, name, fn)
+    if pool_fill:
+        report["thin_pool"].update(pool_fill)
     now = timezone.now()
     Host.objects.filter(pk=host.pk).update(
         health_ok=all(c["ok"] for c in report.values()),

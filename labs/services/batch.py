@@ -98,8 +98,13 @@ def _check_request(instructor, template: LabTemplate, roster: list[RosterEntry],
         raise ServiceError(_("The expiry date is in the past."), field="expires_at")
 
 
-def _place(plans: list[_Plan], hosts: list[Host], memory_mb: int, disk_mb: int) -> None:
-    """Put each guest on the enabled host with the most free memory (and room in its VG when known)."""
+def _place(plans: list[_Plan], hosts: list[Host], memory_mb: int, disk_mb: int, thin: bool = False) -> None:
+    """Put each guest on the enabled host with the most free memory (and room in its VG when known).
+
+    `thin`: the guests are thin clones, so hosts whose thin pool was nearly
+    full at their last health check get none (a full pool fails every guest
+    on it). A pool not read yet is not held against its host.
+    """
     if not hosts:
         raise ServiceError(_("No host accepts new guests: enable a host first."), field="hosts")
     allocated = limits.allocated_mb(hosts)
@@ -130,12 +135,28 @@ def _place(plans: list[_Plan], hosts: list[Host], memory_mb: int, disk_mb: int) 
         promised = sum(g.lab.template.root_size_mb + g.lab.template.swap_size_mb for g in pending)
         free_disk[host.pk] = host.vg_free_mb - promised
     by_pk = {h.pk: h for h in hosts}
+    full_pools = {}
+    if thin:
+        fills = {h.pk: limits.thin_pool_fill(h) for h in hosts}
+        full_pools = {pk: fill for pk, fill in fills.items() if fill is not None and fill.full}
     for plan in plans:
-        fits = [
+        room = [
             pk
             for pk, free in free_mem.items()
             if free >= memory_mb and (free_disk[pk] is None or free_disk[pk] >= disk_mb)
         ]
+        fits = [pk for pk in room if pk not in full_pools]
+        if not fits and room:
+            summary = "; ".join(f"{by_pk[pk].name} ({fill.describe()})" for pk, fill in sorted(full_pools.items()))
+            raise QuotaExceeded(
+                _(
+                    "Not enough host capacity for thin clones: the thin pool is %(limit)d %% full or more on"
+                    " %(summary)s at the last health check, so no new thin clones go there. Extend the pool or"
+                    " remove guests, then run a health check."
+                )
+                % {"limit": limits.THIN_POOL_FULL_PERCENT, "summary": summary},
+                field="hosts",
+            )
         if not fits and any(free >= memory_mb for free in free_mem.values()):
             # Memory is there but no volume group can hold the root and swap
             # volumes: say so, or the instructor looks at free memory in vain.
@@ -248,7 +269,8 @@ def _create_locked(instructor, template, pool, plans, memory_mb, hosts, expires_
         else:
             limits.check_student_quota(user, quotas[user.pk], usage.get(user.pk, limits.Usage()), 1, memory_mb)
 
-    _place(plans, host_rows, memory_mb, template.root_size_mb + template.swap_size_mb)
+    thin = template.clone_method == LabTemplate.CloneMethod.THIN
+    _place(plans, host_rows, memory_mb, template.root_size_mb + template.swap_size_mb, thin=thin)
     ips = ipam.allocate_ips(pool, len(plans))
     macs = ipam.allocate_macs(pool, len(plans))
 
