@@ -11,6 +11,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
 from labs.models import Guest, Host
+from labs.services import limits
 
 register = template.Library()
 
@@ -161,6 +162,16 @@ def host_health(host: Host, stale_after_s: int = 300) -> dict:
     if stale and host.health_ok:
         word, css = _("not seen recently"), "warning"
     return {"word": word, "class": css, "stale": stale}
+
+
+@register.simple_tag
+def host_thin_pool(host: Host) -> dict:
+    """The thin pool's fill at the last health check (None: not read yet), for the words on the host pages."""
+    return {
+        "pool": f"{host.volume_group}/{host.thin_pool}",
+        "fill": limits.thin_pool_fill(host),
+        "limit": limits.THIN_POOL_FULL_PERCENT,
+    }
 
 
 def roles_for(request) -> dict:
