@@ -1,4 +1,4 @@
-"""What the sync loop does besides syncing: lost work, lab expiry, unfinished teardowns.
+"""What the sync loop does besides syncing: health checks, lost work, lab expiry, unfinished teardowns.
 
 Called by `manage.py sync_loop` every tick; each function is safe to run
 from several processes at once (claims are conditional UPDATEs).
@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import django_rq
+from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from rq.exceptions import NoSuchJobError
@@ -117,14 +119,26 @@ def continue_teardowns() -> int:
     return queued
 
 
-def _host_job(host: Host, func: str, kind: str, timeout: int, ttl: int | None) -> Job | None:
-    """Enqueue `func(host.pk)` on the host's queue unless the same job is already waiting or running."""
+def _host_job(
+    host: Host, func: str, kind: str, timeout: int, ttl: int | None, queued_after: datetime | None = None
+) -> Job | None:
+    """Enqueue `func(host.pk)` on the host's queue unless the same job is already waiting or running.
+
+    With `queued_after`, a job of the same kind queued after that moment also
+    counts, whatever became of it: a check that keeps failing is not queued
+    again on every tick.
+    """
     conn = queueing.redis_connection(host.queue_name)
     job_id = f"xenpanel-{kind}-{host.pk}"
     try:
         old = Job.fetch(job_id, connection=conn)
         if old.get_status() in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED):
             return None
+        queued_at = old.enqueued_at
+        if queued_after is not None and queued_at is not None:
+            # rq keeps UTC, without a zone in older versions.
+            if (queued_at if queued_at.tzinfo else queued_at.replace(tzinfo=UTC)) > queued_after:
+                return None
         old.delete()
     except NoSuchJobError:
         pass
@@ -138,16 +152,32 @@ def enqueue_sync(host: Host) -> Job | None:
     return _host_job(host, "labs.jobs.sync_host", "sync", SYNC_JOB_TIMEOUT, SYNC_JOB_TTL)
 
 
-def enqueue_health_check(host: Host) -> Job | None:
-    """Queue a health check on the host's worker (admin button, `manage.py check_hosts`)."""
-    return _host_job(host, "labs.jobs.health_check", "health", HEALTH_JOB_TIMEOUT, None)
+def enqueue_health_check(host: Host, queued_after: datetime | None = None) -> Job | None:
+    """Queue a health check on the host's worker (admin button, `manage.py check_hosts`, the sync loop)."""
+    return _host_job(host, "labs.jobs.health_check", "health", HEALTH_JOB_TIMEOUT, None, queued_after)
+
+
+def enqueue_due_health_checks(now: datetime | None = None) -> int:
+    """Queue a health check on every host not checked for XENPANEL_HEALTH_INTERVAL seconds.
+
+    The sync's `xl list` says which guests run, but not that the volume group
+    or a thin pool is filling up or that the bridge went away: without a
+    periodic check nobody learns that until provisioning fails.
+    """
+    interval = settings.XENPANEL_HEALTH_INTERVAL
+    if not interval:
+        return 0
+    cutoff = (now or timezone.now()) - timedelta(seconds=interval)
+    due = Host.objects.filter(Q(health_checked_at__isnull=True) | Q(health_checked_at__lt=cutoff))
+    return sum(1 for host in due if enqueue_health_check(host, queued_after=cutoff) is not None)
 
 
 def tick(now: datetime | None = None) -> dict:
     """One pass of the sync loop; each part runs even when another fails."""
-    summary = {"synced": 0, "lost": 0, "expired": 0, "teardowns": 0, "errors": []}
+    summary = {"synced": 0, "health": 0, "lost": 0, "expired": 0, "teardowns": 0, "errors": []}
     steps = (
         ("synced", lambda: sum(1 for h in Host.objects.all() if enqueue_sync(h) is not None)),
+        ("health", lambda: enqueue_due_health_checks(now)),
         ("lost", lambda: len(detect_lost_work())),
         ("expired", lambda: len(expire_labs(now))),
         ("teardowns", continue_teardowns),
@@ -164,6 +194,7 @@ def tick(now: datetime | None = None) -> dict:
 __all__ = [
     "continue_teardowns",
     "detect_lost_work",
+    "enqueue_due_health_checks",
     "enqueue_health_check",
     "enqueue_sync",
     "expire_labs",

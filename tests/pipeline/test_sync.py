@@ -9,6 +9,7 @@ import sys
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.core.management import call_command
 from django.utils import timezone
 
@@ -21,7 +22,13 @@ from .helpers import ROOT, work, worker_env
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+def _checked_just_now(host: Host) -> None:
+    """The host's health was checked a moment ago, so a tick only syncs it."""
+    Host.objects.filter(pk=host.pk).update(health_checked_at=timezone.now())
+
+
 def test_one_xl_list_per_host_per_tick_updates_guests_and_host(running_guest, host, sim):
+    _checked_just_now(host)
     sim.crash("net-alice")
     sim.destroy("net-bob")
     sim.clear_history()
@@ -44,6 +51,7 @@ def test_one_xl_list_per_host_per_tick_updates_guests_and_host(running_guest, ho
 
 
 def test_sync_jobs_do_not_pile_up_while_the_worker_is_away(running_guest, host, redis_flushed):
+    _checked_just_now(host)
     tick()
     assert tick()["synced"] == 0
     assert redis_flushed.llen(f"rq:queue:{host.queue_name}") == 1
@@ -69,6 +77,43 @@ def test_health_check(host, sim, sim_dir):
     assert host.health_report["volume_group"]["ok"] is False
     assert 'Volume group "vg0" not found' in host.health_report["volume_group"]["detail"]
     assert host.health_report["xen"]["ok"] and host.health_report["bridge"]["ok"]
+
+
+def test_the_sync_loop_checks_the_health_of_hosts_not_checked_lately(host, second_host, sim, redis_flushed):
+    _checked_just_now(second_host)
+    summary = tick()
+    assert summary["health"] == 1 and summary["errors"] == []  # dom0-a was never checked; dom0-b just was
+    assert redis_flushed.exists(f"rq:job:xenpanel-health-{host.pk}")
+    assert not redis_flushed.exists(f"rq:job:xenpanel-health-{second_host.pk}")
+    assert tick()["health"] == 0  # still waiting for the worker: not queued twice
+    work(host.queue_name)
+    host.refresh_from_db()
+    assert host.health_ok is True and host.health_report["volume_group"]["ok"]
+    assert tick()["health"] == 0  # fresh
+
+    # Five minutes later (the default interval) both are due again.
+    later = timezone.now() + timedelta(seconds=settings.XENPANEL_HEALTH_INTERVAL + 1)
+    assert settings.XENPANEL_HEALTH_INTERVAL == 300
+    assert tick(later)["health"] == 2
+
+
+def test_a_failing_health_check_is_not_queued_again_every_tick(host, sim, monkeypatch):
+    def broken(host):
+        raise RuntimeError("worker cannot reach the database")
+
+    monkeypatch.setattr("labs.jobs.connect_host", broken)
+    assert tick()["health"] == 1
+    work(host.queue_name)  # the job fails: nothing is recorded on the host
+    assert Host.objects.get(pk=host.pk).health_checked_at is None
+    assert tick()["health"] == 0
+    # It is tried again once the interval has passed, not on every 5 s tick.
+    assert tick(timezone.now() + timedelta(seconds=301))["health"] == 1
+
+
+def test_health_interval_zero_leaves_health_checks_to_check_hosts(host, settings, redis_flushed):
+    settings.XENPANEL_HEALTH_INTERVAL = 0
+    assert tick()["health"] == 0
+    assert not redis_flushed.exists(f"rq:job:xenpanel-health-{host.pk}")
 
 
 def test_check_hosts_names_unknown_hosts(host):
