@@ -9,6 +9,7 @@ and RQ dashboard, the language switch that is public by design).
 from __future__ import annotations
 
 import pytest
+from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 SKIPPED_PREFIXES = ("admin/", "rq/", "i18n/")
@@ -40,6 +41,8 @@ TABLE = {
     "whoami": [("get", lambda o: [], ANY_USER)],
     "login": [("get", lambda o: [], PUBLIC)],
     "logout": [("get", lambda o: [], POST_ONLY)],
+    # An empty POST is a form with errors, shown again: nothing changes.
+    "password_change": [("get", lambda o: [], ANY_USER), ("post", lambda o: [], ANY_USER)],
     "my_vms": [("get", lambda o: [], ANY_USER)],
     "guest_detail": [("get", lambda o: [o["guest"].pk], GUEST_PAGE)],
     "guest_live": [("get", lambda o: [o["guest"].pk], GUEST_PAGE)],
@@ -108,18 +111,36 @@ def cast(alice, bob, charlie, ivy, admin_user, alice_guest, bob_guest, lab, host
     }
 
 
-@pytest.mark.parametrize("role", ROLES)
-def test_every_url_for_role(client, cast, role):
+def _requests(client, cast, role: str):
+    """(method, url, name, expected status, response) for every row, as `role`."""
     user = cast["users"][role]
     if user is not None:
         client.force_login(user)
-    wrong = []
     for name, rows in TABLE.items():
         for method, args, expected in rows:
             url = reverse(name, args=args(cast["objects"]))
-            response = getattr(client, method)(url)
-            if response.status_code != expected[role]:
-                wrong.append(f"{method.upper()} {url} ({name}): {response.status_code}, expected {expected[role]}")
-            if role == "anonymous" and response.status_code == 302:
-                assert response["Location"].startswith(reverse("login")), url
+            yield method, url, name, expected[role], getattr(client, method)(url)
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_url_for_role(client, cast, role):
+    wrong = []
+    for method, url, name, expected, response in _requests(client, cast, role):
+        if response.status_code != expected:
+            wrong.append(f"{method.upper()} {url} ({name}): {response.status_code}, expected {expected}")
+        if role == "anonymous" and response.status_code == 302:
+            assert response["Location"].startswith(reverse("login")), url
+    assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_post_needs_the_csrf_token(cast, role):
+    # The test client skips CSRF checks unless told; a forged cross-site POST
+    # carries no token and must change nothing.
+    client = Client(enforce_csrf_checks=True)
+    wrong = [
+        f"POST {url} ({name}): {response.status_code}, expected 403"
+        for method, url, name, _expected, response in _requests(client, cast, role)
+        if method == "post" and response.status_code != 403
+    ]
     assert not wrong, "\n".join(wrong)
