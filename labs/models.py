@@ -390,3 +390,17 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor} {self.action} {self.target}: {self.result}"
+
+    @classmethod
+    def requested(cls, task: Task, message: str = "") -> AuditEvent:
+        """The (unsaved) record that someone asked for `task`: its job reports the result on it later."""
+        return cls(
+            actor_id=task.actor_id,
+            action=task.kind,
+            guest_id=task.guest_id,
+            lab_id=task.lab_id,
+            target=task.target,
+            result=cls.Result.REQUESTED,
+            task=task,
+            message=message,
+        )

@@ -117,13 +117,18 @@ def _check_memory(guest: Guest, memory_mb) -> int:
     return memory_mb
 
 
+def _user_or_none(actor):
+    """The acting user to record, or None for the system (the sync loop expiring a lab)."""
+    return actor if getattr(actor, "pk", None) else None
+
+
 def _new_task(kind: str, guest: Guest, actor, args: dict | None = None) -> Task:
     return Task(
         kind=kind,
         guest=guest,
         lab=guest.lab,
         host=guest.host,
-        actor=actor if getattr(actor, "pk", None) else None,
+        actor=_user_or_none(actor),
         target=guest.domain_name,
         args=args or {},
         steps_total=len(JOB_STEPS.get(kind, (kind,))),
@@ -133,7 +138,7 @@ def _new_task(kind: str, guest: Guest, actor, args: dict | None = None) -> Task:
 
 def _refuse(actor, guest: Guest, action: str, message: str) -> None:
     AuditEvent.objects.create(
-        actor=actor if getattr(actor, "pk", None) else None,
+        actor=_user_or_none(actor),
         action=action,
         guest=guest,
         lab=guest.lab,
@@ -170,16 +175,10 @@ def guest_action(actor, guest: Guest, action: str, *, memory_mb: int | None = No
             g.save(update_fields=["busy_with", "status", "desired_state", "updated_at"])
             task = _new_task(action, g, actor, args)
             task.save()
-            event = AuditEvent.objects.create(
-                actor=task.actor,
-                action=action,
-                guest=g,
-                lab=g.lab,
-                target=g.domain_name,
-                result=AuditEvent.Result.REQUESTED,
-                task=task,
-                message=_("to %(mem)d MiB") % {"mem": args["memory_mb"]} if action == "mem_set" else "",
+            event = AuditEvent.requested(
+                task, _("to %(mem)d MiB") % {"mem": args["memory_mb"]} if action == "mem_set" else ""
             )
+            event.save()
             queueing.ping([g.host.queue_name])
 
             def undo() -> None:
@@ -222,21 +221,7 @@ def queue_for_guests(
             g.lab = lab_row
         Guest.objects.bulk_update(locked, ["busy_with", "status"])
         tasks = Task.objects.bulk_create([_new_task(kind, g, actor) for g in locked])
-        actor_or_none = actor if getattr(actor, "pk", None) else None
-        AuditEvent.objects.bulk_create(
-            [
-                AuditEvent(
-                    actor=actor_or_none,
-                    action=kind,
-                    guest=t.guest,
-                    lab=lab_row,
-                    target=t.target,
-                    result=AuditEvent.Result.REQUESTED,
-                    task=t,
-                )
-                for t in tasks
-            ]
-        )
+        AuditEvent.objects.bulk_create([AuditEvent.requested(t) for t in tasks])
         if tasks:
             queueing.ping({t.host.queue_name for t in tasks})
         task_pks = [t.pk for t in tasks]
@@ -287,12 +272,12 @@ def _lab_action(actor, lab: Lab, action: str) -> list[Task]:
         if lab.status == Lab.Status.TORN_DOWN:
             raise InvalidAction(_("The lab %(lab)s is already deleted.") % {"lab": lab.name})
         event = AuditEvent(
-            actor=actor if getattr(actor, "pk", None) else None,
+            actor=_user_or_none(actor),
             action="teardown_lab",
             lab=lab,
             target=lab.slug,
             result=AuditEvent.Result.REQUESTED,
-            message="" if getattr(actor, "pk", None) else _("The lab expired."),
+            message="" if _user_or_none(actor) else _("The lab expired."),
         )
         # A guest busy with another action is torn down by the sync loop once
         # that job ends (see labs.services.upkeep.continue_teardowns).

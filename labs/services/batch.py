@@ -356,18 +356,7 @@ def _create_locked(instructor, template, pool, plans, memory_mb, hosts, expires_
             )
             for u in new_users
         ),
-        *(
-            AuditEvent(
-                actor=instructor,
-                action="provision",
-                guest=t.guest,
-                lab=lab,
-                target=t.target,
-                result=AuditEvent.Result.REQUESTED,
-                task=t,
-            )
-            for t in tasks
-        ),
+        *(AuditEvent.requested(t) for t in tasks),
     ]
     AuditEvent.objects.bulk_create(events)
     queueing.ping({h.queue_name for h in host_rows})
