@@ -119,7 +119,10 @@ def login(browser, username: str) -> None:
     browser.find_element(By.ID, "id_username").send_keys(username)
     browser.find_element(By.ID, "id_password").send_keys(PASSWORD)
     browser.find_element(By.CSS_SELECTOR, "main form button[type=submit]").click()
-    wait(browser, 10).until(lambda d: "/login/" not in d.current_url)
+    # The URL changes when the next page starts to load; callers read that page at once.
+    wait(browser, 10).until(
+        lambda d: "/login/" not in d.current_url and d.execute_script("return document.readyState") == "complete"
+    )
 
 
 def click(browser, element) -> None:
