@@ -1,4 +1,4 @@
-"""The one place that decides: batches, guest and lab actions, quotas, progress.
+"""The one place that decides: batches, guest and lab actions, quotas, progress, password resets.
 
 Views call these functions and show a ServiceError's `.message`; jobs
 (labs/jobs.py) carry out the Tasks they queue. Nothing here runs a command
@@ -8,6 +8,7 @@ on a host.
 from __future__ import annotations
 
 from labs.roster import RosterEntry, RosterError, parse_roster
+from labs.services.accounts import password_reset_refusal, reset_student_password
 from labs.services.actions import (
     GUEST_ACTIONS,
     LAB_ACTIONS,
@@ -41,4 +42,6 @@ __all__ = [
     "lab_progress",
     "memory_limits",
     "parse_roster",
+    "password_reset_refusal",
+    "reset_student_password",
 ]
