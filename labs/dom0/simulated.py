@@ -116,8 +116,8 @@ XC_OUT_OF_MEMORY = (
 _REPORT = ["--reportformat", "json", "--units", "b", "--nosuffix"]
 # The thin pool (when the host has one) holds a quarter of the VG until
 # set_thin_pool_size() says otherwise (kept in the shared state, like
-# everything a real host would remember); it is not counted in the VG's
-# free space. A thin snapshot takes no pool space until something is
+# everything a real host would remember), and that much of the VG is not
+# free, as on a real host. A thin snapshot takes no pool space until something is
 # written to it, and then whole chunks (LVM's default chunk is 64 KiB):
 # finishing a clone rewrites superblocks, group descriptors and bitmaps
 # (e2fsck, resize2fs, tune2fs -U), each customized file costs a couple of
@@ -458,8 +458,11 @@ class SimulatedHost:
         return self.config.sim_vg_size_mb * MIB // EXTENT_BYTES
 
     def _free_extents(self, state: dict[str, Any]) -> int:
-        # Thin snapshots live in the thin pool and take nothing from the VG.
+        # Thin snapshots live in the thin pool and take nothing more from the VG;
+        # the pool itself is an LV of the VG, made when the dom0 was set up.
         used = sum(v["extents"] for v in state["volumes"].values() if not v.get("thin"))
+        if self.config.thin_pool:
+            used += self._pool_size_bytes(state) // EXTENT_BYTES
         return self._vg_extents() - used
 
     def _device_lv(self, device: str) -> str | None:

@@ -251,6 +251,20 @@ def test_snapshot_needs_a_thin_pool_and_an_existing_origin(make_sim, sim_dir):
         thin.snapshot_volume("golden", "vm-a.raiz")
 
 
+def test_the_thin_pool_takes_its_size_out_of_the_volume_group(make_sim):
+    """As on a real dom0, where the pool is an LV carved at set-up: vgs does not count it as free."""
+    mib = 1024 * 1024
+    plain = make_sim(sim_vg_size_mb=8192)
+    assert plain.volume_group().free_bytes == 8192 * mib
+    thin = make_sim(name="dom0-thin", thin_pool="pool0", sim_vg_size_mb=8192)
+    assert thin.volume_group().free_bytes == (8192 - 2048) * mib  # a quarter of the VG by default
+    thin.set_thin_pool_size(1024)
+    assert thin.volume_group().free_bytes == (8192 - 1024) * mib
+    thin.create_volume("golden", 256)
+    thin.snapshot_volume("golden", "vm-a.raiz")  # thin: nothing more from the VG
+    assert thin.volume_group().free_bytes == (8192 - 1024 - 256) * mib
+
+
 def _thin_sim(make_sim, pool_mb: int = 64) -> SimulatedHost:
     thin = make_sim(name="dom0-thin", thin_pool="pool0")
     thin.set_thin_pool_size(pool_mb)
