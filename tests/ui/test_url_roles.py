@@ -66,6 +66,7 @@ TABLE = {
     # Nothing stashed in the session: the owner is sent on to the lab page.
     "lab_accounts": [("get", lambda o: [o["lab"].pk], LAB_POST)],
     "lab_confirm_teardown": [("get", lambda o: [o["lab"].pk], LAB_PAGE)],
+    "lab_guests_csv": [("get", lambda o: [o["lab"].pk], LAB_PAGE)],
     "lab_action": [
         ("get", lambda o: [o["lab"].pk, "retry_failed"], POST_ONLY),
         ("post", lambda o: [o["lab"].pk, "retry_failed"], LAB_POST),
