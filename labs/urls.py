@@ -19,6 +19,16 @@ urlpatterns = [
     path("labs/<int:pk>/live/", views.lab_live, name="lab_live"),
     path("labs/<int:pk>/accounts/", views.lab_accounts, name="lab_accounts"),
     path("labs/<int:pk>/guests.csv", views.lab_guests_csv, name="lab_guests_csv"),
+    path(
+        "labs/<int:pk>/students/<int:user_pk>/password/",
+        views.student_password_confirm,
+        name="student_password_confirm",
+    ),
+    path(
+        "labs/<int:pk>/students/<int:user_pk>/password/reset/",
+        views.student_password_reset,
+        name="student_password_reset",
+    ),
     path("labs/<int:pk>/teardown/", views.lab_confirm_teardown, name="lab_confirm_teardown"),
     path("labs/<int:pk>/action/<str:action>/", views.lab_action, name="lab_action"),
     path("hosts/", views.host_list, name="host_list"),

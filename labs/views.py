@@ -457,6 +457,48 @@ def lab_guests_csv(request: HttpRequest, pk: int) -> HttpResponse:
     return response
 
 
+def _lab_student(lab: Lab, user_pk: int) -> Guest:
+    """The student's guest in an authorized lab (with the student); 404 when they have none there."""
+    guest = lab.guests.select_related("student").filter(student_id=user_pk).order_by("pk").first()
+    if guest is None:
+        raise Http404
+    return guest
+
+
+@login_required
+def student_password_confirm(request: HttpRequest, pk: int, user_pk: int) -> HttpResponse:
+    """Say what resetting a student's panel password does, then ask for a ticked box."""
+    lab = get_lab_for_user(request, pk)
+    guest = _lab_student(lab, user_pk)
+    ctx = {
+        "lab": lab,
+        "guest": guest,
+        "student": guest.student,
+        "refusal": services.password_reset_refusal(guest.student),
+        "form": ConfirmForm(label=_("I understand that the student's current password will stop working.")),
+    }
+    return render(request, "labs/student_password_confirm.html", ctx)
+
+
+@never_cache
+@require_POST
+@login_required
+def student_password_reset(request: HttpRequest, pk: int, user_pk: int) -> HttpResponse:
+    """Reset the password and show it in this response only: never in a message, the URL or the session."""
+    lab = get_lab_for_user(request, pk)
+    student = _lab_student(lab, user_pk).student
+    if not ConfirmForm(request.POST).is_valid():
+        messages.error(request, _("Nothing was done: tick the confirmation box first."))
+        return redirect("student_password_confirm", pk=lab.pk, user_pk=student.pk)
+    try:
+        password = services.reset_student_password(request.user, lab, student)
+    except services.ServiceError as e:
+        messages.error(request, str(e.message))
+        return redirect("lab_detail", pk=lab.pk)
+    messages.success(request, _("The panel password of %(user)s was reset.") % {"user": student.username})
+    return render(request, "labs/student_password.html", {"lab": lab, "student": student, "password": password})
+
+
 def _lab_guests(request: HttpRequest, lab: Lab) -> tuple[Page, str, str]:
     qs = lab.guests.select_related("student", "host").order_by("student__username")
     state = request.GET.get("state", "")

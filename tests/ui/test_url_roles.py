@@ -67,6 +67,17 @@ TABLE = {
     "lab_accounts": [("get", lambda o: [o["lab"].pk], LAB_POST)],
     "lab_confirm_teardown": [("get", lambda o: [o["lab"].pk], LAB_PAGE)],
     "lab_guests_csv": [("get", lambda o: [o["lab"].pk], LAB_PAGE)],
+    "student_password_confirm": [
+        ("get", lambda o: [o["lab"].pk, o["guest"].student_id], LAB_PAGE),
+        # Someone with no VM in the lab is nobody the lab's instructors can reset.
+        ("get", lambda o: [o["lab"].pk, o["no_guest"].pk], _statuses(302, 404, 404, 404, 404, 404)),
+    ],
+    # Without the ticked box the lab's instructors are sent back to the confirmation page.
+    "student_password_reset": [
+        ("get", lambda o: [o["lab"].pk, o["guest"].student_id], POST_ONLY),
+        ("post", lambda o: [o["lab"].pk, o["guest"].student_id], LAB_POST),
+        ("post", lambda o: [o["lab"].pk, o["no_guest"].pk], _statuses(302, 404, 404, 404, 404, 404)),
+    ],
     "lab_action": [
         ("get", lambda o: [o["lab"].pk, "retry_failed"], POST_ONLY),
         ("post", lambda o: [o["lab"].pk, "retry_failed"], LAB_POST),
@@ -108,7 +119,7 @@ def cast(alice, bob, charlie, ivy, admin_user, alice_guest, bob_guest, lab, host
             "lab_instructor": ivy,
             "admin": admin_user,
         },
-        "objects": {"guest": alice_guest, "lab": lab, "host": host},
+        "objects": {"guest": alice_guest, "lab": lab, "host": host, "no_guest": charlie},
     }
 
 
