@@ -27,6 +27,12 @@ def password_reset_refusal(student) -> str | None:
     return None
 
 
+def _audit(actor, lab: Lab, student, result: str, message: str = "") -> None:
+    AuditEvent.objects.create(
+        actor=actor, action="reset_password", lab=lab, target=student.username, result=result, message=message
+    )
+
+
 def reset_student_password(actor, lab: Lab, student) -> str:
     """Give a student of `lab` a new random panel password and return it, to be shown once.
 
@@ -39,24 +45,11 @@ def reset_student_password(actor, lab: Lab, student) -> str:
         raise InvalidAction(_("%(user)s has no VM in the lab %(lab)s.") % {"user": student.username, "lab": lab.name})
     refusal = password_reset_refusal(student)
     if refusal is not None:
-        AuditEvent.objects.create(
-            actor=actor,
-            action="reset_password",
-            lab=lab,
-            target=student.username,
-            result=AuditEvent.Result.REFUSED,
-            message=refusal,
-        )
+        _audit(actor, lab, student, AuditEvent.Result.REFUSED, refusal)
         raise InvalidAction(refusal)
     password = random_password()
     with transaction.atomic():
         student.set_password(password)
         student.save(update_fields=["password"])
-        AuditEvent.objects.create(
-            actor=actor,
-            action="reset_password",
-            lab=lab,
-            target=student.username,
-            result=AuditEvent.Result.SUCCEEDED,
-        )
+        _audit(actor, lab, student, AuditEvent.Result.SUCCEEDED)
     return password
