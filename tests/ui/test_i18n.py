@@ -38,6 +38,15 @@ def test_language_switch(client, alice):
     assert "Minhas VMs" in client.get(reverse("my_vms"), HTTP_ACCEPT_LANGUAGE="en").content.decode()
 
 
+def test_the_language_switch_returns_to_the_page_unless_it_answered_a_post(client, ivy):
+    client.force_login(ivy)
+    page = client.get(reverse("lab_create")).content.decode()
+    assert f'name="next" type="hidden" value="{reverse("lab_create")}"' in page
+    # A form shown again with its errors answers a POST; some such pages only take POSTs.
+    page = client.post(reverse("lab_create"), {"name": ""}).content.decode()
+    assert f'name="next" type="hidden" value="{reverse("home")}"' in page
+
+
 def test_service_messages_are_translated(client, alice, alice_guest):
     set_state(alice_guest, "")
     client.force_login(alice)
