@@ -29,6 +29,11 @@ urlpatterns = [
         views.student_password_reset,
         name="student_password_reset",
     ),
+    path(
+        "labs/<int:pk>/students/<int:user_pk>/password/new/",
+        views.student_password_new,
+        name="student_password_new",
+    ),
     path("labs/<int:pk>/teardown/", views.lab_confirm_teardown, name="lab_confirm_teardown"),
     path("labs/<int:pk>/action/<str:action>/", views.lab_action, name="lab_action"),
     path("hosts/", views.host_list, name="host_list"),

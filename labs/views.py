@@ -46,6 +46,8 @@ GUESTS_PER_PAGE = 50
 LABS_PER_PAGE = 25
 # Session key for the new accounts' initial passwords, per lab; popped when shown.
 NEW_ACCOUNTS_KEY = "xenpanel_new_accounts"
+# Session key for a password an instructor just reset, until its one showing.
+RESET_PASSWORD_KEY = "xenpanel_reset_password"
 # Poll fast while something is happening, slowly otherwise.
 POLL_BUSY = "2s"
 POLL_IDLE = "5s"
@@ -484,7 +486,12 @@ def student_password_confirm(request: HttpRequest, pk: int, user_pk: int) -> Htt
 @require_POST
 @login_required
 def student_password_reset(request: HttpRequest, pk: int, user_pk: int) -> HttpResponse:
-    """Reset the password and show it in this response only: never in a message, the URL or the session."""
+    """Reset the password, then show it once on a page of its own (never in a message or the URL).
+
+    It waits in the session for that one showing, as new accounts' passwords
+    do: shown in this POST's own response, a reload would reset it again and
+    make the password just handed over useless.
+    """
     lab = get_lab_for_user(request, pk)
     student = _lab_student(lab, user_pk).student
     if not ConfirmForm(request.POST).is_valid():
@@ -496,7 +503,23 @@ def student_password_reset(request: HttpRequest, pk: int, user_pk: int) -> HttpR
         messages.error(request, str(e.message))
         return redirect("lab_detail", pk=lab.pk)
     messages.success(request, _("The panel password of %(user)s was reset.") % {"user": student.username})
-    return render(request, "labs/student_password.html", {"lab": lab, "student": student, "password": password})
+    request.session[RESET_PASSWORD_KEY] = {"lab": lab.pk, "user": student.pk, "password": password}
+    return redirect("student_password_new", pk=lab.pk, user_pk=student.pk)
+
+
+@never_cache
+@login_required
+def student_password_new(request: HttpRequest, pk: int, user_pk: int) -> HttpResponse:
+    """The password just reset, once; then it is gone from the session."""
+    lab = get_lab_for_user(request, pk)
+    student = _lab_student(lab, user_pk).student
+    stash = request.session.get(RESET_PASSWORD_KEY) or {}
+    if (stash.get("lab"), stash.get("user")) != (lab.pk, student.pk):
+        messages.info(request, _("There is no new password to show: it is shown only once."))
+        return redirect("lab_detail", pk=lab.pk)
+    del request.session[RESET_PASSWORD_KEY]
+    ctx = {"lab": lab, "student": student, "password": stash["password"]}
+    return render(request, "labs/student_password.html", ctx)
 
 
 def _lab_guests(request: HttpRequest, lab: Lab) -> tuple[Page, str, str]:

@@ -57,9 +57,17 @@ def test_no_link_for_the_student_on_their_own_page(client, alice, lab, alice_gue
     assert "Reset panel password" not in body and _confirm_url(lab, alice) not in body
 
 
+def _new_url(lab, user) -> str:
+    return reverse("student_password_new", args=[lab.pk, user.pk])
+
+
 def test_reset_shows_the_new_password_once(client, ivy, lab, alice, alice_guest):
     client.force_login(ivy)
     r = client.post(_reset_url(lab, alice), {"confirm": "on"})
+    # Post, redirect, get: a reload of the page that shows it must not reset it again.
+    assert r.status_code == 302 and r["Location"] == _new_url(lab, alice)
+    hash_after_reset = _hash(alice)
+    r = client.get(_new_url(lab, alice))
     assert r.status_code == 200
     password = r.context["password"]
     assert len(password) == 14
@@ -72,7 +80,7 @@ def test_reset_shows_the_new_password_once(client, ivy, lab, alice, alice_guest)
     # The new password, and only it, logs in.
     assert _can_log_in("alice", password)
     assert not _can_log_in("alice", PASSWORD)
-    # Not kept in plain text: not in the URL, a cookie, the session or the audit.
+    # Not kept in plain text: not in the URL, a cookie or the audit, and gone from the session once shown.
     assert password not in r.wsgi_request.get_full_path()
     assert all(password not in morsel.value for morsel in r.cookies.values())
     assert password not in str(dict(client.session))
@@ -80,8 +88,22 @@ def test_reset_shows_the_new_password_once(client, ivy, lab, alice, alice_guest)
     event = AuditEvent.objects.get(action="reset_password")
     assert (event.actor, event.lab, event.target, event.result) == (ivy, lab, "alice", AuditEvent.Result.SUCCEEDED)
     assert password not in event.message
-    # Going back to the confirmation page does not show it again.
+    # A reload shows it no more and resets nothing; nor does the confirmation page show it.
+    r = client.get(_new_url(lab, alice), follow=True)
+    assert password not in r.content.decode()
+    assert "There is no new password to show: it is shown only once." in messages_of(r)
+    assert _hash(alice) == hash_after_reset and AuditEvent.objects.filter(action="reset_password").count() == 1
     assert password not in client.get(_confirm_url(lab, alice)).content.decode()
+
+
+def test_a_password_waiting_to_be_shown_is_shown_for_its_own_student_only(client, ivy, lab, alice, alice_guest, bob):
+    make_guest(lab, bob, alice_guest.host, 2)
+    client.force_login(ivy)
+    client.post(_reset_url(lab, alice), {"confirm": "on"})
+    r = client.get(_new_url(lab, bob))
+    assert r.status_code == 302 and r["Location"] == reverse("lab_detail", args=[lab.pk])
+    assert "password" not in (r.context or {})
+    assert client.get(_new_url(lab, alice)).status_code == 200
 
 
 def test_students_other_sessions_are_signed_out(client, ivy, lab, alice, alice_guest):
@@ -98,7 +120,7 @@ def test_students_other_sessions_are_signed_out(client, ivy, lab, alice, alice_g
 
 def test_admin_may_reset(client, admin_user, lab, alice, alice_guest):
     client.force_login(admin_user)
-    r = client.post(_reset_url(lab, alice), {"confirm": "on"})
+    r = client.post(_reset_url(lab, alice), {"confirm": "on"}, follow=True)
     assert r.status_code == 200 and _can_log_in("alice", r.context["password"])
     assert AuditEvent.objects.get(action="reset_password").actor == admin_user
 
@@ -245,7 +267,7 @@ def test_pages_in_portuguese(client, ivy, lab, alice, alice_guest):
     client.post(reverse("set_language"), {"language": "pt-br"})
     body = client.get(_confirm_url(lab, alice)).content.decode()
     assert "Redefinir a senha do painel de alice?" in body
-    body = client.post(_reset_url(lab, alice), {"confirm": "on"}).content.decode()
+    body = client.post(_reset_url(lab, alice), {"confirm": "on"}, follow=True).content.decode()
     assert "Nova senha do painel de alice" in body
     assert "A senha do painel de alice foi redefinida." in body
 

@@ -78,6 +78,11 @@ TABLE = {
         ("post", lambda o: [o["lab"].pk, o["guest"].student_id], LAB_POST),
         ("post", lambda o: [o["lab"].pk, o["no_guest"].pk], _statuses(302, 404, 404, 404, 404, 404)),
     ],
+    # Nothing waiting in the session: the lab's instructors are sent on to the lab page.
+    "student_password_new": [
+        ("get", lambda o: [o["lab"].pk, o["guest"].student_id], LAB_POST),
+        ("get", lambda o: [o["lab"].pk, o["no_guest"].pk], _statuses(302, 404, 404, 404, 404, 404)),
+    ],
     "lab_action": [
         ("get", lambda o: [o["lab"].pk, "retry_failed"], POST_ONLY),
         ("post", lambda o: [o["lab"].pk, "retry_failed"], LAB_POST),
