@@ -10,7 +10,9 @@
 from __future__ import annotations
 
 import pytest
+from django.conf import settings
 from django.contrib.auth.models import Group, User
+from django.utils import translation
 
 from labs.access import INSTRUCTORS_GROUP
 from labs.models import Guest, Host, IpPool, Lab, LabTemplate
@@ -36,6 +38,15 @@ def pytest_collection_modifyitems(config, items) -> None:
         return on_testbed, {"testbed": 0, "dom0": 1}.get(item.path.parent.name, 2) if on_testbed else 0
 
     items.sort(key=order)
+
+
+@pytest.fixture(autouse=True)
+def _default_language():
+    # LocaleMiddleware activates a request's language in the thread and leaves
+    # it there: after a pt-BR request, a later test's gettext (a job's log, a
+    # health report) would speak Portuguese, depending on the test order.
+    yield
+    translation.activate(settings.LANGUAGE_CODE)
 
 
 @pytest.fixture(autouse=True)
