@@ -36,7 +36,8 @@ def _audit(actor, lab: Lab, student, result: str, message: str = "") -> None:
 def reset_student_password(actor, lab: Lab, student) -> str:
     """Give a student of `lab` a new random panel password and return it, to be shown once.
 
-    The password is not kept anywhere in plain text. Changing it changes the
+    Only its hash is stored; the view keeps the plain text in the
+    instructor's session until its one showing. Changing it changes the
     session auth hash, so every session the student had is signed out.
     """
     if not labs_for(actor).filter(pk=lab.pk).exists():

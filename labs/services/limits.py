@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db.models import Count, Q, Sum
+from django.template.defaultfilters import floatformat
 from django.utils.translation import gettext as _
 
 from labs.models import Guest, Host, Lab, LabTemplate, StudentQuota
@@ -50,14 +51,21 @@ class PoolFill:
         return thin_pool_full(self.data_percent, self.metadata_percent)
 
     def describe(self) -> str:
-        """The fill in words, e.g. "vg0/pool: 42 % data, 7 % metadata used" (same in the health report)."""
+        """The fill in words, in the current language: the host pages, the health report, placement's refusal.
+
+        e.g. "Thin pool vg0/pool: 42 % data, 7 % metadata used".
+        """
+        data = floatformat(self.data_percent, -1)
         if self.metadata_percent is None:
-            return f"{self.pool}: {_pct(self.data_percent)} % data used (metadata not reported)"
-        return f"{self.pool}: {_pct(self.data_percent)} % data, {_pct(self.metadata_percent)} % metadata used"
-
-
-def _pct(value: float) -> str:
-    return f"{round(value, 1):g}"
+            return _("Thin pool %(pool)s: %(data)s %% data used (metadata not reported)") % {
+                "pool": self.pool,
+                "data": data,
+            }
+        return _("Thin pool %(pool)s: %(data)s %% data, %(metadata)s %% metadata used") % {
+            "pool": self.pool,
+            "data": data,
+            "metadata": floatformat(self.metadata_percent, -1),
+        }
 
 
 def thin_pool_full(data_percent: float, metadata_percent: float | None) -> bool:

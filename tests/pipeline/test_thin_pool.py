@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth.models import User
+from django.utils import translation
 
 from labs.dom0.simulated import SimulatedHost
 from labs.jobs import health_check, host_config
@@ -67,7 +68,7 @@ def test_health_check_reports_the_fill_in_words(thin_host, thin_sim):
     report = health_check(thin_host.pk)
     assert report["thin_pool"] == {
         "ok": True,
-        "detail": "vg0/pool0: 0 % data, 0 % metadata used",
+        "detail": "Thin pool vg0/pool0: 0 % data, 0 % metadata used",
         "data_percent": 0.0,
         "metadata_percent": 0.0,
     }
@@ -75,7 +76,7 @@ def test_health_check_reports_the_fill_in_words(thin_host, thin_sim):
     health_check(thin_host.pk)
     thin_host.refresh_from_db()
     assert thin_host.health_ok is True
-    assert thin_host.health_report["thin_pool"]["detail"] == "vg0/pool0: 42 % data, 10.5 % metadata used"
+    assert thin_host.health_report["thin_pool"]["detail"] == "Thin pool vg0/pool0: 42 % data, 10.5 % metadata used"
 
 
 def test_health_check_is_not_ok_at_the_threshold(thin_host, thin_sim):
@@ -84,7 +85,9 @@ def test_health_check_is_not_ok_at_the_threshold(thin_host, thin_sim):
     thin_host.refresh_from_db()
     check = thin_host.health_report["thin_pool"]
     assert thin_host.health_ok is False and check["ok"] is False
-    assert check["detail"] == "vg0/pool0: 90 % data, 22.5 % metadata used: nearly full, no new thin clones go here"
+    assert check["detail"] == (
+        "Thin pool vg0/pool0: 90 % data, 22.5 % metadata used: nearly full, no new thin clones go here"
+    )
     assert check["data_percent"] == 90.0
     # The other checks are unaffected.
     assert all(thin_host.health_report[name]["ok"] for name in ("xen", "volume_group", "bridge", "dom0_reserve"))
@@ -117,12 +120,22 @@ def test_no_new_thin_clones_on_a_nearly_full_pool(ivy, thin_host, thin_sim, thin
         create_lab_batch(ivy, thin_template, pool, roster("s1", "s2"), memory_mb=64)
     message = info.value.message
     assert "thin clones" in message and "90 % full or more" in message
-    assert "dom0-a (vg0/pool0: 93 % data, 23.2 % metadata used)" in message, message
+    assert "dom0-a (Thin pool vg0/pool0: 93 % data, 23.3 % metadata used)" in message, message
     assert info.value.field == "hosts"
     _nothing_created(users)
     # Guests that are not thin clones do not use the pool: they are still placed there.
     batch = create_lab_batch(ivy, template, pool, roster("s1"), memory_mb=64)
     assert [g.host_id for g in batch.guests] == [thin_host.pk]
+
+
+def test_the_refusal_gives_the_fill_in_the_users_language(ivy, thin_host, thin_sim, thin_template, pool):
+    fill(thin_sim, 93)
+    health_check(thin_host.pk)
+    with translation.override("pt-br"), pytest.raises(QuotaExceeded) as info:
+        create_lab_batch(ivy, thin_template, pool, roster("s1"), memory_mb=64)
+    message = str(info.value.message)
+    assert "Thin pool vg0/pool0: 93 % dos dados e 23,3 % dos metadados usados" in message, message
+    assert "metadata used" not in message
 
 
 def test_thin_clones_go_to_a_host_whose_pool_has_room(ivy, thin_host, thin_sim, thin_template, pool, second_host):
