@@ -166,6 +166,24 @@ def _fs_type(value: str) -> FsType:
     return value  # type: ignore[return-value]
 
 
+def guest_files(files: GuestFiles) -> list[_GuestFile]:
+    """The files `Rootfs.customize` writes (except the shadow edit), validated and rendered.
+
+    Pure, so the simulated dom0 writes exactly these too.
+    """
+    planned = [
+        _GuestFile("/etc", "hostname", render_hostname(files)),
+        _GuestFile("/etc", "hosts", render_hosts(files)),
+        _GuestFile("/etc", "fstab", render_fstab(files)),
+        _GuestFile("/etc/network", "interfaces", render_interfaces(files)),
+    ]
+    keys = normalise_keys(files.authorized_keys)
+    if keys:
+        planned.append(_GuestFile("/root/.ssh", "authorized_keys", keys, mode=0o600))
+    names.crypt_hash(files.root_password_hash)
+    return planned
+
+
 def _tar(planned: list[_GuestFile]) -> bytes:
     """The staged files as a tar stream, each under its guest file name."""
     buf = io.BytesIO()
@@ -270,20 +288,6 @@ class Rootfs:
         return ""
 
     # --- per-guest files -------------------------------------------------------
-    def guest_files(self, files: GuestFiles) -> list[_GuestFile]:
-        """The files `customize` writes (except the shadow edit), validated and rendered."""
-        planned = [
-            _GuestFile("/etc", "hostname", render_hostname(files)),
-            _GuestFile("/etc", "hosts", render_hosts(files)),
-            _GuestFile("/etc", "fstab", render_fstab(files)),
-            _GuestFile("/etc/network", "interfaces", render_interfaces(files)),
-        ]
-        keys = normalise_keys(files.authorized_keys)
-        if keys:
-            planned.append(_GuestFile("/root/.ssh", "authorized_keys", keys, mode=0o600))
-        names.crypt_hash(files.root_password_hash)
-        return planned
-
     def customize(self, device: str, files: GuestFiles) -> None:
         """Write hostname, hosts, interfaces, fstab, root's password and SSH keys.
 
@@ -292,7 +296,7 @@ class Rootfs:
         an ssh round trip when the dom0 is remote (the testbed).
         """
         device = names.abs_path(device)
-        planned = self.guest_files(files)  # validates everything before any command
+        planned = guest_files(files)  # validates everything before any command
         dirs = sorted({f.guest_dir for f in planned})
         # Each directory written into, and the parents of those we may create.
         listed = sorted(set(dirs) | {"/etc"} | ({"/root"} if "/root/.ssh" in dirs else set()))

@@ -21,8 +21,8 @@ Errors are built the way the real modules build them: the simulated command
 "fails" with the real tool's exit code and stderr, and the message and
 class come from the same mapping (`toolstack.classify_error`, lvm's and
 rootfs's "<what>: <line>" forms). Per-guest files and config files are
-rendered by the real pure functions (`rootfs.render_*`,
-`domconfig.render_xl`/`render_xm`) when those modules exist.
+rendered by the real pure functions (`rootfs.guest_files`,
+`domconfig.render_xl`/`render_xm`).
 
 State is shared by every process that opens the same host (the panel, each
 RQ work-horse, the tests): one JSON file `<sim_dir>/<name>.json`, changed
@@ -52,14 +52,11 @@ import copy
 import dataclasses
 import fcntl
 import fnmatch
-import importlib
 import json
 import os
-import re
 import tempfile
 import time
 from collections.abc import Iterator
-from types import ModuleType
 from typing import Any
 
 from . import names
@@ -75,23 +72,22 @@ from .base import (
     Volume,
     VolumeGroupInfo,
 )
+from .domconfig import render_xl, render_xm
 from .errors import (
     CommandFailed,
     CommandTimeout,
     Dom0Error,
-    DomainExists,
-    DomainNotFound,
     InsufficientSpace,
     InvalidName,
     InvalidState,
     LvmError,
-    NotEnoughMemory,
     RootfsError,
-    ToolstackError,
     VolumeExists,
     VolumeGroupNotFound,
     VolumeNotFound,
 )
+from .rootfs import guest_files, set_root_password
+from .toolstack import classify_error
 
 __all__ = ["FAULT_KINDS", "STEP_ALIASES", "STEP_SECONDS", "SimulatedHost"]
 
@@ -205,15 +201,6 @@ FAULT_KINDS: dict[str, frozenset[str]] = {
     "reboot": frozenset({"not_found", "restart_fails"}),
 }
 
-# Fallback classifier only (toolstack.classify_error is the real one).
-_XL_ERRORS: list[tuple[re.Pattern[str], type[ToolstackError]]] = [
-    (re.compile(r"already exists", re.I), DomainExists),
-    (re.compile(r"failed to free memory|out of memory|cannot allocate memory", re.I), NotEnoughMemory),
-    (re.compile(r"invalid domain identifier|does not exist", re.I), DomainNotFound),
-]
-# Fallback renderer only: kernel command line words it may quote.
-_CMDLINE = re.compile(r"(?:[A-Za-z0-9][A-Za-z0-9_.:=/+,@-]*(?: (?=.))?)*")
-
 
 def _canonical_step(step: str) -> str:
     return STEP_ALIASES.get(step, step)
@@ -242,35 +229,6 @@ def _empty_state() -> dict[str, Any]:
 def _last_line(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else "no error output"
-
-
-def _optional_module(name: str) -> ModuleType | None:
-    """A sibling module written by another part of the team, or None while it does not exist.
-
-    Only its absence is tolerated: an import error inside it propagates.
-    """
-    full = f"{__package__}.{name}"
-    try:
-        return importlib.import_module(full)
-    except ModuleNotFoundError as e:
-        if e.name != full:
-            raise
-        return None
-
-
-def _toolstack_error(argv: list[str], rc: int, stderr: str, cls: type[ToolstackError]) -> ToolstackError:
-    """The error the real Toolstack raises for this exit: its own classifier when present."""
-    toolstack = _optional_module("toolstack")
-    classify = getattr(toolstack, "classify_error", None)
-    if classify is not None:
-        return classify(argv, rc, stderr)
-    verb = " ".join(argv[:2])
-    for pattern, guess in _XL_ERRORS:
-        if cls is ToolstackError and pattern.search(stderr):
-            cls = guess
-    if cls is ToolstackError:
-        return ToolstackError(f"{verb} failed (exit {rc}): {_last_line(stderr)}", argv=argv, rc=rc, stderr=stderr)
-    return cls(f"{verb}: {_last_line(stderr)}", argv=argv, rc=rc, stderr=stderr)
 
 
 def _lvm_error(cls: type[LvmError], argv: list[str], line: str, rc: int = 5) -> LvmError:
@@ -488,7 +446,7 @@ class SimulatedHost:
                 stderr = f"Error: Domain '{name}' does not exist.\n"
             else:
                 stderr = f"{name} is an invalid domain identifier (rc=-6)\n"
-            raise _toolstack_error(argv, 1, stderr, DomainNotFound)
+            raise classify_error(argv, 1, stderr)
         return d
 
     @staticmethod
@@ -545,11 +503,11 @@ class SimulatedHost:
                 f"libxl: error: libxl_create.c:1216:initiate_domain_create: "
                 f"Unable to set disk defaults for disk {i}\n"
             )
-            raise _toolstack_error(argv, 3, stderr, ToolstackError)
+            raise classify_error(argv, 3, stderr)
 
     def _check_memory(self, state: dict[str, Any], need_mb: int, argv: list[str]) -> None:
         if need_mb > self._free_memory(state):
-            raise _toolstack_error(argv, 3, _out_of_memory_stderr(state["next_domid"]), NotEnoughMemory)
+            raise classify_error(argv, 3, _out_of_memory_stderr(state["next_domid"]))
 
     def _check_name_free(self, state: dict[str, Any], name: str, argv: list[str]) -> None:
         if name in state["domains"]:
@@ -557,7 +515,7 @@ class SimulatedHost:
                 f"libxl: error: libxl_domain.c:341:libxl__domain_rename: Domain {state['next_domid']}:"
                 f'Domain with name "{name}" already exists.\n'
             )
-            raise _toolstack_error(argv, 3, stderr, DomainExists)
+            raise classify_error(argv, 3, stderr)
 
     # ------------------------------------------------------------ faults
     def inject(
@@ -682,8 +640,7 @@ class SimulatedHost:
             stderr, rc = f"libxl: error: simulated failure of {self.toolstack} {op}\n", 1
         if text:
             stderr = text if text.endswith("\n") else text + "\n"
-        cls_for_kind = {"no_memory": NotEnoughMemory, "exists": DomainExists, "not_found": DomainNotFound}
-        return _toolstack_error(argv, fault["rc"] or rc, stderr, cls_for_kind.get(kind, ToolstackError))
+        return classify_error(argv, fault["rc"] or rc, stderr)
 
     # ------------------------------------------------------------------ host
     def info(self) -> HostInfo:
@@ -959,7 +916,7 @@ class SimulatedHost:
                 raise _rootfs_error(what, argvs[0], "e2cp: Input/output error", e2tool=True)
             files_now = vol.setdefault("files", {})
             if files.root_password_hash:
-                files_now["/etc/shadow"] = _set_root_password(
+                files_now["/etc/shadow"] = set_root_password(
                     files_now.get("/etc/shadow", TEMPLATE_SHADOW), files.root_password_hash
                 )
             files_now.update({path: text for path, (text, _) in rendered.items()})
@@ -1018,13 +975,8 @@ class SimulatedHost:
         return path
 
     def _render_config(self, spec: DomainSpec) -> str:
-        # The real renderer when it exists, so tests read exactly what the
-        # real host would write; a simple equivalent otherwise.
-        domconfig = _optional_module("domconfig")
-        render = getattr(domconfig, "render_xm" if self.toolstack == "xm" else "render_xl", None)
-        if render is not None:
-            return render(spec)
-        return _fallback_config(spec, self.toolstack)
+        # The real renderer, so tests read exactly what the real host would write.
+        return (render_xm if self.toolstack == "xm" else render_xl)(spec)
 
     def remove_config(self, name: str) -> bool:
         path, link = self.config_path(name), self._auto_path(name)
@@ -1049,9 +1001,7 @@ class SimulatedHost:
         with self._op("create", [argv], name) as state:
             cfg = state["configs"].get(name)
             if cfg is None:
-                raise _toolstack_error(
-                    argv, 3, f"Failed to read config file: {path}: No such file or directory\n", ToolstackError
-                )
+                raise classify_error(argv, 3, f"Failed to read config file: {path}: No such file or directory\n")
             spec = cfg["spec"]
             self._check_name_free(state, name, argv)
             dev = spec.get("root_device", "xvda")
@@ -1176,7 +1126,7 @@ class SimulatedHost:
                     f"libxl: error: libxl_domain.c:652:libxl_domain_unpause: "
                     f"Domain {d['domid']}:Unpausing domain: Invalid argument\n"
                 )
-                raise _toolstack_error(argv, 1, stderr, ToolstackError)
+                raise classify_error(argv, 1, stderr)
             d["paused"] = False
             self._apply_balloon(state, d)
             pending, d["pending"] = d.get("pending"), None
@@ -1195,7 +1145,7 @@ class SimulatedHost:
                     f"libxl: error: libxl_mem.c:313:libxl_set_memory_target: Domain {d['domid']}:"
                     "memory_dynamic_max must be less than or equal to memory_static_max\n"
                 )
-                raise _toolstack_error(argv, 1, stderr, ToolstackError)
+                raise classify_error(argv, 1, stderr)
             d["target_mb"] = memory_mb
             # A paused guest's balloon driver does not run until unpaused.
             if not d["paused"]:
@@ -1219,7 +1169,7 @@ class SimulatedHost:
             image = state["saved"].get(path)
             if image is None:
                 stderr = "Can't open restore file: No such file or directory\n"
-                raise _toolstack_error(argv, 1, stderr, ToolstackError)
+                raise classify_error(argv, 1, stderr)
             name, old = image["name"], image["domain"]
             self._check_name_free(state, name, argv)
             self._check_disks(state, list(zip(old["vdevs"], old["disks"], strict=True)), argv)
@@ -1314,96 +1264,7 @@ def _out_of_memory_stderr(domid: int) -> str:
 def _render_guest_files(files: GuestFiles) -> dict[str, tuple[str, int]]:
     """Guest path -> (text, mode) of the per-guest files, except /etc/shadow.
 
-    Uses the real rootfs module's planner (`Rootfs.guest_files`, pure: it
-    only validates and renders) when that module exists, so tests read
-    exactly what the real host writes; simple equivalents otherwise.
+    Uses the real rootfs module's planner (pure: it only validates and
+    renders), so tests read exactly what the real host writes.
     """
-    rootfs = _optional_module("rootfs")
-    planner = getattr(getattr(rootfs, "Rootfs", None), "guest_files", None)
-    if planner is not None:
-        return {f.guest_path: (f.data, f.mode) for f in planner(rootfs.Rootfs(runner=None), files)}
-    return _fallback_guest_files(files)
-
-
-def _set_root_password(shadow: str, crypt_hash: str) -> str:
-    rootfs = _optional_module("rootfs")
-    setter = getattr(rootfs, "set_root_password", None)
-    if setter is not None:
-        return setter(shadow, crypt_hash)
-    names.crypt_hash(crypt_hash)
-    lines = []
-    for line in shadow.splitlines():
-        fields = line.split(":")
-        if fields[0] == "root" and len(fields) >= 2:
-            fields[1] = crypt_hash
-        lines.append(":".join(fields))
-    return "\n".join(lines) + "\n"
-
-
-def _fallback_guest_files(files: GuestFiles) -> dict[str, tuple[str, int]]:
-    """The seed recipe's per-guest files; used only while labs.dom0.rootfs does not exist."""
-    host = names.hostname(files.hostname)
-    fqdn = names.dns_domain(files.fqdn) if files.fqdn else host
-    address, netmask = names.ipv4(files.address), names.ipv4(files.netmask)
-    broadcast, gateway = names.ipv4(files.broadcast), names.ipv4(files.gateway)
-    names.crypt_hash(files.root_password_hash)
-    if files.root_device not in ("xvda", "hda") or files.fs_type not in ("ext4", "ext3"):
-        raise InvalidName(f"invalid root device or filesystem type: {files.root_device!r}, {files.fs_type!r}")
-    dev = f"/dev/{files.root_device}"
-    out = {
-        "/etc/hostname": (f"{host}\n", 0o644),
-        "/etc/hosts": (f"127.0.0.1\tlocalhost\n{address}\t{fqdn}\t{host}\n", 0o644),
-        "/etc/fstab": (
-            f"proc\t/proc\tproc\tdefaults\t0\t0\n{dev}1\t/\t{files.fs_type}\tdefaults,errors=remount-ro\t0\t1\n"
-            f"{dev}2\tnone\tswap\tsw,nofail\t0\t0\n",
-            0o644,
-        ),
-        "/etc/network/interfaces": (
-            "auto lo\niface lo inet loopback\n\nauto eth0\niface eth0 inet static\n"
-            f"\taddress {address}\n\tnetmask {netmask}\n\tbroadcast {broadcast}\n\tgateway {gateway}\n",
-            0o644,
-        ),
-    }
-    keys = "\n".join(line.strip() for line in files.authorized_keys.splitlines() if line.strip())
-    if "\x00" in keys:
-        raise InvalidName("invalid authorized_keys: NUL byte")
-    if keys:
-        out["/root/.ssh/authorized_keys"] = (keys + "\n", 0o600)
-    return out
-
-
-def _fallback_config(spec: DomainSpec, toolstack: str) -> str:
-    """A classic PV config; used only while labs.dom0.domconfig does not exist."""
-    names.domain_name(spec.name)
-    for path in (spec.kernel, spec.ramdisk, spec.root_target, spec.swap_target):
-        if path:
-            names.abs_path(path)
-    names.memory_mb(spec.memory_mb)
-    if spec.maxmem_mb is not None and names.memory_mb(spec.maxmem_mb) < spec.memory_mb:
-        raise InvalidName(f"invalid maxmem {spec.maxmem_mb}: below memory {spec.memory_mb}")
-    if not isinstance(spec.vcpus, int) or isinstance(spec.vcpus, bool) or not 1 <= spec.vcpus <= 128:
-        raise InvalidName(f"invalid vcpus {spec.vcpus!r}: use 1-128")
-    if spec.root_device not in ("xvda", "hda") or spec.guest_type not in ("pv", "pvh"):
-        raise InvalidName(f"invalid root device or guest type: {spec.root_device!r}, {spec.guest_type!r}")
-    names.bridge(spec.bridge)
-    if spec.mac:
-        names.mac(spec.mac)
-    if not isinstance(spec.extra_cmdline, str) or not _CMDLINE.fullmatch(spec.extra_cmdline):
-        raise InvalidName(f"invalid kernel command line {spec.extra_cmdline!r}")
-    dev = spec.root_device
-    lines = [f'name = "{spec.name}"', f'kernel = "{spec.kernel}"']
-    if toolstack == "xl" and spec.guest_type == "pvh":
-        lines.append('type = "pvh"')
-    if spec.ramdisk:
-        lines.append(f'ramdisk = "{spec.ramdisk}"')
-    lines += [f"memory = {spec.memory_mb}", f"vcpus = {spec.vcpus}"]
-    if spec.maxmem_mb is not None:
-        lines.append(f"maxmem = {spec.maxmem_mb}")
-    extra = f"console=hvc0 {spec.extra_cmdline}".strip()
-    lines += [f'root = "/dev/{dev}1 ro"', f'extra = "{extra}"']
-    disks = [f"'phy:{spec.root_target},{dev}1,w'"]
-    if spec.swap_target:
-        disks.append(f"'phy:{spec.swap_target},{dev}2,w'")
-    vif = f"mac={spec.mac},bridge={spec.bridge}" if spec.mac else f"bridge={spec.bridge}"
-    lines += [f"disk = [{', '.join(disks)}]", f"vif = ['{vif}']"]
-    return "\n".join(lines) + "\n"
+    return {f.guest_path: (f.data, f.mode) for f in guest_files(files)}
