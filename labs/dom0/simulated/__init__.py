@@ -1,0 +1,56 @@
+"""A simulated dom0: a faithful state machine of one Xen + LVM host.
+
+`SimulatedHost` implements every method of `Dom0Host` with the same
+signatures, return values and error classes as the real `XenHost`, so the
+panel, the RQ jobs and the tests run unchanged against it (the embedded demo
+and the fast test suite do). Like Ganeti's fake hypervisor, but it keeps the
+accounting a real host would enforce. One module per concern:
+
+- state.py: the state shared by every process that opens the host (one JSON
+  file changed under a lock, a history side file), time-dependent transitions,
+  step delays;
+- accounting.py: memory like Xen (free = total - dom0 - every present
+  domain's memory), storage like LVM (4 MiB extents, sizes rounded up), the
+  thin pool's chunks;
+- faults.py: `_op`, the path every simulated command takes, and the faults
+  tests arm against it;
+- failures.py: the real tools' stderr, judged as the real modules judge it
+  (`toolstack.classify_error`, lvm's and rootfs's "<what>: <line>" forms);
+- storage.py: LVs, thin snapshots, the thin pool;
+- filesystem.py: root filesystems: a volume is empty until `clone_template`,
+  and a removed and recreated volume is empty again; per-guest files are
+  rendered by the real `rootfs.guest_files`;
+- configs.py: config files, rendered by the real `domconfig.render_xl`/`render_xm`;
+- xl.py: toolstack states as `xl list` prints them, with time: `shutdown`
+  leaves the domain in `---s--` for a while, `reboot` comes back with a new
+  domid; a guest whose root volume holds no filesystem panics at boot;
+- inspection.py: views of the state for tests.
+
+Extras for tests and benchmarks (not part of `Dom0Host`):
+`inject()` / `clear_faults()` / `faults()` arm failures in the shared state;
+`volumes()` / `domains()` / `configs()` / `saved_images()` / `events()`
+inspect it; `volume_serial(name)` tells a recreated volume from the old one;
+`history` lists the argv each operation would have run; `busy_seconds`
+counts the time spent in simulated commands; `crash(name)` and `reset()`;
+`guest_writes(name, mb)` and `set_thin_pool_size(mb)` fill and size the thin pool.
+
+Delays: `config.sim_delay` multiplies STEP_SECONDS (roughly what each step
+costs on a real server, so 1.0 models one); `config.extra["delays"]`
+overrides single steps in seconds, e.g. {"clone": 0.6, "create": 1.0}.
+"""
+
+from __future__ import annotations
+
+from .accounting import EXTENT_BYTES
+from .faults import FAULT_KINDS
+from .filesystem import FilesystemMixin
+from .inspection import InspectionMixin
+from .state import STEP_ALIASES, STEP_SECONDS
+from .storage import StorageMixin
+from .xl import ToolstackMixin
+
+__all__ = ["EXTENT_BYTES", "FAULT_KINDS", "STEP_ALIASES", "STEP_SECONDS", "SimulatedHost"]
+
+
+class SimulatedHost(StorageMixin, FilesystemMixin, ToolstackMixin, InspectionMixin):
+    """A fake dom0 whose state lives in a JSON file shared by all processes."""
