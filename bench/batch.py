@@ -91,7 +91,7 @@ def reset(host) -> None:
     import django_rq
 
     from labs.dom0.simulated import SimulatedHost
-    from labs.jobs import host_config
+    from labs.jobs.connect import host_config
     from labs.models import AuditEvent, Guest, Lab, Task
 
     AuditEvent.objects.all().delete()

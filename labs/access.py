@@ -1,10 +1,13 @@
-"""Who may see or act on what. Strangers get 404, never 403.
+"""Who may see or act on what: every such rule of the panel lives here. Strangers get 404, never 403.
 
 One helper per object kind, in the Healthchecks `_get_x_for_user()` style:
-views call these and never filter objects themselves.
+views call these and never filter objects themselves; the service layer
+asks `may_act_on_guest` and `may_manage_lab` before it queues anything.
 """
 
 from __future__ import annotations
+
+import enum
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import QuerySet
@@ -20,6 +23,14 @@ AnyUser = AbstractBaseUser | AnonymousUser
 # memory limits read and the pool the gateway comes from), host and student
 # (with the student's quota row, if any, which the memory limits read too).
 GUEST_RELATED = ("lab__template", "lab__pool", "host", "student__quota")
+
+
+class Role(enum.IntEnum):
+    """How much a user may do to a guest or lab; a higher role may do what a lower one may."""
+
+    STUDENT = 1  # the VM's owner
+    INSTRUCTOR = 2  # one of the lab's instructors
+    ADMIN = 3  # staff
 
 
 def is_admin(user: AnyUser) -> bool:
@@ -85,3 +96,56 @@ def get_host_for_user(request: HttpRequest, pk: int, write: bool = False) -> Hos
     if not allowed:
         raise Http404
     return get_object_or_404(Host, pk=pk)
+
+
+def _roles(user: AnyUser) -> dict[str, bool]:
+    return {"instructor": is_instructor(user), "admin": is_admin(user)}
+
+
+def roles_for(request: HttpRequest) -> dict[str, bool]:
+    """What the user may reach (instructor pages, admin), worked out once per request."""
+    roles: dict[str, bool] | None = getattr(request, "_xenpanel_roles", None)
+    if roles is None:
+        roles = _roles(request.user)
+        setattr(request, "_xenpanel_roles", roles)  # noqa: B010 (HttpRequest declares no such attribute)
+    return roles
+
+
+def require_instructor(request: HttpRequest) -> None:
+    """Instructor pages: 404 for everyone else."""
+    if not roles_for(request)["instructor"]:
+        raise Http404
+
+
+def teaches(user: AnyUser, lab_id: int, roles: dict[str, bool] | None = None) -> bool:
+    """One of the lab's instructors, or an admin. `roles`: the request's, when a view already has them."""
+    if not (roles or _roles(user))["instructor"]:
+        return False
+    return labs_for(user).filter(pk=lab_id).exists()
+
+
+def guest_role(user: AnyUser, guest: Guest, roles: dict[str, bool] | None = None) -> Role | None:
+    """The highest role the user holds on the guest; None for a stranger."""
+    if not (user.is_authenticated and user.is_active):
+        return None
+    roles = roles or _roles(user)
+    if roles["admin"]:
+        return Role.ADMIN
+    if teaches(user, guest.lab_id, roles):
+        return Role.INSTRUCTOR
+    if guest.student_id == user.pk:
+        return Role.STUDENT
+    return None
+
+
+def may_act_on_guest(user: AnyUser, guest: Guest, needed: Role = Role.STUDENT) -> bool:
+    """Whether the user holds at least the `needed` role on the guest."""
+    # The owner is the common case (every student's action) and costs no query.
+    if needed <= Role.STUDENT and user.is_authenticated and user.is_active and guest.student_id == user.pk:
+        return True
+    role = guest_role(user, guest)
+    return role is not None and role >= needed
+
+
+def may_manage_lab(user: AnyUser, lab: Lab) -> bool:
+    return teaches(user, lab.pk)

@@ -19,7 +19,7 @@ from django.http import HttpRequest
 from labs.dom0.errors import InvalidName
 from labs.models import AuditEvent, Guest, Host, IpPool, Lab, LabTemplate, StudentQuota, Task
 from labs.services.errors import ServiceError
-from labs.template_build import enqueue_template_build, make_spec
+from labs.services.templates import enqueue_template_build, make_spec
 
 User = get_user_model()
 

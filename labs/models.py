@@ -260,6 +260,25 @@ class Lab(models.Model):
         return self.name
 
 
+class Xl:
+    """`xl list` state letters, as Guest.observed_state keeps them ("" when the domain does not exist)."""
+
+    RUNNING = "r"
+    BLOCKED = "b"  # running, waiting for work: students see it as running
+    PAUSED = "p"
+    SHUTDOWN = "s"
+    CRASHED = "c"
+    DYING = "d"
+    ABSENT = ""
+    # A domain that runs, and one that exists and is up (running or paused).
+    RUNS = (RUNNING, BLOCKED)
+    UP = (RUNNING, BLOCKED, PAUSED)
+    # A dead domain left behind: it blocks `xl create` until destroyed.
+    LEFTOVER = (SHUTDOWN, CRASHED, DYING)
+    # On its way down: the next sync settles it.
+    GOING = (SHUTDOWN, DYING)
+
+
 class Guest(models.Model):
     """One student's VM: an allocation of IP, MAC, volumes and memory on a host."""
 

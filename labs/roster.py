@@ -65,7 +65,6 @@ def parse_roster(text: str) -> tuple[list[RosterEntry], list[RosterError]]:
     entries: list[RosterEntry] = []
     errors: list[RosterError] = []
     seen: dict[str, int] = {}
-    email_ok = EmailValidator()
     lines = text.lstrip("\ufeff").splitlines()
     if not any(line.strip() for line in lines):
         return [], [RosterError(1, "roster", _("The roster is empty: add one student per line."))]
@@ -86,51 +85,49 @@ def parse_roster(text: str) -> tuple[list[RosterEntry], list[RosterError]]:
             )
             continue
         username, full_name, email = (cell.strip() for cell in [*cells, "", ""][:3])
-        errors_before = len(errors)
-
-        if not USERNAME_RE.fullmatch(username):
-            errors.append(
-                RosterError(
-                    number,
-                    "username",
-                    _(
-                        "%(name)r is not a valid username: use 1-30 lower-case letters, digits, '_', '.' or '-',"
-                        " starting with a letter."
-                    )
-                    % {"name": username[:40]},
-                )
-            )
-        elif username in seen:
-            errors.append(
-                RosterError(
-                    number,
-                    "username",
-                    _("%(name)s is already on line %(other)d.") % {"name": username, "other": seen[username]},
-                )
-            )
-        else:
-            seen[username] = number
-
-        if len(full_name) > MAX_FULL_NAME:
-            errors.append(
-                RosterError(
-                    number,
-                    "full_name",
-                    _("The name has %(n)d characters; the limit is %(max)d.")
-                    % {"n": len(full_name), "max": MAX_FULL_NAME},
-                )
-            )
-        elif any(ord(c) < 32 for c in full_name):
-            errors.append(RosterError(number, "full_name", _("The name contains control characters.")))
-
-        if email:
-            try:
-                email_ok(email)
-            except ValidationError:
-                errors.append(
-                    RosterError(number, "email", _("%(email)r is not a valid e-mail address.") % {"email": email[:80]})
-                )
-
-        if len(errors) == errors_before:
+        line_errors = [
+            *_username_errors(number, username, seen),
+            *_name_errors(number, full_name),
+            *_email_errors(number, email),
+        ]
+        errors += line_errors
+        if not line_errors:
             entries.append(RosterEntry(number, username, full_name, email))
     return entries, errors
+
+
+def _username_errors(number: int, username: str, seen: dict[str, int]) -> list[RosterError]:
+    """A username must be valid and new to the roster; `seen` remembers where each was first."""
+    if not USERNAME_RE.fullmatch(username):
+        message = _(
+            "%(name)r is not a valid username: use 1-30 lower-case letters, digits, '_', '.' or '-',"
+            " starting with a letter."
+        ) % {"name": username[:40]}
+        return [RosterError(number, "username", message)]
+    if username in seen:
+        message = _("%(name)s is already on line %(other)d.") % {"name": username, "other": seen[username]}
+        return [RosterError(number, "username", message)]
+    seen[username] = number
+    return []
+
+
+def _name_errors(number: int, full_name: str) -> list[RosterError]:
+    if len(full_name) > MAX_FULL_NAME:
+        message = _("The name has %(n)d characters; the limit is %(max)d.") % {
+            "n": len(full_name),
+            "max": MAX_FULL_NAME,
+        }
+        return [RosterError(number, "full_name", message)]
+    if any(ord(c) < 32 for c in full_name):
+        return [RosterError(number, "full_name", _("The name contains control characters."))]
+    return []
+
+
+def _email_errors(number: int, email: str) -> list[RosterError]:
+    if not email:
+        return []
+    try:
+        EmailValidator()(email)
+    except ValidationError:
+        return [RosterError(number, "email", _("%(email)r is not a valid e-mail address.") % {"email": email[:80]})]
+    return []

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from labs import views
+from labs import auth_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -17,21 +17,21 @@ urlpatterns = [
     path("labs/new/", views.lab_create, name="lab_create"),
     path("labs/<int:pk>/", views.lab_detail, name="lab_detail"),
     path("labs/<int:pk>/live/", views.lab_live, name="lab_live"),
-    path("labs/<int:pk>/accounts/", views.lab_accounts, name="lab_accounts"),
+    path("labs/<int:pk>/accounts/", auth_views.lab_accounts, name="lab_accounts"),
     path("labs/<int:pk>/guests.csv", views.lab_guests_csv, name="lab_guests_csv"),
     path(
         "labs/<int:pk>/students/<int:user_pk>/password/",
-        views.student_password_confirm,
+        auth_views.student_password_confirm,
         name="student_password_confirm",
     ),
     path(
         "labs/<int:pk>/students/<int:user_pk>/password/reset/",
-        views.student_password_reset,
+        auth_views.student_password_reset,
         name="student_password_reset",
     ),
     path(
         "labs/<int:pk>/students/<int:user_pk>/password/new/",
-        views.student_password_new,
+        auth_views.student_password_new,
         name="student_password_new",
     ),
     path("labs/<int:pk>/teardown/", views.lab_confirm_teardown, name="lab_confirm_teardown"),

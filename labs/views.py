@@ -7,10 +7,7 @@ their progress. Authorization goes only through `labs.access`.
 
 from __future__ import annotations
 
-import base64
-import csv
 import hashlib
-import io
 from functools import wraps
 from urllib.parse import urlencode
 
@@ -25,67 +22,40 @@ from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from labs import services
 from labs.access import (
+    Role,
     get_guest_for_user,
     get_host_for_user,
     get_lab_for_user,
+    guest_role,
     guests_for,
     labs_for,
+    require_instructor,
+    roles_for,
 )
+from labs.auth_views import NEW_ACCOUNTS_KEY
 from labs.forms import ConfirmForm, LabBatchForm, MemoryForm
-from labs.models import Guest, Host, Lab, Task
-from labs.templatetags.xenpanel import ACTION_LABELS as GUEST_ACTION_LABELS
-from labs.templatetags.xenpanel import roles_for, state_word
+from labs.models import Guest, Host, Lab, Task, Xl
+from labs.services.registry import GUEST_ACTIONS, LAB_ACTIONS, GuestAction, guest_action_def
+from labs.spreadsheet import write_csv
+from labs.templatetags.xenpanel import state_word
 
 GUESTS_PER_PAGE = 50
 LABS_PER_PAGE = 25
-# Session key for the new accounts' initial passwords, per lab; popped when shown.
-NEW_ACCOUNTS_KEY = "xenpanel_new_accounts"
-# Session key for a password an instructor just reset, until its one showing.
-RESET_PASSWORD_KEY = "xenpanel_reset_password"
 # Poll fast while something is happening, slowly otherwise.
 POLL_BUSY = "2s"
 POLL_IDLE = "5s"
 
-# Actions that lose data: a confirmation page first, a ticked box checked here.
-CONFIRM_GUEST_ACTIONS = ("destroy", "reset", "teardown")
-# Deleting a VM is the lab's business, not the student's.
-INSTRUCTOR_GUEST_ACTIONS = ("teardown",)
-CONFIRM_TEXT = {
-    "destroy": gettext_lazy(
-        "Destroy stops the VM at once, like pulling the power plug: nothing is saved and the "
-        "filesystem can be left corrupted. Use Shut down when the VM still answers."
-    ),
-    "reset": gettext_lazy(
-        "Reset to template erases the VM's disk and clones the lab template again: every file, "
-        "package and password changed inside the VM is lost. The IP address stays the same."
-    ),
-    "teardown": gettext_lazy(
-        "Deleting the VM stops it, removes its disk and swap volumes and releases its IP address. "
-        "The student loses everything stored in it."
-    ),
-}
-CONFIRM_LABEL = {
-    "destroy": gettext_lazy("I understand that destroying can corrupt the VM's filesystem."),
-    "reset": gettext_lazy("I understand that everything inside the VM will be erased."),
-    "teardown": gettext_lazy("I understand that the VM and its disks will be deleted."),
-}
-LAB_ACTION_LABELS = {
-    "retry_failed": gettext_lazy("Retry failed VMs"),
-    "provision_missing": gettext_lazy("Provision missing VMs"),
-    "teardown": gettext_lazy("Tear down the lab"),
-}
 # Filters on the lab page; each maps to the guests it selects (the same
 # split as services.lab_progress, so a filter shows what its count says).
 STATE_FILTERS = {
-    "running": (gettext_lazy("running"), Q(status=Guest.Status.READY, observed_state__in=("r", "b"))),
-    "stopped": (gettext_lazy("stopped"), Q(status=Guest.Status.READY) & ~Q(observed_state__in=("r", "b", "p"))),
-    "paused": (gettext_lazy("paused"), Q(status=Guest.Status.READY, observed_state="p")),
+    "running": (gettext_lazy("running"), Q(status=Guest.Status.READY, observed_state__in=Xl.RUNS)),
+    "stopped": (gettext_lazy("stopped"), Q(status=Guest.Status.READY) & ~Q(observed_state__in=Xl.UP)),
+    "paused": (gettext_lazy("paused"), Q(status=Guest.Status.READY, observed_state=Xl.PAUSED)),
     "provisioning": (
         gettext_lazy("provisioning"),
         Q(status__in=(Guest.Status.PENDING, Guest.Status.PROVISIONING)),
@@ -95,9 +65,6 @@ STATE_FILTERS = {
 }
 # The service layer names its arguments; the form names its fields.
 SERVICE_FIELDS = {"hosts": "host", "roster": "roster_text"}
-# A spreadsheet runs a cell that starts with one of these as a formula; names
-# come from rosters, so an exported cell starting so gets a leading apostrophe.
-CSV_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 # The guest list's columns: stable names, for scripts that read the file.
 GUESTS_CSV_HEADER = ("username", "full_name", "email", "vm", "hostname", "ip", "mac", "host", "state", "memory_mib")
 BUSY_STATUSES = (Guest.Status.PENDING, Guest.Status.PROVISIONING, Guest.Status.TEARING_DOWN)
@@ -157,19 +124,6 @@ def _next_url(request: HttpRequest, default: str) -> str:
     return default
 
 
-def _csv_cell(value: object) -> object:
-    if isinstance(value, str) and value.startswith(CSV_FORMULA_STARTS):
-        return "'" + value
-    return value
-
-
-def _write_csv(out, header: tuple[str, ...], rows) -> None:
-    """Write a CSV to `out` (a file or a response), every cell safe to open in a spreadsheet."""
-    writer = csv.writer(out)
-    writer.writerow(header)
-    writer.writerows([_csv_cell(cell) for cell in row] for row in rows)
-
-
 def _progress(lab: Lab) -> dict:
     """services.lab_progress plus what the bar shows between ready and failed."""
     progress = services.lab_progress(lab)
@@ -177,10 +131,17 @@ def _progress(lab: Lab) -> dict:
     return progress
 
 
-def _teaches(request: HttpRequest, lab_id: int) -> bool:
-    if not roles_for(request)["instructor"]:
-        return False
-    return labs_for(request.user).filter(pk=lab_id).exists()
+def _role(request: HttpRequest, guest: Guest) -> Role | None:
+    return guest_role(request.user, guest, roles_for(request))
+
+
+def _guest_action_for(request: HttpRequest, guest: Guest, name: str) -> GuestAction:
+    """The action's row, if the user's role on the guest allows it; else 404, as for a stranger."""
+    action = guest_action_def(name)
+    role = _role(request, guest)
+    if action is None or role is None or role < action.role:
+        raise Http404
+    return action
 
 
 def _guest_is_busy(guest: Guest) -> bool:
@@ -189,28 +150,22 @@ def _guest_is_busy(guest: Guest) -> bool:
 
 def _guest_in_transition(guest: Guest) -> bool:
     """Busy, or a domain on its way down (xl "s"/"d"), which the next sync settles."""
-    return _guest_is_busy(guest) or guest.observed_state in ("s", "d")
+    return _guest_is_busy(guest) or guest.observed_state in Xl.GOING
 
 
-def _guest_controls(guest: Guest, allowed: set[str], teaches: bool) -> list[dict]:
-    """The guest's buttons, each enabled only when the service layer allows it now."""
-    controls = []
-    for name in services.GUEST_ACTIONS:
-        if name == "mem_set" or (name in INSTRUCTOR_GUEST_ACTIONS and not teaches):
-            continue
-        controls.append(
-            {
-                "name": name,
-                "label": GUEST_ACTION_LABELS[name],
-                "allowed": name in allowed,
-                "confirm": name in CONFIRM_GUEST_ACTIONS,
-                "url": reverse(
-                    "guest_confirm" if name in CONFIRM_GUEST_ACTIONS else "guest_action",
-                    args=[guest.pk, name],
-                ),
-            }
-        )
-    return controls
+def _guest_controls(guest: Guest, allowed: set[str], role: Role | None) -> list[dict]:
+    """The guest's buttons that the user's role may use, each enabled only when the service layer allows it now."""
+    return [
+        {
+            "name": a.name,
+            "label": a.label,
+            "allowed": a.name in allowed,
+            "confirm": a.confirm is not None,
+            "url": reverse("guest_confirm" if a.confirm else "guest_action", args=[guest.pk, a.name]),
+        }
+        for a in GUEST_ACTIONS.values()
+        if a.requestable and a.button and role is not None and role >= a.role
+    ]
 
 
 def _guest_tasks(guest: Guest) -> list[Task]:
@@ -229,7 +184,7 @@ def _guest_version(guest: Guest) -> str:
 
 
 def _guest_live_context(request: HttpRequest, guest: Guest, latest: Task | None) -> dict:
-    teaches = _teaches(request, guest.lab_id)
+    role = _role(request, guest)
     busy = _guest_is_busy(guest) or (latest is not None and latest.status in (Task.Status.QUEUED, Task.Status.RUNNING))
     allowed = services.allowed_actions(guest)
     mem_allowed = "mem_set" in allowed
@@ -239,11 +194,11 @@ def _guest_live_context(request: HttpRequest, guest: Guest, latest: Task | None)
         "guest": guest,
         # Empty while anything runs: every poll then brings a fresh fragment.
         "version": "" if busy else _guest_version(guest),
-        "teaches": teaches,
+        "teaches": role is not None and role >= Role.INSTRUCTOR,
         "latest_task": latest,
         "busy": busy,
         "poll": POLL_BUSY if busy or _guest_in_transition(guest) else POLL_IDLE,
-        "controls": _guest_controls(guest, allowed, teaches),
+        "controls": _guest_controls(guest, allowed, role),
         "mem_allowed": mem_allowed,
         "mem_low": low,
         "mem_high": high,
@@ -301,17 +256,16 @@ def guest_live(request: HttpRequest, pk: int) -> HttpResponse:
 def guest_confirm(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     """Explain what a destructive action does and ask for a ticked box."""
     guest = get_guest_for_user(request, pk)
-    if action not in CONFIRM_GUEST_ACTIONS:
-        raise Http404
-    if action in INSTRUCTOR_GUEST_ACTIONS and not _teaches(request, guest.lab_id):
+    definition = _guest_action_for(request, guest, action)
+    if definition.confirm is None:
         raise Http404
     ctx = {
         "guest": guest,
         "action": action,
-        "label": GUEST_ACTION_LABELS[action],
-        "explanation": CONFIRM_TEXT[action],
+        "label": definition.label,
+        "explanation": definition.confirm.text,
         "allowed": action in services.allowed_actions(guest),
-        "form": ConfirmForm(label=CONFIRM_LABEL[action]),
+        "form": ConfirmForm(label=definition.confirm.checkbox),
         "post_url": reverse("guest_action", args=[guest.pk, action]),
         "cancel_url": reverse("guest_detail", args=[guest.pk]),
     }
@@ -322,15 +276,11 @@ def guest_confirm(request: HttpRequest, pk: int, action: str) -> HttpResponse:
 @login_required
 def guest_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     guest = get_guest_for_user(request, pk)
-    if action not in services.GUEST_ACTIONS:
-        raise Http404
-    teaches = _teaches(request, guest.lab_id)
-    if action in INSTRUCTOR_GUEST_ACTIONS and not teaches:
-        raise Http404
+    definition = _guest_action_for(request, guest, action)
     back = _next_url(request, reverse("guest_detail", args=[guest.pk]))
     if action == "teardown":
         back = _next_url(request, reverse("lab_detail", args=[guest.lab_id]))
-    if action in CONFIRM_GUEST_ACTIONS and not ConfirmForm(request.POST).is_valid():
+    if definition.confirm is not None and not ConfirmForm(request.POST).is_valid():
         messages.error(request, _("Nothing was done: tick the confirmation box first."))
         return redirect("guest_confirm", pk=guest.pk, action=action)
     memory_mb = None
@@ -349,7 +299,7 @@ def guest_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
         messages.success(
             request,
             _("%(action)s requested for %(domain)s. This page shows the result when the job finishes.")
-            % {"action": GUEST_ACTION_LABELS[action], "domain": guest.domain_name},
+            % {"action": definition.label, "domain": guest.domain_name},
         )
     return redirect(back)
 
@@ -357,14 +307,9 @@ def guest_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
 # ---------------------------------------------------------------- instructors
 
 
-def _require_instructor(request: HttpRequest) -> None:
-    if not roles_for(request)["instructor"]:
-        raise Http404
-
-
 @login_required
 def lab_list(request: HttpRequest) -> HttpResponse:
-    _require_instructor(request)
+    require_instructor(request)
     show_all = request.GET.get("all") == "1"
     qs = labs_for(request.user).select_related("template").order_by("-created_at")
     if not show_all:
@@ -381,7 +326,7 @@ def lab_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def lab_create(request: HttpRequest) -> HttpResponse:
-    _require_instructor(request)
+    require_instructor(request)
     form = LabBatchForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
@@ -416,23 +361,6 @@ def lab_create(request: HttpRequest) -> HttpResponse:
     return render(request, "labs/lab_create.html", {"form": form})
 
 
-@never_cache
-@login_required
-def lab_accounts(request: HttpRequest, pk: int) -> HttpResponse:
-    """New students' initial passwords: shown once, then gone from the session."""
-    lab = get_lab_for_user(request, pk)
-    stash = request.session.get(NEW_ACCOUNTS_KEY, {})
-    accounts = stash.pop(str(lab.pk), None)
-    if accounts is None:
-        messages.info(request, _("There are no new passwords to show: they are shown only once."))
-        return redirect("lab_detail", pk=lab.pk)
-    request.session[NEW_ACCOUNTS_KEY] = stash
-    buf = io.StringIO()
-    _write_csv(buf, ("username", "password"), accounts)
-    csv_uri = "data:text/csv;charset=utf-8;base64," + base64.b64encode(buf.getvalue().encode()).decode()
-    return render(request, "labs/lab_accounts.html", {"lab": lab, "accounts": accounts, "csv_uri": csv_uri})
-
-
 @login_required
 def lab_guests_csv(request: HttpRequest, pk: int) -> HttpResponse:
     """Every guest of the lab (not only one page) as CSV, for grading sheets, DNS or DHCP."""
@@ -455,71 +383,8 @@ def lab_guests_csv(request: HttpRequest, pk: int) -> HttpResponse:
         )
         for g in guests
     )
-    _write_csv(response, GUESTS_CSV_HEADER, rows)
+    write_csv(response, GUESTS_CSV_HEADER, rows)
     return response
-
-
-def _lab_student(lab: Lab, user_pk: int) -> Guest:
-    """The student's guest in an authorized lab (with the student); 404 when they have none there."""
-    guest = lab.guests.select_related("student").filter(student_id=user_pk).order_by("pk").first()
-    if guest is None:
-        raise Http404
-    return guest
-
-
-@login_required
-def student_password_confirm(request: HttpRequest, pk: int, user_pk: int) -> HttpResponse:
-    """Say what resetting a student's panel password does, then ask for a ticked box."""
-    lab = get_lab_for_user(request, pk)
-    guest = _lab_student(lab, user_pk)
-    ctx = {
-        "lab": lab,
-        "guest": guest,
-        "student": guest.student,
-        "refusal": services.password_reset_refusal(guest.student),
-        "form": ConfirmForm(label=_("I understand that the student's current password will stop working.")),
-    }
-    return render(request, "labs/student_password_confirm.html", ctx)
-
-
-@never_cache
-@require_POST
-@login_required
-def student_password_reset(request: HttpRequest, pk: int, user_pk: int) -> HttpResponse:
-    """Reset the password, then show it once on a page of its own (never in a message or the URL).
-
-    It waits in the session for that one showing, as new accounts' passwords
-    do: shown in this POST's own response, a reload would reset it again and
-    make the password just handed over useless.
-    """
-    lab = get_lab_for_user(request, pk)
-    student = _lab_student(lab, user_pk).student
-    if not ConfirmForm(request.POST).is_valid():
-        messages.error(request, _("Nothing was done: tick the confirmation box first."))
-        return redirect("student_password_confirm", pk=lab.pk, user_pk=student.pk)
-    try:
-        password = services.reset_student_password(request.user, lab, student)
-    except services.ServiceError as e:
-        messages.error(request, str(e.message))
-        return redirect("lab_detail", pk=lab.pk)
-    messages.success(request, _("The panel password of %(user)s was reset.") % {"user": student.username})
-    request.session[RESET_PASSWORD_KEY] = {"lab": lab.pk, "user": student.pk, "password": password}
-    return redirect("student_password_new", pk=lab.pk, user_pk=student.pk)
-
-
-@never_cache
-@login_required
-def student_password_new(request: HttpRequest, pk: int, user_pk: int) -> HttpResponse:
-    """The password just reset, once; then it is gone from the session."""
-    lab = get_lab_for_user(request, pk)
-    student = _lab_student(lab, user_pk).student
-    stash = request.session.get(RESET_PASSWORD_KEY) or {}
-    if (stash.get("lab"), stash.get("user")) != (lab.pk, student.pk):
-        messages.info(request, _("There is no new password to show: it is shown only once."))
-        return redirect("lab_detail", pk=lab.pk)
-    del request.session[RESET_PASSWORD_KEY]
-    ctx = {"lab": lab, "student": student, "password": stash["password"]}
-    return render(request, "labs/student_password.html", ctx)
 
 
 def _lab_guests(request: HttpRequest, lab: Lab) -> tuple[Page, str, str]:
@@ -557,7 +422,7 @@ def _lab_live_context(request: HttpRequest, lab: Lab) -> dict:
         "q": q,
         "busy": busy,
         "poll": POLL_BUSY if busy else POLL_IDLE,
-        "quick_actions": [(a, GUEST_ACTION_LABELS[a]) for a in ("start", "shutdown", "reboot")],
+        "quick_actions": [(a.name, a.label) for a in GUEST_ACTIONS.values() if a.quick],
         # The live fragment is served from its own URL; actions return to the page.
         "back_url": reverse("lab_detail", args=[lab.pk]) + (f"?{request.GET.urlencode()}" if request.GET else ""),
     }
@@ -568,7 +433,7 @@ def lab_detail(request: HttpRequest, pk: int) -> HttpResponse:
     lab = get_lab_for_user(request, pk)
     ctx = _lab_live_context(request, lab)
     ctx["state_filters"] = [(k, v[0]) for k, v in STATE_FILTERS.items()]
-    ctx["lab_actions"] = [(a, LAB_ACTION_LABELS[a]) for a in ("retry_failed", "provision_missing")]
+    ctx["lab_actions"] = [(a.name, a.label) for a in LAB_ACTIONS.values() if a.button]
     ctx["recent_failures"] = lab.tasks.filter(status=Task.Status.FAILED).select_related("guest")[:5]
     return render(request, "labs/lab_detail.html", ctx)
 
@@ -590,9 +455,7 @@ def lab_confirm_teardown(request: HttpRequest, pk: int) -> HttpResponse:
         "guests": guests,
         "count": len(guests),
         "hosts": sorted({g.host.name for g in guests}),
-        "form": ConfirmForm(
-            label=_("I understand that all %(n)s VMs of this lab will be deleted.") % {"n": len(guests)}
-        ),
+        "form": ConfirmForm(label=str(LAB_ACTIONS["teardown"].confirm) % {"n": len(guests)}),
     }
     return render(request, "labs/lab_confirm_teardown.html", ctx)
 
@@ -601,9 +464,10 @@ def lab_confirm_teardown(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def lab_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     lab = get_lab_for_user(request, pk)
-    if action not in LAB_ACTION_LABELS:
+    definition = LAB_ACTIONS.get(action)
+    if definition is None:
         raise Http404
-    if action == "teardown" and not ConfirmForm(request.POST).is_valid():
+    if definition.confirm is not None and not ConfirmForm(request.POST).is_valid():
         messages.error(request, _("Nothing was done: tick the confirmation box to tear the lab down."))
         return redirect("lab_confirm_teardown", pk=lab.pk)
     try:
@@ -614,10 +478,10 @@ def lab_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
         if tasks:
             messages.success(
                 request,
-                _("%(action)s: %(count)s jobs queued.") % {"action": LAB_ACTION_LABELS[action], "count": len(tasks)},
+                _("%(action)s: %(count)s jobs queued.") % {"action": definition.label, "count": len(tasks)},
             )
         else:
-            messages.info(request, _("%(action)s: nothing to do.") % {"action": LAB_ACTION_LABELS[action]})
+            messages.info(request, _("%(action)s: nothing to do.") % {"action": definition.label})
     return redirect("lab_detail", pk=lab.pk)
 
 
@@ -626,10 +490,10 @@ def lab_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
 
 @login_required
 def host_list(request: HttpRequest) -> HttpResponse:
-    _require_instructor(request)
+    require_instructor(request)
     hosts = Host.objects.annotate(
         n_guests=Count("guests"),
-        n_running=Count("guests", filter=Q(guests__observed_state__in=("r", "b"))),
+        n_running=Count("guests", filter=Q(guests__observed_state__in=Xl.RUNS)),
     ).order_by("name")
     return render(request, "labs/host_list.html", {"hosts": hosts})
 

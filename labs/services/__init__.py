@@ -1,7 +1,7 @@
 """The one place that decides: batches, guest and lab actions, quotas, progress, password resets.
 
 Views call these functions and show a ServiceError's `.message`; jobs
-(labs/jobs.py) carry out the Tasks they queue. Nothing here runs a command
+(labs/jobs/) carry out the Tasks they queue. Nothing here runs a command
 on a host.
 """
 
@@ -9,18 +9,11 @@ from __future__ import annotations
 
 from labs.roster import RosterEntry, RosterError, parse_roster
 from labs.services.accounts import password_reset_refusal, reset_student_password
-from labs.services.actions import (
-    GUEST_ACTIONS,
-    LAB_ACTIONS,
-    allowed_actions,
-    describe_state,
-    guest_action,
-    lab_action,
-    lab_progress,
-)
+from labs.services.actions import describe_state, guest_action, lab_action, lab_progress
 from labs.services.batch import BatchResult, create_lab_batch
 from labs.services.errors import InvalidAction, QueueUnavailable, QuotaExceeded, ServiceError
 from labs.services.limits import memory_limits
+from labs.services.registry import GUEST_ACTIONS, LAB_ACTIONS, allowed_actions
 from labs.services.upkeep import enqueue_health_check
 
 __all__ = [

@@ -8,50 +8,11 @@ from collections import Counter
 from django.db import transaction
 from django.utils.translation import gettext as _
 
-from labs.access import guests_for, labs_for
-from labs.models import AuditEvent, Guest, Lab, Task
-from labs.services import limits, queueing
+from labs.access import may_act_on_guest, may_manage_lab
+from labs.models import AuditEvent, Guest, Lab, Task, Xl
+from labs.services import capacity, limits, queueing, quotas
 from labs.services.errors import InvalidAction, QuotaExceeded
-
-GUEST_ACTIONS = ("start", "shutdown", "reboot", "destroy", "pause", "unpause", "mem_set", "reset", "teardown")
-LAB_ACTIONS = ("provision_missing", "retry_failed", "teardown")
-RUNNING_LETTERS = ("r", "b")
-# The recorded steps of each job kind, in order (labs/jobs.py runs them;
-# Task.steps_total is their number). Other actions have one step.
-JOB_STEPS = {
-    "provision": ("volumes", "clone", "customize", "config", "create"),
-    "reset": ("destroy", "remove root", "volumes", "clone", "customize", "config", "create"),
-    "teardown": ("destroy", "config", "volumes"),
-}
-# Job kinds that rebuild a guest from the template, and those whose failure
-# leaves it unusable (status failed; what they made on the host is removed).
-REBUILD_KINDS = ("provision", "reset")
-GUEST_BREAKING_KINDS = (*REBUILD_KINDS, "teardown")
-# What the user wants the domain to be after the action (Guest.desired_state).
-DESIRED = {
-    "start": Guest.Desired.RUNNING,
-    "reboot": Guest.Desired.RUNNING,
-    "unpause": Guest.Desired.RUNNING,
-    "reset": Guest.Desired.RUNNING,
-    "shutdown": Guest.Desired.STOPPED,
-    "destroy": Guest.Desired.STOPPED,
-    "pause": Guest.Desired.PAUSED,
-}
-
-
-def _verb(action: str) -> str:
-    return {
-        "start": _("start"),
-        "shutdown": _("shut down"),
-        "reboot": _("reboot"),
-        "destroy": _("force off"),
-        "pause": _("pause"),
-        "unpause": _("unpause"),
-        "mem_set": _("change the memory of"),
-        "reset": _("reset"),
-        "teardown": _("delete"),
-        "provision": _("provision"),
-    }.get(action, action)
+from labs.services.registry import LAB_ACTIONS, allowed_actions, guest_action_def, steps_total
 
 
 def describe_state(guest: Guest) -> str:
@@ -67,47 +28,22 @@ def describe_state(guest: Guest) -> str:
     if guest.status == Guest.Status.FAILED:
         return _("failed")
     return {
-        "r": _("running"),
-        "b": _("running"),
-        "p": _("paused"),
-        "s": _("shut down but not cleaned up"),
-        "c": _("crashed"),
-        "d": _("dying"),
+        Xl.RUNNING: _("running"),
+        Xl.BLOCKED: _("running"),
+        Xl.PAUSED: _("paused"),
+        Xl.SHUTDOWN: _("shut down but not cleaned up"),
+        Xl.CRASHED: _("crashed"),
+        Xl.DYING: _("dying"),
     }.get(guest.observed_state, _("stopped"))
-
-
-def allowed_actions(guest: Guest) -> set[str]:
-    """The actions that make sense now; the UI disables the rest and guest_action refuses them."""
-    if guest.busy_with or guest.status not in (Guest.Status.READY, Guest.Status.FAILED):
-        return set()
-    if guest.lab.status != Lab.Status.ACTIVE:
-        # The lab is going away: deleting is the only thing left to do.
-        return {"teardown"}
-    if guest.status == Guest.Status.FAILED:
-        return {"reset", "teardown"}
-    always = {"reset", "teardown"}
-    state = guest.observed_state
-    if state in RUNNING_LETTERS:
-        return always | {"shutdown", "reboot", "destroy", "pause", "mem_set"}
-    if state == "p":
-        return always | {"unpause", "destroy", "mem_set"}
-    if state in ("s", "c", "d"):
-        # A leftover domain blocks `xl create`: it has to be destroyed first.
-        return always | {"destroy"}
-    return always | {"start"}
-
-
-def _may_act(actor, guest: Guest) -> bool:
-    return guests_for(actor).filter(pk=guest.pk).exists()
 
 
 def _check_memory(guest: Guest, memory_mb) -> int:
     if isinstance(memory_mb, bool) or not isinstance(memory_mb, int):
         raise InvalidAction(_("Give the new memory size as a whole number of MiB."), field="memory_mb")
     limits.check_guest_memory(memory_mb, guest.lab.template, guest.lab.max_guest_memory_mb)
-    others = limits.usage_for([guest.student], exclude_guest=guest).get(guest.student_id, limits.Usage())
-    limits.check_student_quota(guest.student, limits.quota_for(guest.student), others, 0, memory_mb)
-    free = limits.host_free_mb(guest.host, limits.allocated_mb([guest.host]).get(guest.host_id, 0))
+    others = quotas.usage_for([guest.student], exclude_guest=guest).get(guest.student_id, quotas.Usage())
+    quotas.check_student_quota(guest.student, quotas.quota_for(guest.student), others, 0, memory_mb)
+    free = capacity.host_free_mb(guest.host, capacity.allocated_mb([guest.host]).get(guest.host_id, 0))
     if free is not None and memory_mb - guest.memory_mb > free:
         raise QuotaExceeded(
             _("Host %(host)s has only %(free)d MiB free for guests.")
@@ -131,7 +67,7 @@ def _new_task(kind: str, guest: Guest, actor, args: dict | None = None) -> Task:
         actor=_user_or_none(actor),
         target=guest.domain_name,
         args=args or {},
-        steps_total=len(JOB_STEPS.get(kind, (kind,))),
+        steps_total=steps_total(kind),
         rq_job_id=f"xenpanel-{uuid.uuid4().hex}",
     )
 
@@ -150,16 +86,17 @@ def _refuse(actor, guest: Guest, action: str, message: str) -> None:
 
 def guest_action(actor, guest: Guest, action: str, *, memory_mb: int | None = None) -> Task:
     """Check rights and state, record the request and queue the job; returns its Task."""
-    if action not in GUEST_ACTIONS:
+    definition = guest_action_def(action)
+    if definition is None:
         raise InvalidAction(_("Unknown action %(action)r.") % {"action": action})
-    if not _may_act(actor, guest):
+    if not may_act_on_guest(actor, guest, definition.role):
         raise InvalidAction(_("You may not act on this VM."))
     refusal = None
     with transaction.atomic():
         g = Guest.objects.select_for_update().select_related("lab__template", "host", "student").get(pk=guest.pk)
         if action not in allowed_actions(g):
             refusal = _("Cannot %(verb)s %(owner)s's VM: it is %(state)s.") % {
-                "verb": _verb(action),
+                "verb": definition.verb,
                 "owner": g.student.username,
                 "state": describe_state(g),
             }
@@ -171,7 +108,7 @@ def guest_action(actor, guest: Guest, action: str, *, memory_mb: int | None = No
             g.busy_with = action
             if action == "teardown":
                 g.status = Guest.Status.TEARING_DOWN
-            g.desired_state = DESIRED.get(action, g.desired_state)
+            g.desired_state = definition.desired or g.desired_state
             g.save(update_fields=["busy_with", "status", "desired_state", "updated_at"])
             task = _new_task(action, g, actor, args)
             task.save()
@@ -260,7 +197,7 @@ def lab_action(actor, lab: Lab, action: str) -> list[Task]:
     """provision_missing | retry_failed | teardown, for every guest it applies to; returns the Tasks."""
     if action not in LAB_ACTIONS:
         raise InvalidAction(_("Unknown lab action %(action)r.") % {"action": action})
-    if not labs_for(actor).filter(pk=lab.pk).exists():
+    if not may_manage_lab(actor, lab):
         raise InvalidAction(_("You may not manage this lab."))
     return _lab_action(actor, lab, action)
 
@@ -314,9 +251,9 @@ def lab_progress(lab: Lab) -> dict:
         "pending": by_status[Guest.Status.PENDING],
         "provisioning": by_status[Guest.Status.PROVISIONING],
         "tearing_down": by_status[Guest.Status.TEARING_DOWN],
-        "running": sum(1 for s in ready if s in RUNNING_LETTERS),
-        "paused": sum(1 for s in ready if s == "p"),
-        "stopped": sum(1 for s in ready if s not in (*RUNNING_LETTERS, "p")),
+        "running": sum(1 for s in ready if s in Xl.RUNS),
+        "paused": sum(1 for s in ready if s == Xl.PAUSED),
+        "stopped": sum(1 for s in ready if s not in Xl.UP),
         "busy": sum(1 for _status, _state, busy in rows if busy),
         "percent": round(100 * (done + failed) / total) if total else 100,
         "finished": total == done + failed,

@@ -8,6 +8,7 @@ import string
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -22,9 +23,9 @@ from labs.dom0 import names
 from labs.dom0.errors import InvalidName
 from labs.models import AuditEvent, Guest, Host, IpPool, Lab, LabTemplate, Task
 from labs.roster import USERNAME_RE, RosterEntry
-from labs.services import ipam, limits, queueing
-from labs.services.actions import JOB_STEPS
-from labs.services.errors import QuotaExceeded, ServiceError
+from labs.services import capacity, ipam, limits, queueing, quotas
+from labs.services.errors import ServiceError
+from labs.services.registry import steps_total
 
 # Lab short names become the first half of domain names and hostnames.
 SLUG_RE = re.compile(r"[a-z][a-z0-9-]{0,19}(?<!-)")
@@ -98,94 +99,18 @@ def _check_request(instructor, template: LabTemplate, roster: list[RosterEntry],
         raise ServiceError(_("The expiry date is in the past."), field="expires_at")
 
 
-def _place(plans: list[_Plan], hosts: list[Host], memory_mb: int, disk_mb: int, thin: bool = False) -> None:
-    """Put each guest on the enabled host with the most free memory (and room in its VG when known).
+@dataclass
+class _Request:
+    """What the instructor asked for, checked: the batch as one value instead of ten arguments."""
 
-    `thin`: the guests are thin clones, so hosts whose thin pool was nearly
-    full at their last health check get none (a full pool fails every guest
-    on it). A pool not read yet is not held against its host.
-    """
-    if not hosts:
-        raise ServiceError(_("No host accepts new guests: enable a host first."), field="hosts")
-    allocated = limits.allocated_mb(hosts)
-    free_mem: dict[int, int] = {}
-    for host in hosts:
-        free = limits.host_free_mb(host, allocated.get(host.pk, 0))
-        # Rule: a host that has never reported its memory (no state sync or
-        # health check yet) gets no new guests, rather than a guess.
-        if free is not None:
-            free_mem[host.pk] = free
-    if not free_mem:
-        raise ServiceError(
-            _(
-                "No host has reported its memory yet: wait for the state sync (a few seconds after its worker starts)"
-                " or run manage.py check_hosts."
-            ),
-            field="hosts",
-        )
-    free_disk: dict[int, int | None] = {}
-    for host in hosts:
-        if host.vg_free_mb is None:
-            free_disk[host.pk] = None
-            continue
-        # Volumes of guests not yet provisioned are not in vg_free_mb yet.
-        pending = Guest.objects.filter(
-            host=host, status__in=[Guest.Status.PENDING, Guest.Status.PROVISIONING]
-        ).select_related("lab__template")
-        promised = sum(g.lab.template.root_size_mb + g.lab.template.swap_size_mb for g in pending)
-        free_disk[host.pk] = host.vg_free_mb - promised
-    by_pk = {h.pk: h for h in hosts}
-    full_pools = {}
-    if thin:
-        fills = {h.pk: limits.thin_pool_fill(h) for h in hosts}
-        full_pools = {pk: fill for pk, fill in fills.items() if fill is not None and fill.full}
-    for plan in plans:
-        room = [
-            pk
-            for pk, free in free_mem.items()
-            if free >= memory_mb and (free_disk[pk] is None or free_disk[pk] >= disk_mb)
-        ]
-        fits = [pk for pk in room if pk not in full_pools]
-        if not fits and room:
-            summary = "; ".join(f"{by_pk[pk].name} ({fill.describe()})" for pk, fill in sorted(full_pools.items()))
-            raise QuotaExceeded(
-                _(
-                    "Not enough host capacity for thin clones: the thin pool is %(limit)d %% full or more on"
-                    " %(summary)s at the last health check, so no new thin clones go there. Extend the pool or"
-                    " remove guests, then run a health check."
-                )
-                % {"limit": limits.THIN_POOL_FULL_PERCENT, "summary": summary},
-                field="hosts",
-            )
-        if not fits and any(free >= memory_mb for free in free_mem.values()):
-            # Memory is there but no volume group can hold the root and swap
-            # volumes: say so, or the instructor looks at free memory in vain.
-            summary = ", ".join(
-                f"{by_pk[pk].name}: {max(free, 0)} MiB" for pk, free in sorted(free_disk.items()) if free is not None
-            )
-            raise QuotaExceeded(
-                _(
-                    "Not enough host capacity: %(n)d guest(s) need %(disk)d MiB of disk each for their root and swap"
-                    " volumes (free in the hosts' volume groups: %(summary)s)."
-                )
-                % {"n": len(plans), "disk": disk_mb, "summary": summary},
-                field="hosts",
-            )
-        if not fits:
-            summary = ", ".join(f"{by_pk[pk].name}: {max(free, 0)} MiB" for pk, free in sorted(free_mem.items()))
-            raise QuotaExceeded(
-                _(
-                    "Not enough host capacity: %(n)d guest(s) of %(mem)d MiB do not fit (free memory after the dom0"
-                    " reserve: %(summary)s)."
-                )
-                % {"n": len(plans), "mem": memory_mb, "summary": summary},
-                field="hosts",
-            )
-        best = max(fits, key=lambda pk: (free_mem[pk], -pk))
-        plan.host = by_pk[best]
-        free_mem[best] -= memory_mb
-        if free_disk[best] is not None:
-            free_disk[best] -= disk_mb
+    instructor: Any
+    template: LabTemplate
+    pool: IpPool
+    memory_mb: int
+    hosts: list | None
+    expires_at: datetime | None
+    name: str
+    slug: str
 
 
 def create_lab_batch(
@@ -212,26 +137,11 @@ def create_lab_batch(
         raise ServiceError(
             _("Use 1-20 lower-case letters, digits or '-' for the short name, starting with a letter."), field="slug"
         )
-    plans: list[_Plan] = []
-    for entry in roster:
-        try:
-            domain, hostname = guest_names(slug, entry.username)
-            names.volume_name(f"vm-{domain}.raiz")
-        except InvalidName:
-            raise ServiceError(
-                _(
-                    "The guest name %(slug)s-%(user)s is too long or not valid: use a shorter lab short name"
-                    " (domain names have at most 48 characters)."
-                )
-                % {"slug": slug, "user": entry.username},
-                field="slug",
-            ) from None
-        plans.append(_Plan(entry, domain, hostname))
-
-    User = get_user_model()
+    plans = [_plan(slug, entry) for entry in roster]
+    request = _Request(instructor, template, pool, memory_mb, hosts, expires_at, name, slug)
     try:
         with transaction.atomic():
-            result = _create_locked(instructor, template, pool, plans, memory_mb, hosts, expires_at, name, slug, User)
+            result = _create_locked(request, plans)
     except IntegrityError:
         # Only a concurrent batch can get here (everything else was checked
         # under the locks): same short name, or a MAC drawn twice.
@@ -242,45 +152,54 @@ def create_lab_batch(
     return result
 
 
-def _create_locked(instructor, template, pool, plans, memory_mb, hosts, expires_at, name, slug, User) -> BatchResult:
-    pool = IpPool.objects.select_for_update().get(pk=pool.pk)
-    host_qs = Host.objects.select_for_update().order_by("pk")
-    if hosts is not None:
-        host_rows = list(host_qs.filter(pk__in=[getattr(h, "pk", h) for h in hosts]))
-        for h in host_rows:
-            if not h.enabled:
-                raise ServiceError(_("Host %(host)s does not accept new guests.") % {"host": h.name}, field="hosts")
-    else:
-        host_rows = list(host_qs.filter(enabled=True))
-    if Lab.objects.filter(slug=slug).exclude(status=Lab.Status.TORN_DOWN).exists():
-        raise ServiceError(_("The short name %(slug)s is in use by another lab.") % {"slug": slug}, field="slug")
+def _plan(slug: str, entry: RosterEntry) -> _Plan:
+    try:
+        domain, hostname = guest_names(slug, entry.username)
+        names.volume_name(f"vm-{domain}.raiz")
+    except InvalidName:
+        raise ServiceError(
+            _(
+                "The guest name %(slug)s-%(user)s is too long or not valid: use a shorter lab short name"
+                " (domain names have at most 48 characters)."
+            )
+            % {"slug": slug, "user": entry.username},
+            field="slug",
+        ) from None
+    return _Plan(entry, domain, hostname)
 
+
+def _lock_hosts(hosts: list | None) -> list[Host]:
+    """The hosts the batch may use, locked: the ones asked for (all enabled), else every enabled host."""
+    host_qs = Host.objects.select_for_update().order_by("pk")
+    if hosts is None:
+        return list(host_qs.filter(enabled=True))
+    rows = list(host_qs.filter(pk__in=[getattr(h, "pk", h) for h in hosts]))
+    for h in rows:
+        if not h.enabled:
+            raise ServiceError(_("Host %(host)s does not accept new guests.") % {"host": h.name}, field="hosts")
+    return rows
+
+
+def _check_quotas(plans: list[_Plan], memory_mb: int) -> None:
+    """Each student's quota must hold one more guest of `memory_mb`; existing accounts are locked and set on plans."""
+    User = get_user_model()
     usernames = [p.entry.username for p in plans]
     existing = {u.username: u for u in User.objects.select_for_update().filter(username__in=usernames).order_by("pk")}
+    quota_of = quotas.quotas_for(existing.values())
+    usage = quotas.usage_for(existing.values())
+    default = quotas.default_quota()
     for plan in plans:
-        plan.user = existing.get(plan.entry.username)
-    quotas = limits.quotas_for(existing.values())
-    usage = limits.usage_for(existing.values())
-    default_quota = limits.default_quota()
-    for plan in plans:
-        user = plan.user
+        user = plan.user = existing.get(plan.entry.username)
         if user is None:
-            limits.check_student_quota(User(username=plan.entry.username), default_quota, limits.Usage(), 1, memory_mb)
+            quotas.check_student_quota(User(username=plan.entry.username), default, quotas.Usage(), 1, memory_mb)
         else:
-            limits.check_student_quota(user, quotas[user.pk], usage.get(user.pk, limits.Usage()), 1, memory_mb)
+            quotas.check_student_quota(user, quota_of[user.pk], usage.get(user.pk, quotas.Usage()), 1, memory_mb)
 
-    thin = template.clone_method == LabTemplate.CloneMethod.THIN
-    _place(plans, host_rows, memory_mb, template.root_size_mb + template.swap_size_mb, thin=thin)
-    ips = ipam.allocate_ips(pool, len(plans))
-    macs = ipam.allocate_macs(pool, len(plans))
 
-    # All checks passed: write.
-    lab = Lab.objects.create(
-        name=name[:100], slug=slug, template=template, pool=pool, memory_mb=memory_mb, expires_at=expires_at
-    )
-    lab.instructors.add(instructor)
-    new_accounts: list[tuple[str, str]] = []
-    new_users = []
+def _create_accounts(plans: list[_Plan]) -> tuple[list, list[tuple[str, str]]]:
+    """Accounts for the roster lines that have none; (the new users, their (username, password) pairs)."""
+    User = get_user_model()
+    new_users, new_accounts = [], []
     for plan in plans:
         if plan.user is None:
             password = random_password()
@@ -299,27 +218,38 @@ def _create_locked(instructor, template, pool, plans, memory_mb, hosts, expires_
             by_name = {u.username: u for u in User.objects.filter(username__in=[u.username for u in new_users])}
             for plan in plans:
                 plan.user = by_name.get(plan.entry.username, plan.user)
+    return new_users, new_accounts
 
+
+def _create_locked(req: _Request, plans: list[_Plan]) -> BatchResult:
+    pool = IpPool.objects.select_for_update().get(pk=req.pool.pk)
+    host_rows = _lock_hosts(req.hosts)
+    if Lab.objects.filter(slug=req.slug).exclude(status=Lab.Status.TORN_DOWN).exists():
+        raise ServiceError(_("The short name %(slug)s is in use by another lab.") % {"slug": req.slug}, field="slug")
+    _check_quotas(plans, req.memory_mb)
+    template = req.template
+    thin = template.clone_method == LabTemplate.CloneMethod.THIN
+    disk_mb = template.root_size_mb + template.swap_size_mb
+    for plan, host in zip(
+        plans, capacity.place(len(plans), host_rows, req.memory_mb, disk_mb, thin=thin), strict=True
+    ):
+        plan.host = host
+    ips = ipam.allocate_ips(pool, len(plans))
+    macs = ipam.allocate_macs(pool, len(plans))
+
+    # All checks passed: write.
+    lab = Lab.objects.create(
+        name=req.name[:100],
+        slug=req.slug,
+        template=template,
+        pool=pool,
+        memory_mb=req.memory_mb,
+        expires_at=req.expires_at,
+    )
+    lab.instructors.add(req.instructor)
+    new_users, new_accounts = _create_accounts(plans)
     guests = Guest.objects.bulk_create(
-        [
-            Guest(
-                lab=lab,
-                student=plan.user,
-                host=plan.host,
-                pool=pool,
-                domain_name=plan.domain,
-                hostname=plan.hostname,
-                ip=ip,
-                mac=mac,
-                root_lv=f"{plan.host.lv_prefix}{plan.domain}.raiz",
-                swap_lv=f"{plan.host.lv_prefix}{plan.domain}.swap" if template.swap_size_mb else "",
-                memory_mb=memory_mb,
-                status=Guest.Status.PENDING,
-                busy_with="provision",
-                initial_password=random_password(12),
-            )
-            for plan, ip, mac in zip(plans, ips, macs, strict=True)
-        ]
+        [_guest(lab, plan, ip, mac, req.memory_mb) for plan, ip, mac in zip(plans, ips, macs, strict=True)]
     )
     tasks = Task.objects.bulk_create(
         [
@@ -328,37 +258,15 @@ def _create_locked(instructor, template, pool, plans, memory_mb, hosts, expires_
                 guest=g,
                 lab=lab,
                 host=g.host,
-                actor=instructor,
+                actor=req.instructor,
                 target=g.domain_name,
-                steps_total=len(JOB_STEPS["provision"]),
+                steps_total=steps_total("provision"),
                 rq_job_id=f"xenpanel-{uuid.uuid4().hex}",
             )
             for g in guests
         ]
     )
-    events = [
-        AuditEvent(
-            actor=instructor,
-            action="create_lab",
-            lab=lab,
-            target=lab.slug,
-            result=AuditEvent.Result.SUCCEEDED,
-            message=_("%(n)d guest(s) on pool %(pool)s, %(mem)d MiB each; %(new)d new account(s).")
-            % {"n": len(guests), "pool": pool.name, "mem": memory_mb, "new": len(new_users)},
-        ),
-        *(
-            AuditEvent(
-                actor=instructor,
-                action="create_account",
-                target=u.username,
-                lab=lab,
-                result=AuditEvent.Result.SUCCEEDED,
-            )
-            for u in new_users
-        ),
-        *(AuditEvent.requested(t) for t in tasks),
-    ]
-    AuditEvent.objects.bulk_create(events)
+    AuditEvent.objects.bulk_create(_events(req, lab, guests, new_users, tasks))
     queueing.ping({h.queue_name for h in host_rows})
 
     new_user_pks = [u.pk for u in new_users]
@@ -368,7 +276,54 @@ def _create_locked(instructor, template, pool, plans, memory_mb, hosts, expires_
         Task.objects.filter(lab=lab).delete()
         Guest.objects.filter(lab=lab).delete()
         lab.delete()
-        User.objects.filter(pk__in=new_user_pks).delete()
+        get_user_model().objects.filter(pk__in=new_user_pks).delete()
 
     queueing.enqueue_after_commit(tasks, undo)
     return BatchResult(lab=lab, guests=guests, new_accounts=new_accounts)
+
+
+def _guest(lab: Lab, plan: _Plan, ip: str, mac: str, memory_mb: int) -> Guest:
+    host = plan.host
+    assert host is not None  # placed before any guest is built
+    return Guest(
+        lab=lab,
+        student=plan.user,
+        host=host,
+        pool=lab.pool,
+        domain_name=plan.domain,
+        hostname=plan.hostname,
+        ip=ip,
+        mac=mac,
+        root_lv=f"{host.lv_prefix}{plan.domain}.raiz",
+        swap_lv=f"{host.lv_prefix}{plan.domain}.swap" if lab.template.swap_size_mb else "",
+        memory_mb=memory_mb,
+        status=Guest.Status.PENDING,
+        busy_with="provision",
+        initial_password=random_password(12),
+    )
+
+
+def _events(req: _Request, lab: Lab, guests: list[Guest], new_users: list, tasks: list[Task]) -> list[AuditEvent]:
+    """The batch's audit trail: the lab, each new account, each provisioning request."""
+    return [
+        AuditEvent(
+            actor=req.instructor,
+            action="create_lab",
+            lab=lab,
+            target=lab.slug,
+            result=AuditEvent.Result.SUCCEEDED,
+            message=_("%(n)d guest(s) on pool %(pool)s, %(mem)d MiB each; %(new)d new account(s).")
+            % {"n": len(guests), "pool": lab.pool.name, "mem": req.memory_mb, "new": len(new_users)},
+        ),
+        *(
+            AuditEvent(
+                actor=req.instructor,
+                action="create_account",
+                target=u.username,
+                lab=lab,
+                result=AuditEvent.Result.SUCCEEDED,
+            )
+            for u in new_users
+        ),
+        *(AuditEvent.requested(t) for t in tasks),
+    ]

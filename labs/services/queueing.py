@@ -1,6 +1,8 @@
-"""Hand Task rows to RQ, all or nothing.
+"""Hand work to RQ: the one path by which guest, template and host jobs are queued.
 
-Rows are written in a transaction and the jobs sent only after it commits
+Services name jobs by the keys of JOBS and never import job code, so the
+web process and the admin load none of it. Task rows go all or nothing:
+rows are written in a transaction and the jobs sent only after it commits
 (a worker must never pick up a job whose Task row it cannot see yet). If
 Redis fails at that point the rows already exist, so the caller passes an
 `undo` that removes them again: the user gets QueueUnavailable and the
@@ -17,11 +19,26 @@ from django.utils.translation import gettext as _
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue
+from rq.job import Job
+from rq.queue import EnqueueData
 
 from labs.models import Task
 from labs.services.errors import QueueUnavailable
 
-JOB_FUNC = "labs.jobs.run_task"
+# Every RQ job function, by the name services use for it.
+JOBS = {
+    "guest": "labs.jobs.guest.run_task",
+    "build_template": "labs.jobs.template.build_template_job",
+    "sync": "labs.jobs.host.sync_host",
+    "health": "labs.jobs.host.health_check",
+}
+# Task kinds whose job is not the guest job, with how long it may run (None: RQ_DEFAULT_TIMEOUT).
+TASK_JOBS: dict[str, tuple[str, int | None]] = {
+    # The bootstrap step alone may take most of an hour on a slow mirror.
+    "build_template": ("build_template", 2 * 3600),
+}
+RESULT_TTL = 3600
+FAILURE_TTL = 7 * 24 * 3600
 # Fail fast when Redis is down instead of hanging the request.
 REDIS_CONNECT_TIMEOUT = 3.0
 
@@ -49,32 +66,54 @@ def ping(queue_names: Iterable[str] = ("default",)) -> None:
         raise _unavailable(e) from None
 
 
-def _send(tasks: list[Task]) -> None:
+def job(
+    name: str,
+    arg: int,
+    job_id: str,
+    description: str,
+    timeout: int | None = None,
+    ttl: int | None = None,
+    result_ttl: int = RESULT_TTL,
+    failure_ttl: int = FAILURE_TTL,
+) -> EnqueueData:
+    """One job to send: JOBS[name](arg)."""
+    return Queue.prepare_data(
+        JOBS[name],
+        args=(arg,),
+        job_id=job_id,
+        description=description,
+        timeout=timeout,
+        ttl=ttl,
+        result_ttl=result_ttl,
+        failure_ttl=failure_ttl,
+    )
+
+
+def task_job(task: Task) -> EnqueueData:
+    """The job that carries out a Task row."""
+    name, timeout = TASK_JOBS.get(task.kind, ("guest", None))
+    return job(name, task.pk, task.rq_job_id, f"{task.kind} {task.target}", timeout=timeout)
+
+
+def send(jobs: dict[str, list[EnqueueData]]) -> list[Job]:
+    """Queue jobs, by queue name, all or none; RedisError when Redis fails."""
     # Every queue lives on the same Redis (settings.RQ_QUEUES maps any name to
     # the default connection), so one MULTI/EXEC pipeline enqueues the whole
     # submission atomically: either every job is queued or none is.
-    conn = redis_connection(tasks[0].host.queue_name)
-    by_queue: dict[str, list[Task]] = {}
-    for task in tasks:
-        by_queue.setdefault(task.host.queue_name, []).append(task)
+    conn = redis_connection(next(iter(jobs)))
+    sent: list[Job] = []
     with conn.pipeline(transaction=True) as pipe:
-        for name, group in by_queue.items():
-            queue = django_rq.get_queue(name, connection=conn)
-            queue.enqueue_many(
-                [
-                    Queue.prepare_data(
-                        JOB_FUNC,
-                        args=(task.pk,),
-                        job_id=task.rq_job_id,
-                        description=f"{task.kind} {task.target}",
-                        result_ttl=3600,
-                        failure_ttl=7 * 24 * 3600,
-                    )
-                    for task in group
-                ],
-                pipeline=pipe,
-            )
+        for name, group in jobs.items():
+            sent += django_rq.get_queue(name, connection=conn).enqueue_many(group, pipeline=pipe)
         pipe.execute()
+    return sent
+
+
+def _send(tasks: list[Task]) -> None:
+    by_queue: dict[str, list[EnqueueData]] = {}
+    for task in tasks:
+        by_queue.setdefault(task.host.queue_name, []).append(task_job(task))
+    send(by_queue)
 
 
 def enqueue_after_commit(tasks: list[Task], undo: Callable[[], None]) -> None:

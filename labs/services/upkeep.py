@@ -10,7 +10,6 @@ import logging
 import time
 from datetime import UTC, datetime, timedelta
 
-import django_rq
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
@@ -22,7 +21,8 @@ from rq.registry import StartedJobRegistry
 
 from labs.models import AuditEvent, Guest, Host, Lab, Task
 from labs.services import queueing
-from labs.services.actions import GUEST_BREAKING_KINDS, close_lab_if_empty, queue_for_guests, teardown_expired_lab
+from labs.services.actions import close_lab_if_empty, queue_for_guests, teardown_expired_lab
+from labs.services.registry import breaks_guest
 
 log = logging.getLogger(__name__)
 # A task younger than this may still be on its way to Redis (the enqueue runs
@@ -52,7 +52,7 @@ def fail_lost_task(task: Task, reason: str) -> bool:
             return False
         message = f"{task.step or task.kind}: {reason}"
         if task.guest_id:
-            if task.kind in GUEST_BREAKING_KINDS:
+            if breaks_guest(task.kind):
                 Guest.objects.filter(pk=task.guest_id).update(
                     status=Guest.Status.FAILED, busy_with="", last_error=message
                 )
@@ -120,9 +120,9 @@ def continue_teardowns() -> int:
 
 
 def _host_job(
-    host: Host, func: str, kind: str, timeout: int, ttl: int | None, queued_after: datetime | None = None
+    host: Host, kind: str, timeout: int, ttl: int | None, queued_after: datetime | None = None
 ) -> Job | None:
-    """Enqueue `func(host.pk)` on the host's queue unless the same job is already waiting or running.
+    """Queue the `kind` job (queueing.JOBS) for the host unless the same job is already waiting or running.
 
     With `queued_after`, a job of the same kind queued after that moment also
     counts, whatever became of it: a check that keeps failing is not queued
@@ -142,19 +142,19 @@ def _host_job(
         old.delete()
     except NoSuchJobError:
         pass
-    queue = django_rq.get_queue(host.queue_name, connection=conn)
-    return queue.enqueue_call(
-        func, args=(host.pk,), job_id=job_id, timeout=timeout, ttl=ttl, result_ttl=60, failure_ttl=3600
+    job = queueing.job(
+        kind, host.pk, job_id, f"{kind} {host.name}", timeout=timeout, ttl=ttl, result_ttl=60, failure_ttl=3600
     )
+    return queueing.send({host.queue_name: [job]})[0]
 
 
 def enqueue_sync(host: Host) -> Job | None:
-    return _host_job(host, "labs.jobs.sync_host", "sync", SYNC_JOB_TIMEOUT, SYNC_JOB_TTL)
+    return _host_job(host, "sync", SYNC_JOB_TIMEOUT, SYNC_JOB_TTL)
 
 
 def enqueue_health_check(host: Host, queued_after: datetime | None = None) -> Job | None:
     """Queue a health check on the host's worker (admin button, `manage.py check_hosts`, the sync loop)."""
-    return _host_job(host, "labs.jobs.health_check", "health", HEALTH_JOB_TIMEOUT, None, queued_after)
+    return _host_job(host, "health", HEALTH_JOB_TIMEOUT, None, queued_after)
 
 
 def enqueue_due_health_checks(now: datetime | None = None) -> int:

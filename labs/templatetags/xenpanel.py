@@ -10,68 +10,31 @@ from django import template
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
-from labs.models import Guest, Host
-from labs.services import limits
+from labs.access import roles_for
+from labs.models import Guest, Host, Xl
+from labs.services import registry, thin_pool
 
 register = template.Library()
 
 # `xl list` state letters. "b" (blocked) is a running guest waiting for
 # work, so students see it as running.
 XL_STATES = {
-    "r": pgettext_lazy("vm state", "running"),
-    "b": pgettext_lazy("vm state", "running"),
-    "p": pgettext_lazy("vm state", "paused"),
-    "s": pgettext_lazy("vm state", "shutting down"),
-    "c": pgettext_lazy("vm state", "crashed"),
-    "d": pgettext_lazy("vm state", "dying"),
-    "": pgettext_lazy("vm state", "stopped"),
+    Xl.RUNNING: pgettext_lazy("vm state", "running"),
+    Xl.BLOCKED: pgettext_lazy("vm state", "running"),
+    Xl.PAUSED: pgettext_lazy("vm state", "paused"),
+    Xl.SHUTDOWN: pgettext_lazy("vm state", "shutting down"),
+    Xl.CRASHED: pgettext_lazy("vm state", "crashed"),
+    Xl.DYING: pgettext_lazy("vm state", "dying"),
+    Xl.ABSENT: pgettext_lazy("vm state", "stopped"),
 }
 XL_CLASSES = {
-    "r": "success",
-    "b": "success",
-    "p": "warning",
-    "s": "info",
-    "c": "danger",
-    "d": "secondary",
-    "": "secondary",
-}
-# Button and message labels for guest actions (services.GUEST_ACTIONS), and
-# the words for whatever a busy guest's job is doing.
-ACTION_LABELS = {
-    "start": _("Start"),
-    "shutdown": _("Shut down"),
-    "reboot": _("Reboot"),
-    "pause": _("Pause"),
-    "unpause": _("Resume"),
-    "mem_set": _("Set memory"),
-    "reset": _("Reset to template"),
-    "destroy": _("Destroy (pull the plug)"),
-    "teardown": _("Delete this VM"),
-}
-# Job kinds (Task.kind) as the job log names them.
-TASK_KINDS = {
-    "provision": _("provision"),
-    "start": _("start"),
-    "shutdown": _("shut down"),
-    "reboot": _("reboot"),
-    "pause": _("pause"),
-    "unpause": _("resume"),
-    "mem_set": _("memory change"),
-    "reset": _("reset to template"),
-    "destroy": _("destroy"),
-    "teardown": _("delete"),
-}
-BUSY_WORDS = {
-    "provision": _("provisioning"),
-    "start": _("starting"),
-    "shutdown": _("shutting down"),
-    "reboot": _("rebooting"),
-    "pause": _("pausing"),
-    "unpause": _("resuming"),
-    "mem_set": _("changing memory"),
-    "reset": _("resetting to template"),
-    "destroy": _("destroying"),
-    "teardown": _("deleting"),
+    Xl.RUNNING: "success",
+    Xl.BLOCKED: "success",
+    Xl.PAUSED: "warning",
+    Xl.SHUTDOWN: "info",
+    Xl.CRASHED: "danger",
+    Xl.DYING: "secondary",
+    Xl.ABSENT: "secondary",
 }
 STATUS_CLASSES = {
     Guest.Status.PENDING: "info",
@@ -111,12 +74,12 @@ def busy_word(guest: Guest) -> str:
     """What the guest's current job is doing, in words ("" when idle)."""
     if not guest.busy_with:
         return ""
-    return str(BUSY_WORDS.get(guest.busy_with, guest.busy_with))
+    return registry.busy_word(guest.busy_with)
 
 
 @register.filter
 def task_kind(kind: str) -> str:
-    return str(TASK_KINDS.get(kind, kind))
+    return registry.log_name(kind)
 
 
 @register.filter
@@ -169,20 +132,9 @@ def host_thin_pool(host: Host) -> dict:
     """The thin pool's fill at the last health check (None: not read yet), for the words on the host pages."""
     return {
         "pool": f"{host.volume_group}/{host.thin_pool}",
-        "fill": limits.thin_pool_fill(host),
-        "limit": limits.THIN_POOL_FULL_PERCENT,
+        "fill": thin_pool.thin_pool_fill(host),
+        "limit": thin_pool.THIN_POOL_FULL_PERCENT,
     }
-
-
-def roles_for(request) -> dict:
-    """What the user may reach (instructor pages, admin), worked out once per request."""
-    roles = getattr(request, "_xenpanel_roles", None)
-    if roles is None:
-        from labs.access import is_admin, is_instructor
-
-        roles = {"instructor": is_instructor(request.user), "admin": is_admin(request.user)}
-        request._xenpanel_roles = roles
-    return roles
 
 
 @register.simple_tag(takes_context=True)

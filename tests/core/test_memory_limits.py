@@ -5,7 +5,9 @@ from __future__ import annotations
 from labs.access import GUEST_RELATED
 from labs.models import Guest, Host, Lab, StudentQuota
 from labs.services import memory_limits
-from labs.services.limits import Usage, allocated_mb, guest_memory_sums, usage_for
+from labs.services.capacity import allocated_mb
+from labs.services.limits import guest_memory_sums
+from labs.services.quotas import Usage, usage_for
 from tests.conftest import make_guest
 
 

@@ -27,8 +27,9 @@ from labs.dom0.template import (
     bootstrap_argv,
     render_profile,
 )
+from labs.jobs.template import build_template_job
 from labs.models import AuditEvent, LabTemplate, Task
-from labs.template_build import build_template_job, enqueue_template_build, make_spec
+from labs.services.templates import enqueue_template_build, make_spec
 from tests.conftest import PASSWORD
 from tests.pipeline.helpers import work
 
@@ -237,7 +238,7 @@ def fake_dom0(monkeypatch, host):
     """The host's worker sees a real XenHost whose commands go to a FakeDom0Runner."""
     runner = FakeDom0Runner()
     monkeypatch.setattr(
-        "labs.template_build.connect_host",
+        "labs.jobs.connect.connect_host",
         lambda h: XenHost(HostConfig(name=h.name, volume_group=h.volume_group), runner=runner),
     )
     return runner
@@ -272,7 +273,7 @@ def test_job_builds_on_the_hosts_queue_and_registers_the_template(
 def test_job_failure_is_recorded_and_registers_nothing(redis_clean, monkeypatch, host):
     runner = FakeDom0Runner(fail={"debootstrap": (1, "E: unreachable mirror")})
     monkeypatch.setattr(
-        "labs.template_build.connect_host",
+        "labs.jobs.connect.connect_host",
         lambda h: XenHost(HostConfig(name=h.name, volume_group=h.volume_group), runner=runner),
     )
     task = enqueue_template_build(host, "debian-12", make_spec(path=PATH))

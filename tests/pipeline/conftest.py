@@ -15,7 +15,7 @@ import pytest
 from django.db import connections
 
 from labs.dom0.simulated import SimulatedHost
-from labs.jobs import host_config
+from labs.jobs.connect import host_config
 from labs.models import Guest, Host
 
 ROOT = Path(__file__).resolve().parents[2]

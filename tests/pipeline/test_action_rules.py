@@ -50,9 +50,20 @@ def test_who_may_act(running_guest, alice, bob, ivy, charlie, admin_user):
         work(running_guest.host.queue_name)
 
 
+def test_a_student_may_not_delete_their_vm_through_the_service(running_guest, alice, ivy):
+    # The registry's row says teardown is the instructor's: the service refuses it, not only the page.
+    with pytest.raises(InvalidAction):
+        guest_action(alice, running_guest, "teardown")
+    assert not Task.objects.filter(kind="teardown").exists()
+    assert Guest.objects.get(pk=running_guest.pk).status == "ready"
+    assert guest_action(ivy, running_guest, "teardown").kind == "teardown"
+
+
 def test_unknown_action(running_guest, alice):
     with pytest.raises(InvalidAction):
         guest_action(alice, running_guest, "rm -rf")
+    with pytest.raises(InvalidAction):
+        guest_action(alice, running_guest, "provision")  # a job kind, but not one users ask for
 
 
 def test_mem_set_limits(running_guest, alice, template):

@@ -90,7 +90,7 @@ def test_failed_guest_teardown_frees_ip_and_name(batch, sim, sim_dir, host, alic
     guest = Guest.objects.get(domain_name="net-alice")
     assert guest.status == "failed"
     ip = guest.ip
-    guest_action(alice, guest, "teardown")
+    guest_action(ivy, guest, "teardown")
     run_worker(sim_dir, host)
     assert not Guest.objects.filter(domain_name="net-alice").exists()
     assert netaddr.IPAddress(ip) in free_ips(pool)

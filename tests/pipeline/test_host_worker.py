@@ -10,8 +10,8 @@ import pytest
 from rq.registry import StartedJobRegistry
 from rq.worker.base import BaseWorker
 
-from labs import jobs
 from labs.jobs import HostWorker
+from labs.jobs import worker as jobs
 from labs.models import Guest, Task
 from labs.services import create_lab_batch
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import netaddr
 import pytest
 
-from labs import jobs
+from labs.jobs import guest as jobs
 from labs.models import AuditEvent, Guest, Task
 from labs.services import allowed_actions, create_lab_batch, guest_action
 from labs.services.ipam import free_ips
@@ -113,7 +113,7 @@ def test_teardown_leaves_nothing_and_frees_ip_and_mac(running_guest, alice, ivy,
     ip, mac, name = g.ip, g.mac, g.domain_name
     assert netaddr.IPAddress(ip) not in free_ips(pool)
 
-    task = act(alice, g, "teardown")
+    task = act(ivy, g, "teardown")
 
     assert not Guest.objects.filter(pk=g.pk).exists()
     assert name not in sim.domains()
@@ -152,7 +152,7 @@ def test_lab_without_guests_is_torn_down_at_once(ivy, alice, bob, running_guest,
 
     lab = running_guest.lab
     for guest in Guest.objects.filter(lab=lab):
-        act(guest.student, guest, "teardown")
+        act(ivy, guest, "teardown")
     assert lab_action(ivy, lab, "teardown") == []
     assert lab.status == "torn_down"
     assert AuditEvent.objects.get(action="teardown_lab").result == "succeeded"

@@ -1,4 +1,4 @@
-"""labs.jobs.ProgressWriter: job progress written from a side thread, in order, flushed before the outcome."""
+"""labs.jobs.progress.ProgressWriter: job progress written from a side thread, in order, flushed before the outcome."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import django_rq
 import pytest
 from django.db import IntegrityError, connection, transaction
 
-from labs import jobs
-from labs.jobs import HostWorker, ProgressWriter
+from labs.jobs import HostWorker
+from labs.jobs import progress as jobs
+from labs.jobs.progress import ProgressWriter
 from labs.models import Task
 from labs.services import create_lab_batch
 
@@ -133,7 +134,7 @@ def test_the_outcome_is_recorded_even_when_a_progress_write_failed(task, monkeyp
     try:
         assert w.submit(task.pk, {"steps_done": -1})  # refused by the database's CHECK
         task.status, task.step, task.steps_done, task.log = "running", "create", 5, "all steps"
-        jobs._finish(task, True)
+        jobs.finish(task, True)
     finally:
         w.stop()
     task.refresh_from_db()

@@ -53,11 +53,11 @@ def test_batch_with_redis_down_creates_nothing(failure, request, ivy, alice, hos
 
 
 @pytest.mark.parametrize("failure", ["dead_redis", "redis_dies_at_commit"])
-def test_guest_action_with_redis_down_leaves_the_guest_as_it_was(failure, request, running_guest, alice):
+def test_guest_action_with_redis_down_leaves_the_guest_as_it_was(failure, request, running_guest, ivy):
     request.getfixturevalue(failure)
     before = snapshot()
     with pytest.raises(QueueUnavailable):
-        guest_action(alice, running_guest, "teardown")
+        guest_action(ivy, running_guest, "teardown")
     guest = Guest.objects.get(pk=running_guest.pk)
     assert (guest.status, guest.busy_with, guest.desired_state) == ("ready", "", "running")
     assert snapshot() == before

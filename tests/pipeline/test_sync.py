@@ -101,7 +101,7 @@ def test_a_failing_health_check_is_not_queued_again_every_tick(host, sim, monkey
     def broken(host):
         raise RuntimeError("worker cannot reach the database")
 
-    monkeypatch.setattr("labs.jobs.connect_host", broken)
+    monkeypatch.setattr("labs.jobs.connect.connect_host", broken)
     assert tick()["health"] == 1
     work(host.queue_name)  # the job fails: nothing is recorded on the host
     assert Host.objects.get(pk=host.pk).health_checked_at is None

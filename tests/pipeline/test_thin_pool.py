@@ -11,10 +11,11 @@ from django.contrib.auth.models import User
 from django.utils import translation
 
 from labs.dom0.simulated import SimulatedHost
-from labs.jobs import health_check, host_config
+from labs.jobs.connect import host_config
+from labs.jobs.host import health_check
 from labs.models import AuditEvent, Guest, Host, Lab, LabTemplate, Task
 from labs.services import QuotaExceeded, create_lab_batch
-from labs.services.limits import THIN_POOL_FULL_PERCENT, thin_pool_fill, thin_pool_full
+from labs.services.thin_pool import THIN_POOL_FULL_PERCENT, thin_pool_fill, thin_pool_full
 
 from .helpers import roster, work
 

@@ -10,7 +10,7 @@ from labs.dom0.errors import InvalidName
 from labs.dom0.template import TOOLS, TemplateBuilder
 from labs.models import Host, Task
 from labs.services.errors import ServiceError
-from labs.template_build import default_path, enqueue_template_build, make_spec
+from labs.services.templates import default_path, enqueue_template_build, make_spec
 
 
 class Command(BaseCommand):

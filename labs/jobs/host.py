@@ -1,0 +1,117 @@
+"""Host upkeep jobs the sync loop queues: state sync (`xl list`, `xl info`) and health checks."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.utils import timezone
+
+from labs.dom0.base import Dom0Host
+from labs.dom0.errors import Dom0Error
+from labs.jobs import connect
+from labs.models import Guest, Host
+from labs.services.thin_pool import PoolFill
+
+
+def sync_host(host_id: int) -> str:
+    """State sync: one `xl list` and one `xl info`, written to the Host and its Guests."""
+    host = Host.objects.filter(pk=host_id).first()
+    if host is None:
+        return "no such host"
+    started = time.monotonic()
+    h = connect.connect_host(host)
+    info = h.info()
+    letters = {d.name: d.letter for d in h.list_domains() if d.domid != 0}
+    now = timezone.now()
+    Host.objects.filter(pk=host.pk).update(
+        total_memory_mb=info.total_memory_mb,
+        free_memory_mb=max(info.free_memory_mb, 0),
+        xen_version=info.xen_version[:64],
+        last_seen=now,
+    )
+    changed = []
+    for guest in Guest.objects.filter(host=host).only("pk", "domain_name", "observed_state", "busy_with"):
+        letter = letters.get(guest.domain_name, "")
+        if letter != guest.observed_state:
+            guest.observed_state = letter
+            changed.append(guest)
+    if changed:
+        Guest.objects.bulk_update(changed, ["observed_state"])
+    Guest.objects.filter(host=host).update(observed_at=now)
+    return f"{len(letters)} domains, {len(changed)} changed, {time.monotonic() - started:.3f} s"
+
+
+class _Checks:
+    """The health checks of one host, in order; each returns (ok, words) and may note facts for the Host row."""
+
+    def __init__(self, host: Host, dom0host: Dom0Host) -> None:
+        self.host, self.h = host, dom0host
+        self.facts: dict[str, Any] = {}
+        self.pool_fill: dict[str, Any] = {}
+
+    def names(self) -> list[str]:
+        return ["xen", "volume_group", "bridge", "dom0_reserve"] + (["thin_pool"] if self.host.thin_pool else [])
+
+    def run(self, name: str) -> dict[str, Any]:
+        try:
+            ok, detail = getattr(self, name)()
+        except Dom0Error as e:
+            ok, detail = False, e.detail()
+        return {"ok": ok, "detail": detail}
+
+    def xen(self) -> tuple[bool, str]:
+        info = self.h.info()
+        self.facts.update(
+            total_memory_mb=info.total_memory_mb,
+            free_memory_mb=max(info.free_memory_mb, 0),
+            xen_version=info.xen_version[:64],
+        )
+        return True, f"Xen {info.xen_version}, {info.total_memory_mb} MiB, {info.free_memory_mb} MiB free"
+
+    def volume_group(self) -> tuple[bool, str]:
+        g = self.h.volume_group()
+        mib = 1024 * 1024
+        self.facts.update(vg_size_mb=g.size_bytes // mib, vg_free_mb=g.free_bytes // mib)
+        return g.free_bytes > 0, f"{g.name}: {g.free_bytes // mib} of {g.size_bytes // mib} MiB free"
+
+    def bridge(self) -> tuple[bool, str]:
+        ok = self.h.bridge_exists(self.host.bridge)
+        return ok, f"bridge {self.host.bridge} {'exists' if ok else 'is missing'}"
+
+    def dom0_reserve(self) -> tuple[bool, str]:
+        total = self.facts.get("total_memory_mb")
+        if total is None:
+            return False, "unknown: xl info failed"
+        reserve = self.host.dom0_reserve_mb
+        room = total - reserve
+        return room > 0, f"{reserve} MiB reserved for dom0, {max(room, 0)} MiB left for guests"
+
+    def thin_pool(self) -> tuple[bool, str]:
+        usage = self.h.thin_pool_usage()
+        fill = PoolFill(f"{self.host.volume_group}/{usage.name}", usage.data_percent, usage.metadata_percent)
+        # Kept in the report: placement reads the fill from the last check.
+        self.pool_fill.update(data_percent=fill.data_percent, metadata_percent=fill.metadata_percent)
+        if fill.full:
+            return False, f"{fill.describe()}: nearly full, no new thin clones go here"
+        return True, fill.describe()
+
+
+def health_check(host_id: int) -> dict:
+    """xl info, VG free space, bridge, dom0 reserve and the thin pool's fill, recorded on the Host row."""
+    host = Host.objects.filter(pk=host_id).first()
+    if host is None:
+        return {}
+    checks = _Checks(host, connect.connect_host(host))
+    report = {name: checks.run(name) for name in checks.names()}
+    if checks.pool_fill:
+        report["thin_pool"].update(checks.pool_fill)
+    now = timezone.now()
+    Host.objects.filter(pk=host.pk).update(
+        health_ok=all(c["ok"] for c in report.values()),
+        health_report=report,
+        health_checked_at=now,
+        last_seen=now,
+        **checks.facts,
+    )
+    return report

@@ -1,0 +1,117 @@
+"""The RQ worker class every dom0 runs: `manage.py rqworker --worker-class labs.jobs.HostWorker <queue>`."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from django.db import close_old_connections, connection
+from rq.worker import SimpleWorker
+
+from labs.jobs.progress import PROGRESS
+
+log = logging.getLogger(__name__)
+# How often, at most, HostWorker refreshes its own key in Redis between jobs.
+WORKER_HEARTBEAT_SECONDS = 1.0
+
+
+class HostWorker(SimpleWorker):
+    """The RQ worker for a dom0's queue: `manage.py rqworker --worker-class labs.jobs.HostWorker <queue>`.
+
+    It runs each job in its own process instead of forking a work-horse per
+    job (rq's default): on a small dom0 the fork, copy-on-write faults and
+    new database connection cost several times the job's own bookkeeping.
+    A plain SimpleWorker, though, registers a running job for its whole
+    timeout (30 min), so a killed worker's job would look alive that long;
+    this one keeps rq's short heartbeat (about 90 s) from a side thread, so
+    the sync loop notices lost work just as fast as with forking workers.
+    The thread lives as long as the worker (starting one per job cost more
+    than a small job's own bookkeeping on a loaded machine) and beats for
+    whichever job is running. Database connections are checked before and
+    after each job, as Django does around a request.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The running job, read by the heartbeat thread; the lock makes a beat
+        # in flight finish before its job counts as over, so no beat re-registers
+        # a job that has already left the started registry.
+        self._beat_job = None
+        self._beat_lock = threading.Lock()
+        self._beat_stop = threading.Event()
+        self._beater: threading.Thread | None = None
+        self._worker_beat_at = float("-inf")
+
+    def get_heartbeat_ttl(self, job) -> int:
+        return int(self.job_monitoring_interval) + 60
+
+    def heartbeat(self, timeout: int | None = None, pipeline=None) -> None:
+        """Keep the worker's own key alive: at most once a second, in one round trip.
+
+        rq refreshes it around every job (before and after the dequeue, after
+        the job; an HSET and an EXPIRE each time) although the key lives
+        worker_ttl + 60 s (8 minutes); for a batch of short jobs that was six
+        of a job's twenty-odd Redis round trips. Calls with a timeout or a
+        pipeline (the job heartbeats) go through unchanged, and a job
+        heartbeat, which shortens the key's life, makes the next plain one
+        due at once.
+        """
+        if timeout is not None or pipeline is not None:
+            super().heartbeat(timeout, pipeline)
+            return
+        at = time.monotonic()
+        if at - self._worker_beat_at < WORKER_HEARTBEAT_SECONDS:
+            return
+        with self.connection.pipeline(transaction=False) as pipe:
+            super().heartbeat(None, pipe)
+            pipe.execute()
+        self._worker_beat_at = at
+
+    def set_state(self, state: str, pipeline=None) -> None:
+        """rq writes "idle" twice between jobs (after one, before the next dequeue): one round trip is enough."""
+        if pipeline is None and state == self._state:
+            return
+        super().set_state(state, pipeline)
+
+    def maintain_heartbeats(self, job) -> None:
+        try:
+            super().maintain_heartbeats(job)
+        finally:
+            # That cut the worker key's life to job_monitoring_interval + 60 s: the next plain refresh must not wait.
+            self._worker_beat_at = float("-inf")
+
+    def _beat(self) -> None:
+        while not self._beat_stop.wait(self.job_monitoring_interval):
+            with self._beat_lock:
+                job = self._beat_job
+                if job is None:
+                    continue
+                try:
+                    self.maintain_heartbeats(job)
+                except Exception:  # the next beat retries; a missed one only shortens the margin
+                    log.warning("heartbeat for job %s failed", job.id, exc_info=True)
+
+    def execute_job(self, job, queue) -> None:
+        close_old_connections()
+        with self._beat_lock:
+            self._beat_job = job
+        if self._beater is None:
+            self._beater = threading.Thread(target=self._beat, name=f"heartbeat-{self.name}", daemon=True)
+            self._beater.start()
+        if connection.vendor == "postgresql":
+            PROGRESS.start()
+        try:
+            super().execute_job(job, queue)
+        finally:
+            with self._beat_lock:
+                self._beat_job = None
+            close_old_connections()
+
+    def teardown(self) -> None:
+        PROGRESS.stop()
+        self._beat_stop.set()
+        if self._beater is not None:
+            self._beater.join()
+        super().teardown()

@@ -1,0 +1,291 @@
+"""Every guest and lab action, defined once.
+
+A row says who may run the action, in which states of the guest, whether it
+asks for a confirmation and in what words, the steps its job records, and
+its labels (English here, pt_BR in the catalogue). Views, template tags,
+services and jobs all read these rows; the job itself is the handler that
+`labs.jobs.guest` registers under the same name.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy as _
+
+from labs.access import Role
+from labs.models import Guest, Lab, Xl
+
+
+class Situation(enum.StrEnum):
+    """Where an idle guest stands, as far as actions go (see `situation`)."""
+
+    RUNNING = "running"  # xl r or b
+    PAUSED = "paused"
+    LEFTOVER = "leftover"  # a dead domain (s, c, d) that blocks `xl create`
+    STOPPED = "stopped"  # no domain
+    FAILED = "failed"  # its last build failed
+    LAB_CLOSING = "lab_closing"  # its lab is being deleted: deleting is all that is left
+
+
+def situation(guest: Guest) -> Situation | None:
+    """The guest's situation; None while a job runs or it is being built or deleted (no action then)."""
+    if guest.busy_with or guest.status not in (Guest.Status.READY, Guest.Status.FAILED):
+        return None
+    if guest.lab.status != Lab.Status.ACTIVE:
+        return Situation.LAB_CLOSING
+    if guest.status == Guest.Status.FAILED:
+        return Situation.FAILED
+    state = guest.observed_state
+    if state in Xl.RUNS:
+        return Situation.RUNNING
+    if state == Xl.PAUSED:
+        return Situation.PAUSED
+    if state in Xl.LEFTOVER:
+        return Situation.LEFTOVER
+    return Situation.STOPPED
+
+
+@dataclass(frozen=True)
+class Confirm:
+    """A confirmation page: what the action does, and the box to tick."""
+
+    text: Promise
+    checkbox: Promise
+
+
+@dataclass(frozen=True)
+class GuestAction:
+    """A kind of job on one guest; `requestable` ones are what users ask for."""
+
+    name: str
+    label: Promise  # its button, and messages ("Reboot requested for ...")
+    verb: Promise  # "Cannot <verb> alice's VM: ..."
+    busy: Promise  # what the guest is doing meanwhile ("rebooting")
+    log_name: Promise  # the job log's word for it
+    role: Role = Role.STUDENT
+    states: frozenset[Situation] = frozenset()
+    confirm: Confirm | None = None
+    steps: tuple[str, ...] = ()  # the steps its job records, in order; () is one step named after it
+    desired: str | None = None  # Guest.desired_state afterwards
+    rebuilds: bool = False  # builds the guest from the template (provisioning, then ready)
+    breaks_guest: bool = False  # a failure leaves it unusable: failed, and what the job made is removed
+    boots: bool = False  # the domain must be up when the job ends
+    removes_guest: bool = False  # its success deletes the Guest row (IP and MAC free again)
+    button: bool = True  # a button of its own (mem_set has a form instead)
+    quick: bool = False  # also a button on each row of the lab page
+    requestable: bool = True  # users ask for it; provisioning comes from lab actions only
+
+    @property
+    def job_steps(self) -> tuple[str, ...]:
+        return self.steps or (self.name,)
+
+
+@dataclass(frozen=True)
+class LabAction:
+    """An action on every guest of a lab it applies to."""
+
+    name: str
+    label: Promise
+    job: str  # the GuestAction each affected guest gets
+    role: Role = Role.INSTRUCTOR
+    # A confirmation page first, whose box says this (with the number of VMs as %(n)s).
+    confirm: Promise | None = None
+    button: bool = True  # a button on the lab page (teardown has its own page)
+
+
+_ALL = frozenset(Situation) - {Situation.LAB_CLOSING}
+
+GUEST_ACTIONS: dict[str, GuestAction] = {
+    a.name: a
+    for a in (
+        GuestAction(
+            "provision",
+            label=_("Provision"),
+            verb=_("provision"),
+            busy=_("provisioning"),
+            log_name=_("provision"),
+            role=Role.INSTRUCTOR,
+            steps=("volumes", "clone", "customize", "config", "create"),
+            rebuilds=True,
+            breaks_guest=True,
+            boots=True,
+            button=False,
+            requestable=False,
+        ),
+        GuestAction(
+            "start",
+            label=_("Start"),
+            verb=_("start"),
+            busy=_("starting"),
+            log_name=_("start"),
+            states=frozenset({Situation.STOPPED}),
+            desired=Guest.Desired.RUNNING,
+            boots=True,
+            quick=True,
+        ),
+        GuestAction(
+            "shutdown",
+            label=_("Shut down"),
+            verb=_("shut down"),
+            busy=_("shutting down"),
+            log_name=_("shut down"),
+            states=frozenset({Situation.RUNNING}),
+            desired=Guest.Desired.STOPPED,
+            quick=True,
+        ),
+        GuestAction(
+            "reboot",
+            label=_("Reboot"),
+            verb=_("reboot"),
+            busy=_("rebooting"),
+            log_name=_("reboot"),
+            states=frozenset({Situation.RUNNING}),
+            desired=Guest.Desired.RUNNING,
+            quick=True,
+        ),
+        GuestAction(
+            "destroy",
+            label=_("Destroy (pull the plug)"),
+            verb=_("force off"),
+            busy=_("destroying"),
+            log_name=_("destroy"),
+            states=frozenset({Situation.RUNNING, Situation.PAUSED, Situation.LEFTOVER}),
+            confirm=Confirm(
+                _(
+                    "Destroy stops the VM at once, like pulling the power plug: nothing is saved and the "
+                    "filesystem can be left corrupted. Use Shut down when the VM still answers."
+                ),
+                _("I understand that destroying can corrupt the VM's filesystem."),
+            ),
+            desired=Guest.Desired.STOPPED,
+        ),
+        GuestAction(
+            "pause",
+            label=_("Pause"),
+            verb=_("pause"),
+            busy=_("pausing"),
+            log_name=_("pause"),
+            states=frozenset({Situation.RUNNING}),
+            desired=Guest.Desired.PAUSED,
+        ),
+        GuestAction(
+            "unpause",
+            label=_("Resume"),
+            verb=_("unpause"),
+            busy=_("resuming"),
+            log_name=_("resume"),
+            states=frozenset({Situation.PAUSED}),
+            desired=Guest.Desired.RUNNING,
+        ),
+        GuestAction(
+            "mem_set",
+            label=_("Set memory"),
+            verb=_("change the memory of"),
+            busy=_("changing memory"),
+            log_name=_("memory change"),
+            states=frozenset({Situation.RUNNING, Situation.PAUSED}),
+            button=False,
+        ),
+        GuestAction(
+            "reset",
+            label=_("Reset to template"),
+            verb=_("reset"),
+            busy=_("resetting to template"),
+            log_name=_("reset to template"),
+            states=_ALL,
+            confirm=Confirm(
+                _(
+                    "Reset to template erases the VM's disk and clones the lab template again: every file, "
+                    "package and password changed inside the VM is lost. The IP address stays the same."
+                ),
+                _("I understand that everything inside the VM will be erased."),
+            ),
+            steps=("destroy", "remove root", "volumes", "clone", "customize", "config", "create"),
+            desired=Guest.Desired.RUNNING,
+            rebuilds=True,
+            breaks_guest=True,
+            boots=True,
+        ),
+        GuestAction(
+            "teardown",
+            label=_("Delete this VM"),
+            verb=_("delete"),
+            busy=_("deleting"),
+            log_name=_("delete"),
+            # Deleting a VM is the lab's business, not the student's.
+            role=Role.INSTRUCTOR,
+            states=frozenset(Situation),
+            confirm=Confirm(
+                _(
+                    "Deleting the VM stops it, removes its disk and swap volumes and releases its IP address. "
+                    "The student loses everything stored in it."
+                ),
+                _("I understand that the VM and its disks will be deleted."),
+            ),
+            steps=("destroy", "config", "volumes"),
+            breaks_guest=True,
+            removes_guest=True,
+        ),
+    )
+}
+
+LAB_ACTIONS: dict[str, LabAction] = {
+    a.name: a
+    for a in (
+        LabAction("retry_failed", label=_("Retry failed VMs"), job="provision"),
+        LabAction("provision_missing", label=_("Provision missing VMs"), job="provision"),
+        LabAction(
+            "teardown",
+            label=_("Tear down the lab"),
+            job="teardown",
+            confirm=_("I understand that all %(n)s VMs of this lab will be deleted."),
+            button=False,
+        ),
+    )
+}
+
+
+def guest_action_def(name: str) -> GuestAction | None:
+    """The requestable guest action called `name`, or None."""
+    action = GUEST_ACTIONS.get(name)
+    return action if action is not None and action.requestable else None
+
+
+def requestable_actions() -> list[GuestAction]:
+    """What users may ask for on a guest, in the order the page shows it."""
+    return [a for a in GUEST_ACTIONS.values() if a.requestable]
+
+
+def allowed_actions(guest: Guest) -> set[str]:
+    """The actions that make sense now; the UI disables the rest and guest_action refuses them."""
+    where = situation(guest)
+    if where is None:
+        return set()
+    return {a.name for a in requestable_actions() if where in a.states}
+
+
+def breaks_guest(kind: str) -> bool:
+    """Whether a failed job of `kind` leaves its guest unusable."""
+    action = GUEST_ACTIONS.get(kind)
+    return action is not None and action.breaks_guest
+
+
+def steps_total(kind: str) -> int:
+    """How many steps a job of `kind` records (Task.steps_total)."""
+    action = GUEST_ACTIONS.get(kind)
+    return len(action.job_steps) if action is not None else 1
+
+
+def log_name(kind: str) -> str:
+    """A Task kind in words, as the job log names it."""
+    action = GUEST_ACTIONS.get(kind)
+    return str(action.log_name) if action is not None else kind
+
+
+def busy_word(kind: str) -> str:
+    """What a guest busy with a `kind` job is doing, in words."""
+    action = GUEST_ACTIONS.get(kind)
+    return str(action.busy) if action is not None else kind
