@@ -6,12 +6,17 @@ library. `connect()` is the entry point jobs use.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .base import Dom0Host, HostConfig
+
+if TYPE_CHECKING:
+    from .runner import Runner
 
 __all__ = ["Dom0Host", "HostConfig", "connect"]
 
 
-def connect(config: HostConfig, mode: str = "simulated", runner=None) -> Dom0Host:
+def connect(config: HostConfig, mode: str = "simulated", runner: Runner | None = None) -> Dom0Host:
     """A host object for `config`: "xen" runs real commands, "simulated" is the fake dom0.
 
     `runner` overrides the command runner of a real host (for example an

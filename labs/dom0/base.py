@@ -9,7 +9,7 @@ see `Dom0Host`. Nothing here imports Django.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 Toolstack = Literal["xl", "xm"]
 RootDevice = Literal["xvda", "hda"]
@@ -181,4 +181,4 @@ class HostConfig:
     sim_delay: float = 0.0
     sim_total_memory_mb: int = 16384
     sim_vg_size_mb: int = 200 * 1024
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)

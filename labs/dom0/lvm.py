@@ -107,9 +107,10 @@ class Lvm:
                 break
         return cls(f"{e.argv[0] if e.argv else 'lvm'}: {line}", argv=e.argv, rc=e.rc, stderr=e.stderr)
 
-    def _report(self, argv: list[str], key: str) -> list[dict]:
+    def _report(self, argv: list[str], key: str) -> list[dict[str, str]]:
+        """The rows under `key` of an LVM JSON report (every value a string)."""
         data = json.loads(self._run(argv))
-        rows: list[dict] = []
+        rows: list[dict[str, str]] = []
         for block in data.get("report", []):
             rows.extend(block.get(key, []))
         return rows

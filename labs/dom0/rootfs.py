@@ -313,8 +313,8 @@ class Rootfs:
                     continue  # exists ("." is always listed)
                 # e2mkdir makes parents and leaves existing directories alone
                 # (debugfs mkdir would corrupt them); sshd wants /root/.ssh 0700.
-                mode = "700" if d == "/root/.ssh" else "755"
-                self._e2(["e2mkdir", "-O", "0", "-G", "0", "-P", mode, f"{device}:{d}"], what=f"mkdir {d}")
+                dir_mode = "700" if d == "/root/.ssh" else "755"
+                self._e2(["e2mkdir", "-O", "0", "-G", "0", "-P", dir_mode, f"{device}:{d}"], what=f"mkdir {d}")
             # One e2cp per directory and owner/mode: it keeps each source's
             # basename, which is why staged files carry their guest names.
             groups: dict[tuple[str, int, int, int], list[_GuestFile]] = {}

@@ -255,14 +255,14 @@ class _TimedOut(Exception):
         self.stopped = stopped
 
 
-def _kill_group(p: subprocess.Popen) -> None:
+def _kill_group(p: subprocess.Popen[bytes]) -> None:
     try:
         os.killpg(p.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass  # it ended on its own just now
 
 
-def _drain_stderr(p: subprocess.Popen) -> str:
+def _drain_stderr(p: subprocess.Popen[bytes]) -> str:
     """What the killed command had written to stderr; never waits long for it."""
     try:
         _, err = p.communicate(timeout=5)
