@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest
 from django.shortcuts import get_object_or_404
@@ -18,7 +18,7 @@ from labs.models import Guest, Host, Lab
 
 INSTRUCTORS_GROUP = "instructors"
 
-AnyUser = AbstractBaseUser | AnonymousUser
+AnyUser = User | AnonymousUser
 # What a guest's pages show besides the guest: its lab (with the template the
 # memory limits read and the pool the gateway comes from), host and student
 # (with the student's quota row, if any, which the memory limits read too).
@@ -47,7 +47,7 @@ def labs_for(user: AnyUser) -> QuerySet[Lab]:
     """Labs a user may manage: their own (instructors) or all (admins)."""
     if is_admin(user):
         return Lab.objects.all()
-    if is_instructor(user):
+    if is_instructor(user) and isinstance(user, User):
         return Lab.objects.filter(instructors=user)
     return Lab.objects.none()
 
@@ -59,8 +59,8 @@ def guests_for(user: AnyUser) -> QuerySet[Guest]:
     if is_admin(user):
         return Guest.objects.all()
     if is_instructor(user):
-        return Guest.objects.filter(lab__instructors=user) | Guest.objects.filter(student=user)
-    return Guest.objects.filter(student=user)
+        return Guest.objects.filter(lab__instructors__pk=user.pk) | Guest.objects.filter(student__pk=user.pk)
+    return Guest.objects.filter(student__pk=user.pk)
 
 
 def get_guest_for_user(request: HttpRequest, pk: int, related: tuple[str, ...] = GUEST_RELATED) -> Guest:

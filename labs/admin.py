@@ -83,7 +83,8 @@ class LabTemplateAdmin(admin.ModelAdmin):
 
     @admin.action(description="(Re)build on the chosen host with debootstrap")
     def build_on_host(self, request: HttpRequest, queryset: QuerySet[LabTemplate]) -> None:
-        host = Host.objects.filter(pk=request.POST.get("host") or None).first()
+        host_pk = request.POST.get("host")
+        host = Host.objects.filter(pk=host_pk).first() if host_pk else None
         if host is None:
             self.message_user(request, "Choose the host that builds the template.", messages.ERROR)
             return
@@ -127,7 +128,7 @@ class IpPoolAdmin(admin.ModelAdmin):
 
     @admin.display(description="guests", ordering="guest_count")
     def in_use(self, obj: IpPool) -> int:
-        return obj.guest_count
+        return obj.guest_count  # type: ignore[attr-defined]  # annotated by get_queryset
 
 
 @admin.register(Lab)
@@ -155,7 +156,7 @@ class LabAdmin(admin.ModelAdmin):
 
     @admin.display(description="guests", ordering="guest_count")
     def guest_total(self, obj: Lab) -> int:
-        return obj.guest_count
+        return obj.guest_count  # type: ignore[attr-defined]  # annotated by get_queryset
 
     def has_delete_permission(self, request: HttpRequest, obj: Lab | None = None) -> bool:
         # Deleting a lab row would cascade to its guests and orphan their VMs;

@@ -147,7 +147,7 @@ class LabBatchForm(forms.Form):
         return text
 
     def clean(self) -> dict:
-        data = super().clean()
+        data = super().clean() or {}
         template = data.get("template")
         memory = data.get("memory_mb")
         if template is not None and memory is not None:
@@ -198,6 +198,7 @@ class MemoryForm(forms.Form):
         super().__init__(*args, **kwargs)
         low, high = limits
         field = self.fields["memory_mb"]
+        assert isinstance(field, forms.IntegerField)
         field.min_value, field.max_value = low, high
         field.validators += [validators.MinValueValidator(low), validators.MaxValueValidator(high)]
         field.widget.attrs.update({"min": low, "max": high, "step": 8})

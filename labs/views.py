@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
 from django.core.paginator import Page, Paginator
 from django.db.models import Count, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
@@ -24,6 +25,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
+from django_htmx.middleware import HtmxDetails
 
 from labs import services
 from labs.access import (
@@ -70,6 +72,18 @@ GUESTS_CSV_HEADER = ("username", "full_name", "email", "vm", "hostname", "ip", "
 BUSY_STATUSES = (Guest.Status.PENDING, Guest.Status.PROVISIONING, Guest.Status.TEARING_DOWN)
 
 
+class HtmxHttpRequest(HttpRequest):
+    """A request that went through django-htmx's middleware."""
+
+    htmx: HtmxDetails
+
+
+class AuthenticatedHttpRequest(HttpRequest):
+    """A request past login_required: its user is signed in."""
+
+    user: User
+
+
 def live_login_required(view):
     """login_required for htmx-polled fragments.
 
@@ -80,7 +94,7 @@ def live_login_required(view):
     guarded = login_required(view)
 
     @wraps(view)
-    def inner(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+    def inner(request: HtmxHttpRequest, *args, **kwargs) -> HttpResponse:
         if request.htmx and not request.user.is_authenticated:
             back = request.htmx.current_url_abs_path or reverse("home")
             return HttpResponseClientRedirect(f"{reverse('login')}?{urlencode({'next': back})}")
@@ -209,7 +223,7 @@ def _guest_live_context(request: HttpRequest, guest: Guest, latest: Task | None)
 
 
 @login_required
-def my_vms(request: HttpRequest) -> HttpResponse:
+def my_vms(request: AuthenticatedHttpRequest) -> HttpResponse:
     qs = Guest.objects.filter(student=request.user).select_related("lab", "host").order_by("-created_at")
     return render(request, "labs/my_vms.html", {"page": _paginate(request, qs, GUESTS_PER_PAGE)})
 
@@ -265,7 +279,7 @@ def guest_confirm(request: HttpRequest, pk: int, action: str) -> HttpResponse:
         "label": definition.label,
         "explanation": definition.confirm.text,
         "allowed": action in services.allowed_actions(guest),
-        "form": ConfirmForm(label=definition.confirm.checkbox),
+        "form": ConfirmForm(label=str(definition.confirm.checkbox)),
         "post_url": reverse("guest_action", args=[guest.pk, action]),
         "cancel_url": reverse("guest_detail", args=[guest.pk]),
     }

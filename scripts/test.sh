@@ -1,5 +1,5 @@
 #!/bin/bash
-# Run the whole test suite: lint, then pytest with a real Redis and real RQ
+# Run the whole test suite: lint and types, then pytest with a real Redis and real RQ
 # workers. Uses DATABASE_URL when set (CI: PostgreSQL), else SQLite.
 # Arguments go to pytest (make test ARGS="tests/core -x").
 set -euo pipefail
@@ -29,6 +29,8 @@ export SECRET_KEY=${SECRET_KEY:-test-only-not-secret}
 db=${DATABASE_URL:-sqlite}; echo "test.sh: database ${db%%:*}, Redis database $XENPANEL_TEST_REDIS_DB"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+# Types, as Healthchecks checks them: labs/dom0 strictly (pyproject.toml), the rest with django-stubs.
+.venv/bin/mypy labs xenpanel
 set +e
 .venv/bin/python -m pytest "$@"
 rc=$?

@@ -13,7 +13,7 @@ def host_config(host: Host) -> HostConfig:
     return HostConfig(
         name=host.name,
         volume_group=host.volume_group,
-        toolstack=host.toolstack,
+        toolstack="xm" if host.toolstack == Host.Toolstack.XM else "xl",
         thin_pool=host.thin_pool,
         bridge=host.bridge,
         dom0_reserve_mb=host.dom0_reserve_mb,

@@ -11,13 +11,13 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import netaddr
 from django.db import transaction
 from django.utils import timezone
 
-from labs.dom0.base import DomainSpec, GuestFiles, Volume
+from labs.dom0.base import DomainSpec, FsType, GuestFiles, RootDevice, Volume
 from labs.dom0.errors import Dom0Error
 from labs.jobs import connect
 from labs.jobs.progress import Recorder, StepFailed, claim, finish
@@ -43,10 +43,13 @@ REBOOT_GONE_SECONDS = 30.0
 REBOOT_POLL_SECONDS = 2.0
 
 
-def handles(*kinds: str) -> Callable[[Handler], Handler]:
+H = TypeVar("H", bound=Callable[..., None])
+
+
+def handles(*kinds: str) -> Callable[[H], H]:
     """Register the decorated function as the job of these guest actions."""
 
-    def register(fn: Handler) -> Handler:
+    def register(fn: H) -> H:
         for kind in kinds:
             HANDLERS[kind] = fn
         return fn
@@ -83,8 +86,9 @@ def _guest_files(guest: Guest) -> GuestFiles:
         netmask=str(net.netmask),
         gateway=pool.gateway,
         broadcast=str(net.broadcast or net.ip),
-        root_device=guest.lab.template.root_device,
-        fs_type=guest.lab.template.fs_type,
+        # The model's choices are these literals.
+        root_device=cast(RootDevice, guest.lab.template.root_device),
+        fs_type=cast(FsType, guest.lab.template.fs_type),
         nameservers=tuple(pool.nameservers.replace(",", " ").split()),
         root_password_hash=crypt_sha512(guest.initial_password) if guest.initial_password else "",
     )
@@ -102,7 +106,7 @@ def _domain_spec(guest: Guest, vg: str) -> DomainSpec:
         root_target=f"/dev/{vg}/{guest.root_lv}",
         swap_target=f"/dev/{vg}/{guest.swap_lv}" if guest.swap_lv else "",
         vcpus=template.vcpus,
-        root_device=template.root_device,
+        root_device=cast(RootDevice, template.root_device),
         bridge=guest.host.bridge,
         mac=guest.mac,
     )
@@ -320,7 +324,7 @@ def _claim(task: Task) -> Guest | None:
     def load() -> None:
         # get(), not first(): no ORDER BY to build for a primary-key lookup.
         try:
-            guest = Guest.objects.select_related("lab__template", "pool", "host").get(pk=task.guest_id)
+            guest = Guest.objects.select_related("lab__template", "pool", "host").get(pk=task.guest_id or 0)
         except Guest.DoesNotExist:
             return
         action = GUEST_ACTIONS.get(task.kind)

@@ -164,7 +164,8 @@ class ProgressWriter:
             self._stopping = True
             thread = self._thread
             self._cond.notify_all()
-        thread.join()
+        if thread is not None:  # _alive() said so; this tells mypy
+            thread.join()
 
     def _run(self) -> None:
         try:

@@ -160,7 +160,7 @@ def queue_for_guests(
         tasks = Task.objects.bulk_create([_new_task(kind, g, actor) for g in locked])
         AuditEvent.objects.bulk_create([AuditEvent.requested(t) for t in tasks])
         if tasks:
-            queueing.ping({t.host.queue_name for t in tasks})
+            queueing.ping({g.host.queue_name for g in locked})
         task_pks = [t.pk for t in tasks]
 
         def undo() -> None:

@@ -48,7 +48,7 @@ class _Plan:
     entry: RosterEntry
     domain: str
     hostname: str
-    user: object | None = None
+    user: Any = None  # the account: found under lock, or made by the batch
     host: Host | None = None
 
 
@@ -61,7 +61,7 @@ def _initial_password_hash(password: str) -> str:
         hasher = get_hasher("pbkdf2_sha256")
     except ValueError:  # not in PASSWORD_HASHERS: use whatever the site uses
         return make_password(password)
-    return hasher.encode(password, hasher.salt(), iterations=INITIAL_PASSWORD_ITERATIONS)
+    return hasher.encode(password, hasher.salt(), iterations=INITIAL_PASSWORD_ITERATIONS)  # type: ignore[call-arg]
 
 
 def guest_names(slug: str, username: str) -> tuple[str, str]:

@@ -112,6 +112,7 @@ def send(jobs: dict[str, list[EnqueueData]]) -> list[Job]:
 def _send(tasks: list[Task]) -> None:
     by_queue: dict[str, list[EnqueueData]] = {}
     for task in tasks:
+        assert task.host is not None  # queued work always names its host
         by_queue.setdefault(task.host.queue_name, []).append(task_job(task))
     send(by_queue)
 

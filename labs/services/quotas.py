@@ -40,7 +40,7 @@ def quota_for(user) -> Quota:
         row = rel.get_cached_value(user)
     else:
         row = StudentQuota.objects.filter(user=user).first()
-    if row is not None:
+    if isinstance(row, StudentQuota):
         return Quota(row.max_guests, row.max_memory_mb)
     return default_quota()
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -174,7 +175,7 @@ def enqueue_due_health_checks(now: datetime | None = None) -> int:
 
 def tick(now: datetime | None = None) -> dict:
     """One pass of the sync loop; each part runs even when another fails."""
-    summary = {"synced": 0, "health": 0, "lost": 0, "expired": 0, "teardowns": 0, "errors": []}
+    summary: dict[str, Any] = {"synced": 0, "health": 0, "lost": 0, "expired": 0, "teardowns": 0, "errors": []}
     steps = (
         ("synced", lambda: sum(1 for h in Host.objects.all() if enqueue_sync(h) is not None)),
         ("health", lambda: enqueue_due_health_checks(now)),

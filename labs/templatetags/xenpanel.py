@@ -36,7 +36,7 @@ XL_CLASSES = {
     Xl.DYING: "secondary",
     Xl.ABSENT: "secondary",
 }
-STATUS_CLASSES = {
+STATUS_CLASSES: dict[str, str] = {
     Guest.Status.PENDING: "info",
     Guest.Status.PROVISIONING: "info",
     Guest.Status.FAILED: "danger",
