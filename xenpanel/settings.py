@@ -187,7 +187,12 @@ class _Queues(dict):
 
 
 RQ_QUEUES = _Queues(
-    default={"URL": REDIS_URL, "DEFAULT_TIMEOUT": envint("RQ_DEFAULT_TIMEOUT", 1800, 10)},
+    # JSON, not rq's default pickle: whoever can write a job to Redis must not run code by it.
+    default={
+        "URL": REDIS_URL,
+        "DEFAULT_TIMEOUT": envint("RQ_DEFAULT_TIMEOUT", 1800, 10),
+        "SERIALIZER": "rq.serializers.JSONSerializer",
+    },
 )
 RQ = {"COMMIT_MODE": "on_db_commit"}
 RQ_SHOW_ADMIN_LINK = True

@@ -8,13 +8,42 @@ import time
 from typing import Any
 
 from django.db import close_old_connections, connection
+from rq.job import Job
 from rq.worker import SimpleWorker
 
 from labs.jobs.progress import PROGRESS
+from labs.services.queueing import JOBS, SERIALIZER
 
 log = logging.getLogger(__name__)
 # How often, at most, HostWorker refreshes its own key in Redis between jobs.
 WORKER_HEARTBEAT_SECONDS = 1.0
+
+
+class RefusedJob(Exception):
+    """A job this worker does not run: not one of ours, or not called as ours are."""
+
+
+class PanelJob(Job):
+    """A job that may name only the panel's own job functions, called with whole numbers (row ids).
+
+    Whoever can write to Redis can put any job on a queue; with pickle that
+    ran code while the job loaded. Jobs are JSON now (SERIALIZER), and this
+    check stops one that names another function, such as `os.system`: it
+    fails without running, with a log line.
+    """
+
+    ALLOWED = frozenset(JOBS.values())
+
+    @property
+    def func(self) -> Any:
+        name = self.func_name  # a payload that is not our JSON fails here (DeserializationError)
+        if name not in self.ALLOWED or self.instance is not None:
+            log.error("refused job %s: %r is not one of the panel's jobs", self.id, name)
+            raise RefusedJob(f"{name!r} is not one of the panel's jobs")
+        if self.kwargs or not all(type(a) is int for a in self.args):
+            log.error("refused job %s: %s called with %r %r", self.id, name, self.args, self.kwargs)
+            raise RefusedJob(f"{name} takes one row id")
+        return super().func
 
 
 class HostWorker(SimpleWorker):
@@ -33,7 +62,12 @@ class HostWorker(SimpleWorker):
     after each job, as Django does around a request.
     """
 
+    job_class = PanelJob
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # JSON whatever the command line says (rqworker defaults to pickle): data never becomes code.
+        kwargs["serializer"] = SERIALIZER
+        kwargs["job_class"] = PanelJob
         super().__init__(*args, **kwargs)
         # The running job, read by the heartbeat thread; the lock makes a beat
         # in flight finish before its job counts as over, so no beat re-registers

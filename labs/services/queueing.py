@@ -21,11 +21,15 @@ from redis.exceptions import RedisError
 from rq import Queue
 from rq.job import Job
 from rq.queue import EnqueueData
+from rq.serializers import JSONSerializer
 
 from labs.models import Task
 from labs.services.errors import QueueUnavailable
 
-# Every RQ job function, by the name services use for it.
+# Jobs travel as JSON, never pickle: loading a pickle runs code, and Redis is
+# shared with every dom0 (settings.RQ_QUEUES names the same serializer).
+SERIALIZER = JSONSerializer
+# Every RQ job function, by the name services use for it; a worker runs no other.
 JOBS = {
     "guest": "labs.jobs.guest.run_task",
     "build_template": "labs.jobs.template.build_template_job",

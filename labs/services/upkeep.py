@@ -82,11 +82,11 @@ def detect_lost_work(now: float | None = None) -> list[Task]:
     )
     for name in {t.host.queue_name for t in open_tasks if t.host}:
         # Moves jobs of dead workers to the failed registry (status FAILED).
-        StartedJobRegistry(name, connection=conn).cleanup(timestamp=ts)
+        StartedJobRegistry(name, connection=conn, serializer=queueing.SERIALIZER).cleanup(timestamp=ts)
     lost = []
     for task in open_tasks:
         try:
-            status = Job.fetch(task.rq_job_id, connection=conn).get_status()
+            status = Job.fetch(task.rq_job_id, connection=conn, serializer=queueing.SERIALIZER).get_status()
         except NoSuchJobError:
             status = None
         if status in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
@@ -132,7 +132,7 @@ def _host_job(
     conn = queueing.redis_connection(host.queue_name)
     job_id = f"xenpanel-{kind}-{host.pk}"
     try:
-        old = Job.fetch(job_id, connection=conn)
+        old = Job.fetch(job_id, connection=conn, serializer=queueing.SERIALIZER)
         if old.get_status() in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED):
             return None
         queued_at = old.enqueued_at
