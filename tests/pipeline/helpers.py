@@ -40,7 +40,7 @@ def work(*queues: str) -> None:
 
 
 def worker_env(sim_dir: Path, delay: float = 0.0) -> dict[str, str]:
-    """The environment of a worker subprocess: the test database, this Redis, this simulated host."""
+    """The environment of a worker subprocess, as a dom0 has it: the test database, this Redis, this simulated host."""
     db = connections["default"].settings_dict
     if db["ENGINE"].endswith("sqlite3"):
         url = f"sqlite:///{db['NAME']}"
@@ -48,10 +48,12 @@ def worker_env(sim_dir: Path, delay: float = 0.0) -> dict[str, str]:
         auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
         url = f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
     env = dict(os.environ)
+    # As on a dom0: its own settings profile, and none of the panel's secrets.
+    env.pop("SECRET_KEY", None)
     env.update(
+        DJANGO_SETTINGS_MODULE="xenpanel.settings_dom0",
         DATABASE_URL=url,
         REDIS_URL=settings.REDIS_URL,
-        SECRET_KEY=settings.SECRET_KEY,
         XENPANEL_DOM0="simulated",
         XENPANEL_SIM_DIR=str(sim_dir),
         XENPANEL_SIM_DELAY=str(delay),

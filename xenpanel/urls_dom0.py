@@ -1,0 +1,3 @@
+"""A dom0 serves no page."""
+
+urlpatterns: list = []
