@@ -76,7 +76,7 @@ def student_password_confirm(request: HttpRequest, pk: int, user_pk: int) -> Htt
         "lab": lab,
         "guest": guest,
         "student": guest.student,
-        "refusal": services.password_reset_refusal(guest.student),
+        "refusal": services.password_reset_refusal(request.user, guest.student),
         "form": ConfirmForm(label=_("I understand that the student's current password will stop working.")),
     }
     return render(request, "labs/student_password_confirm.html", ctx)

@@ -77,11 +77,18 @@ class LabBatchForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 8, "spellcheck": "false", "class": "font-monospace"}),
         help_text=_("username,full name,e-mail — one student per line."),
     )
+    # The token of the existing accounts the instructor confirmed (see
+    # labs.services.batch.create_lab_batch); filled in by the view when it
+    # lists them, sent back with the second POST.
+    confirm_existing = forms.CharField(required=False, widget=forms.HiddenInput, max_length=128)
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.roster: list[RosterEntry] = []
         self.roster_errors: list[RosterError] = []
+        self.roster_source = ""  # the roster's text, pasted or from the file
+        self.existing_accounts: list = []  # accounts to confirm, set by the view
+        self.existing_changed = False
         low, high = batch_memory_bounds(None)
         self.fields["memory_mb"].widget.attrs.update({"min": low, "max": high, "step": 8})
         self.fields["memory_mb"].help_text = _(
@@ -107,6 +114,8 @@ class LabBatchForm(forms.Form):
             ),
             Fieldset(_("Students"), "roster_file", Field("roster_text")),
             HTML('{% include "labs/_roster_errors.html" %}'),
+            "confirm_existing",
+            HTML('{% include "labs/_roster_existing.html" %}'),
             Submit("submit", _("Create the lab and its VMs")),
         )
 
@@ -160,7 +169,7 @@ class LabBatchForm(forms.Form):
                 )
         if data.get("roster_file") and data.get("roster_text", "").strip():
             raise forms.ValidationError(_("Upload a roster file or paste the roster, not both."))
-        text = self._roster_text()
+        text = self.roster_source = self._roster_text()
         if not text.strip():
             self.add_error("roster_text", _("The roster is empty: add at least one student."))
             return data
@@ -179,6 +188,17 @@ class LabBatchForm(forms.Form):
         if not self.roster and not self.roster_errors:
             self.add_error("roster_text", _("The roster is empty: add at least one student."))
         return data
+
+    def ask_to_confirm(self, accounts: list, token: str, changed: bool, message: str) -> None:
+        """Show the roster's existing accounts with the token that confirms them, for a second POST.
+
+        The roster comes back as text: a browser does not send a file again.
+        """
+        self.existing_accounts, self.existing_changed = accounts, changed
+        self.data = self.data.copy()
+        self.data["confirm_existing"] = token
+        self.data["roster_text"] = self.roster_source
+        self.add_error("roster_text", message)
 
     @property
     def roster_error_rows(self) -> list[dict]:

@@ -355,7 +355,10 @@ def lab_create(request: HttpRequest) -> HttpResponse:
                 expires_at=data["expires_at"],
                 name=data["name"],
                 slug=data["slug"] or None,
+                confirm_existing=data["confirm_existing"],
             )
+        except services.AccountsToConfirm as e:
+            form.ask_to_confirm(e.accounts, e.token, e.changed, e.message)
         except services.ServiceError as e:
             field = SERVICE_FIELDS.get(e.field or "", e.field)
             form.add_error(field if field in form.fields else None, str(e.message))

@@ -11,13 +11,14 @@ from labs.roster import RosterEntry, RosterError, parse_roster
 from labs.services.accounts import password_reset_refusal, reset_student_password
 from labs.services.actions import describe_state, guest_action, lab_action, lab_progress
 from labs.services.batch import BatchResult, create_lab_batch
-from labs.services.errors import InvalidAction, QueueUnavailable, QuotaExceeded, ServiceError
+from labs.services.errors import AccountsToConfirm, InvalidAction, QueueUnavailable, QuotaExceeded, ServiceError
 from labs.services.limits import memory_limits
 from labs.services.registry import GUEST_ACTIONS, LAB_ACTIONS, allowed_actions
 from labs.services.upkeep import enqueue_health_check
 
 __all__ = [
     "GUEST_ACTIONS",
+    "AccountsToConfirm",
     "LAB_ACTIONS",
     "BatchResult",
     "InvalidAction",

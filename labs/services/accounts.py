@@ -1,28 +1,72 @@
-"""Students' panel accounts: an instructor gives a student who forgot it a new password."""
+"""Students' panel accounts: whose an instructor may reset or enrol, and the reset itself.
+
+One rule for both doors to an account: a roster line naming an existing
+username, and "Reset panel password…". An instructor may hand out a new
+password only for a student whose every lab they teach; otherwise the new
+password would also open that student's VMs in another instructor's lab.
+"""
 
 from __future__ import annotations
 
+import secrets
+import string
+
 from django.db import transaction
+from django.db.models import Q
 from django.utils.translation import gettext as _
 
-from labs.access import INSTRUCTORS_GROUP, labs_for
+from labs.access import INSTRUCTORS_GROUP, is_admin, labs_for
 from labs.models import AuditEvent, Lab
-from labs.services.batch import random_password
 from labs.services.errors import InvalidAction
 
+PASSWORD_ALPHABET = "".join(c for c in string.ascii_letters + string.digits if c not in "lI1O0o")
 
-def password_reset_refusal(student) -> str | None:
-    """Why an instructor may not reset this account's password, or None when they may.
+# Staff, superuser and instructor accounts, enabled or not: a roster does not
+# enrol them and an instructor does not reset their passwords. The group is
+# read directly, not through is_instructor(), so a disabled instructor
+# account counts too.
+PRIVILEGED_ACCOUNTS = Q(is_staff=True) | Q(is_superuser=True) | Q(groups__name=INSTRUCTORS_GROUP)
+
+
+def random_password(length: int = 14) -> str:
+    return "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(length))
+
+
+def is_privileged_account(user) -> bool:
+    """An instructor or administrator account (see PRIVILEGED_ACCOUNTS)."""
+    return user.is_staff or user.is_superuser or user.groups.filter(name=INSTRUCTORS_GROUP).exists()
+
+
+def labs_not_taught_by(actor, student):
+    """The labs holding a VM of `student` (torn-down labs hold none) that `actor` does not teach."""
+    return (
+        Lab.objects.filter(guests__student=student)
+        .exclude(status=Lab.Status.TORN_DOWN)
+        .exclude(instructors__pk=actor.pk)
+        .distinct()
+    )
+
+
+def password_reset_refusal(actor, student) -> str | None:
+    """Why `actor` may not reset this account's password, or None when they may.
 
     A staff or instructor account can be a student in a lab too (trying the
     lab out); resetting its password would hand that account, and whatever
-    it may do beyond the lab, to the instructor. The group is read directly,
-    not through is_instructor(), so a disabled instructor account is refused too.
+    it may do beyond the lab, to the instructor: only the admin does that.
+    An instructor may reset a student's password only when every lab that
+    holds a VM of the student (active, or being torn down) is one they
+    teach; else the password would open the student's VMs in another
+    instructor's lab too. Admins may reset any student's.
     """
-    if student.is_staff or student.is_superuser or student.groups.filter(name=INSTRUCTORS_GROUP).exists():
+    if is_privileged_account(student):
         return _(
             "%(user)s is an instructor or administrator account: its password can be reset only by an"
             " administrator, in the admin."
+        ) % {"user": student.username}
+    if not is_admin(actor) and labs_not_taught_by(actor, student).exists():
+        return _(
+            "%(user)s also has a VM in a lab you do not teach, and a new password would open that VM to you"
+            " too: only an administrator can reset this password, in the admin."
         ) % {"user": student.username}
     return None
 
@@ -44,13 +88,17 @@ def reset_student_password(actor, lab: Lab, student) -> str:
         raise InvalidAction(_("You may not manage this lab."))
     if not lab.guests.filter(student=student).exists():
         raise InvalidAction(_("%(user)s has no VM in the lab %(lab)s.") % {"user": student.username, "lab": lab.name})
-    refusal = password_reset_refusal(student)
+    with transaction.atomic():
+        # The account's row, locked: a batch enrolling it elsewhere (which
+        # locks it too) waits, or has finished and is seen here.
+        type(student).objects.select_for_update().filter(pk=student.pk).first()
+        refusal = password_reset_refusal(actor, student)
+        if refusal is None:
+            password = random_password()
+            student.set_password(password)
+            student.save(update_fields=["password"])
+            _audit(actor, lab, student, AuditEvent.Result.SUCCEEDED)
     if refusal is not None:
         _audit(actor, lab, student, AuditEvent.Result.REFUSED, refusal)
         raise InvalidAction(refusal)
-    password = random_password()
-    with transaction.atomic():
-        student.set_password(password)
-        student.save(update_fields=["password"])
-        _audit(actor, lab, student, AuditEvent.Result.SUCCEEDED)
     return password

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import re
-import secrets
-import string
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -15,8 +12,10 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import get_hasher, make_password
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from django.utils.crypto import constant_time_compare, salted_hmac
 from django.utils.text import slugify
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from labs.access import is_instructor
 from labs.dom0 import names
@@ -24,12 +23,12 @@ from labs.dom0.errors import InvalidName
 from labs.models import AuditEvent, Guest, Host, IpPool, Lab, LabTemplate, Task
 from labs.roster import USERNAME_RE, RosterEntry
 from labs.services import capacity, ipam, limits, queueing, quotas
-from labs.services.errors import ServiceError
+from labs.services.accounts import PRIVILEGED_ACCOUNTS, random_password
+from labs.services.errors import AccountsToConfirm, ServiceError
 from labs.services.registry import steps_total
 
 # Lab short names become the first half of domain names and hostnames.
 SLUG_RE = re.compile(r"[a-z][a-z0-9-]{0,19}(?<!-)")
-PASSWORD_ALPHABET = "".join(c for c in string.ascii_letters + string.digits if c not in "lI1O0o")
 # The initial account password is random (~81 bits), so key stretching adds
 # nothing; a cheap PBKDF2 keeps a 100-student batch under a second. Django
 # re-hashes with its full iteration count at the student's first login.
@@ -41,6 +40,7 @@ class BatchResult:
     lab: Lab
     guests: list[Guest]
     new_accounts: list[tuple[str, str]] = field(default_factory=list)  # (username, password), shown once
+    enrolled: list = field(default_factory=list)  # existing accounts that got a VM
 
 
 @dataclass
@@ -50,10 +50,6 @@ class _Plan:
     hostname: str
     user: Any = None  # the account: found under lock, or made by the batch
     host: Host | None = None
-
-
-def random_password(length: int = 14) -> str:
-    return "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(length))
 
 
 def _initial_password_hash(password: str) -> str:
@@ -111,6 +107,7 @@ class _Request:
     expires_at: datetime | None
     name: str
     slug: str
+    confirm_existing: str | None
 
 
 def create_lab_batch(
@@ -123,12 +120,21 @@ def create_lab_batch(
     expires_at: datetime | None = None,
     name: str | None = None,
     slug: str | None = None,
+    confirm_existing: str | None = None,
 ) -> BatchResult:
     """Create a lab with one guest per roster line and queue their provisioning.
 
     Everything is checked before anything is written; then one transaction
     locks the pool and hosts, allocates, writes and pings Redis. The jobs are
     sent when it commits; if Redis fails then, the rows are removed again.
+
+    Roster lines naming existing accounts enrol them (audited), never an
+    instructor or administrator account. `confirm_existing` is what the
+    instructor confirmed: the token of the very list of existing accounts
+    (existing_accounts_token), "" for none; any other list raises
+    AccountsToConfirm with the list and its token, and nothing is created.
+    The panel's form always passes it; None, for code that builds rosters
+    itself (benchmarks, tests), skips the confirmation only.
     """
     _check_request(instructor, template, roster, memory_mb, expires_at)
     name = (name or "").strip() or f"{template.name} {timezone.localdate():%Y-%m-%d}"
@@ -138,7 +144,7 @@ def create_lab_batch(
             _("Use 1-20 lower-case letters, digits or '-' for the short name, starting with a letter."), field="slug"
         )
     plans = [_plan(slug, entry) for entry in roster]
-    request = _Request(instructor, template, pool, memory_mb, hosts, expires_at, name, slug)
+    request = _Request(instructor, template, pool, memory_mb, hosts, expires_at, name, slug, confirm_existing)
     try:
         with transaction.atomic():
             result = _create_locked(request, plans)
@@ -180,20 +186,73 @@ def _lock_hosts(hosts: list | None) -> list[Host]:
     return rows
 
 
-def _check_quotas(plans: list[_Plan], memory_mb: int) -> None:
-    """Each student's quota must hold one more guest of `memory_mb`; existing accounts are locked and set on plans."""
+def existing_accounts_token(instructor, users) -> str:
+    """What confirms enrolling exactly these existing accounts, for this instructor: a keyed digest of the list."""
+    listed = ",".join(f"{u.pk}:{u.username}" for u in sorted(users, key=lambda u: u.pk))
+    return salted_hmac("xenpanel.batch.existing-accounts", f"{instructor.pk}|{listed}").hexdigest()
+
+
+def _refuse_privileged(existing: dict) -> None:
+    """A roster enrols students: an instructor or administrator account on it stops the batch."""
+    names = sorted(
+        set(
+            get_user_model()
+            .objects.filter(PRIVILEGED_ACCOUNTS, pk__in=[u.pk for u in existing.values()])
+            .values_list("username", flat=True)
+        )
+    )
+    if names:
+        raise ServiceError(
+            _(
+                "%(users)s: instructor and administrator accounts cannot be enrolled from a roster. Remove them"
+                " from the roster."
+            )
+            % {"users": ", ".join(names)},
+            field="roster",
+        )
+
+
+def _require_confirmation(req: _Request, existing: dict) -> None:
+    """Existing accounts get a VM only when the instructor confirmed this very list (see create_lab_batch)."""
+    if req.confirm_existing is None or not existing:
+        return
+    token = existing_accounts_token(req.instructor, existing.values())
+    if constant_time_compare(token, req.confirm_existing):
+        return
+    n = len(existing)
+    if req.confirm_existing:
+        message = _("The existing accounts on the roster changed since you confirmed them: check the list again.")
+    else:
+        message = ngettext(
+            "The roster names %(n)d account that already exists: check it below, then confirm.",
+            "The roster names %(n)d accounts that already exist: check them below, then confirm.",
+            n,
+        ) % {"n": n}
+    accounts = sorted(existing.values(), key=lambda u: u.username)
+    raise AccountsToConfirm(message, accounts, token, changed=bool(req.confirm_existing))
+
+
+def _check_accounts(req: _Request, plans: list[_Plan]) -> list:
+    """The roster's existing accounts, locked, checked and set on plans; each student's quota must hold one more guest.
+
+    The lock serializes quota checks per student with guest actions
+    (labs.services.actions) and other batches.
+    """
     User = get_user_model()
     usernames = [p.entry.username for p in plans]
     existing = {u.username: u for u in User.objects.select_for_update().filter(username__in=usernames).order_by("pk")}
+    _refuse_privileged(existing)
+    _require_confirmation(req, existing)
     quota_of = quotas.quotas_for(existing.values())
     usage = quotas.usage_for(existing.values())
     default = quotas.default_quota()
     for plan in plans:
         user = plan.user = existing.get(plan.entry.username)
         if user is None:
-            quotas.check_student_quota(User(username=plan.entry.username), default, quotas.Usage(), 1, memory_mb)
+            quotas.check_student_quota(User(username=plan.entry.username), default, quotas.Usage(), 1, req.memory_mb)
         else:
-            quotas.check_student_quota(user, quota_of[user.pk], usage.get(user.pk, quotas.Usage()), 1, memory_mb)
+            quotas.check_student_quota(user, quota_of[user.pk], usage.get(user.pk, quotas.Usage()), 1, req.memory_mb)
+    return sorted(existing.values(), key=lambda u: u.username)
 
 
 def _create_accounts(plans: list[_Plan]) -> tuple[list, list[tuple[str, str]]]:
@@ -226,7 +285,7 @@ def _create_locked(req: _Request, plans: list[_Plan]) -> BatchResult:
     host_rows = _lock_hosts(req.hosts)
     if Lab.objects.filter(slug=req.slug).exclude(status=Lab.Status.TORN_DOWN).exists():
         raise ServiceError(_("The short name %(slug)s is in use by another lab.") % {"slug": req.slug}, field="slug")
-    _check_quotas(plans, req.memory_mb)
+    enrolled = _check_accounts(req, plans)
     template = req.template
     thin = template.clone_method == LabTemplate.CloneMethod.THIN
     disk_mb = template.root_size_mb + template.swap_size_mb
@@ -261,12 +320,12 @@ def _create_locked(req: _Request, plans: list[_Plan]) -> BatchResult:
                 actor=req.instructor,
                 target=g.domain_name,
                 steps_total=steps_total("provision"),
-                rq_job_id=f"xenpanel-{uuid.uuid4().hex}",
+                rq_job_id=queueing.new_job_id(g.host),
             )
             for g in guests
         ]
     )
-    AuditEvent.objects.bulk_create(_events(req, lab, guests, new_users, tasks))
+    AuditEvent.objects.bulk_create(_events(req, lab, guests, new_users, enrolled, tasks))
     queueing.ping({h.queue_name for h in host_rows})
 
     new_user_pks = [u.pk for u in new_users]
@@ -279,7 +338,7 @@ def _create_locked(req: _Request, plans: list[_Plan]) -> BatchResult:
         get_user_model().objects.filter(pk__in=new_user_pks).delete()
 
     queueing.enqueue_after_commit(tasks, undo)
-    return BatchResult(lab=lab, guests=guests, new_accounts=new_accounts)
+    return BatchResult(lab=lab, guests=guests, new_accounts=new_accounts, enrolled=enrolled)
 
 
 def _guest(lab: Lab, plan: _Plan, ip: str, mac: str, memory_mb: int) -> Guest:
@@ -303,8 +362,10 @@ def _guest(lab: Lab, plan: _Plan, ip: str, mac: str, memory_mb: int) -> Guest:
     )
 
 
-def _events(req: _Request, lab: Lab, guests: list[Guest], new_users: list, tasks: list[Task]) -> list[AuditEvent]:
-    """The batch's audit trail: the lab, each new account, each provisioning request."""
+def _events(
+    req: _Request, lab: Lab, guests: list[Guest], new_users: list, enrolled: list, tasks: list[Task]
+) -> list[AuditEvent]:
+    """The batch's audit trail: the lab, each new account, each existing account enrolled, each provisioning."""
     return [
         AuditEvent(
             actor=req.instructor,
@@ -324,6 +385,16 @@ def _events(req: _Request, lab: Lab, guests: list[Guest], new_users: list, tasks
                 result=AuditEvent.Result.SUCCEEDED,
             )
             for u in new_users
+        ),
+        *(
+            AuditEvent(
+                actor=req.instructor,
+                action="enrol_account",
+                target=u.username,
+                lab=lab,
+                result=AuditEvent.Result.SUCCEEDED,
+            )
+            for u in enrolled
         ),
         *(AuditEvent.requested(t) for t in tasks),
     ]

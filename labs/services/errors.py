@@ -29,3 +29,18 @@ class InvalidAction(ServiceError):
 
 class QueueUnavailable(ServiceError):
     """Redis could not be reached; nothing was created."""
+
+
+class AccountsToConfirm(ServiceError):
+    """The roster names accounts that already exist and the instructor has not confirmed this very list.
+
+    `accounts`: those users, by username; `token`: what the form sends back
+    to confirm exactly them (labs.services.batch.existing_accounts_token).
+    `changed`: a confirmation was sent, for another list.
+    """
+
+    def __init__(self, message: str, accounts: list, token: str, changed: bool) -> None:
+        super().__init__(message, field="roster")
+        self.accounts = accounts
+        self.token = token
+        self.changed = changed

@@ -68,7 +68,11 @@ def test_csv_download_holds_every_new_account(client, ivy, form_data):
 
 def test_existing_students_get_no_new_password(client, ivy, alice, form_data):
     client.force_login(ivy)
-    r = client.post(reverse("lab_create"), {**form_data, "roster_text": "alice,Alice,alice@example.edu\n"})
+    data = {**form_data, "roster_text": "alice,Alice,alice@example.edu\n"}
+    # First listed for the instructor to confirm (tests/ui/test_roster_accounts.py), then enrolled.
+    r = client.post(reverse("lab_create"), data)
+    assert r.status_code == 200 and not Lab.objects.exists()
+    r = client.post(reverse("lab_create"), {**data, "confirm_existing": r.context["form"]["confirm_existing"].value()})
     lab = Lab.objects.get()
     assert r["Location"] == reverse("lab_detail", args=[lab.pk])
     assert lab.guests.get().student == alice
