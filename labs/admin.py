@@ -17,7 +17,7 @@ from django.db.models import Count, QuerySet
 from django.http import HttpRequest
 
 from labs.dom0.errors import InvalidName
-from labs.models import AuditEvent, Guest, Host, IpPool, Lab, LabTemplate, StudentQuota, Task
+from labs.models import AuditEvent, Guest, Host, IpPool, Lab, LabTemplate, SshKey, StudentQuota, Task
 from labs.services.errors import ServiceError
 from labs.services.templates import enqueue_template_build, make_spec
 
@@ -110,8 +110,10 @@ class IpPoolAdmin(admin.ModelAdmin):
         "in_use",
         "dns_domain",
         "mac_prefix",
+        "reachable_from_campus",
+        "jump_host",
     )
-    list_filter = ("dns_domain",)
+    list_filter = ("dns_domain", "reachable_from_campus")
     search_fields = ("name", "network", "dns_domain")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[IpPool]:
@@ -240,6 +242,26 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False  # an audit trail that staff can edit is not one
+
+
+@admin.register(SshKey)
+class SshKeyAdmin(admin.ModelAdmin):
+    """Read-only: users add and delete their own keys on "My SSH keys", where it is audited."""
+
+    list_display = ("user", "key_type", "bits", "comment", "fingerprint", "created_at")
+    list_filter = ("key_type",)
+    list_select_related = ("user",)
+    search_fields = ("user__username", "comment", "fingerprint")
+    readonly_fields = [f.name for f in SshKey._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
 
 
 class QuotaInline(admin.StackedInline):

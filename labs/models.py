@@ -1,4 +1,4 @@
-"""xenpanel's data model: hosts, templates, pools, labs, guests, tasks, audit."""
+"""xenpanel's data model: hosts, templates, pools, labs, guests, tasks, audit, SSH keys."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from labs.validators import Dom0Name
+from labs.validators import Dom0Name, validate_jump_host
 
 
 # Defaults read from settings when a row is created (callables, so changing
@@ -166,6 +166,19 @@ class IpPool(models.Model):
     nameservers = models.CharField(_("name servers"), max_length=200, blank=True)
     mac_prefix = models.CharField(
         _("MAC prefix"), max_length=14, default="00:16:3e", validators=[Dom0Name("mac_prefix")]
+    )
+    # How students reach their guests by SSH: the guest page shows the line.
+    reachable_from_campus = models.BooleanField(
+        _("reachable from campus"),
+        default=False,
+        help_text=_("Guests' addresses can be reached directly from the campus network (ssh root@<ip>)."),
+    )
+    jump_host = models.CharField(
+        _("SSH jump host"),
+        max_length=200,
+        blank=True,
+        validators=[validate_jump_host],
+        help_text=_("host, user@host or host:port; students then use ssh -J <jump host> root@<ip>."),
     )
 
     class Meta:
@@ -423,3 +436,37 @@ class AuditEvent(models.Model):
             task=task,
             message=message,
         )
+
+
+class SshKey(models.Model):
+    """One of a user's SSH public keys, as `labs.services.ssh_keys` parsed it (never the text as pasted)."""
+
+    class KeyType(models.TextChoices):
+        ED25519 = "ssh-ed25519", "ed25519"
+        ECDSA_P256 = "ecdsa-sha2-nistp256", "ECDSA P-256"
+        ECDSA_P384 = "ecdsa-sha2-nistp384", "ECDSA P-384"
+        ECDSA_P521 = "ecdsa-sha2-nistp521", "ECDSA P-521"
+        RSA = "ssh-rsa", "RSA"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ssh_keys", verbose_name=_("user")
+    )
+    key_type = models.CharField(_("type"), max_length=32, choices=KeyType.choices)
+    body = models.TextField(_("key (base64)"))
+    bits = models.PositiveIntegerField(_("bits"))
+    comment = models.CharField(_("comment"), max_length=100)
+    fingerprint = models.CharField(_("fingerprint"), max_length=64)
+    created_at = models.DateTimeField(_("added"), default=timezone.now)
+
+    class Meta:
+        ordering = ["user", "created_at"]
+        verbose_name = _("SSH key")
+        verbose_name_plural = _("SSH keys")
+        constraints = [models.UniqueConstraint(fields=["user", "fingerprint"], name="ssh_key_unique_per_user")]
+
+    def __str__(self) -> str:
+        return f"{self.user}: {self.key_type} {self.fingerprint} {self.comment}"
+
+    @property
+    def authorized_keys_line(self) -> str:
+        return f"{self.key_type} {self.body} {self.comment}"

@@ -7,11 +7,11 @@ from django.apps import apps
 from django.contrib import admin
 from django.urls import reverse
 
-from labs.models import AuditEvent, IpPool, Lab, StudentQuota, Task
+from labs.models import AuditEvent, IpPool, Lab, SshKey, StudentQuota, Task
 
 REGISTERED = sorted(m._meta.label for m in admin.site._registry)
 # Rows the service layer creates; the admin shows them but offers no add page.
-NO_ADD = {"labs.Guest", "labs.Task", "labs.AuditEvent", "django_rq.Dashboard"}
+NO_ADD = {"labs.Guest", "labs.Task", "labs.AuditEvent", "labs.SshKey", "django_rq.Dashboard"}
 # Not a table: the django-rq dashboard link has a changelist only.
 NO_ROWS = {"django_rq.Dashboard"}
 
@@ -21,6 +21,9 @@ def every_row(instructors_group, alice, bob, host, template, pool, lab, alice_gu
     quota = StudentQuota.objects.create(user=bob, max_guests=3, max_memory_mb=1024)
     task = Task.objects.create(kind="create", guest=alice_guest, lab=lab, host=host, actor=alice, target="x")
     event = AuditEvent.objects.create(actor=alice, action="start", guest=alice_guest, result="requested")
+    key = SshKey.objects.create(
+        user=alice, key_type="ssh-ed25519", body="AAAA", bits=256, comment="alice@laptop", fingerprint="SHA256:x"
+    )
     rows = {
         "auth.Group": instructors_group,
         "auth.User": alice,
@@ -32,6 +35,7 @@ def every_row(instructors_group, alice, bob, host, template, pool, lab, alice_gu
         "labs.StudentQuota": quota,
         "labs.Task": task,
         "labs.AuditEvent": event,
+        "labs.SshKey": key,
     }
     assert set(rows) | NO_ROWS == set(REGISTERED), "a newly registered model needs a row here"
     return rows
