@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import Group, User
@@ -159,3 +161,20 @@ def alice_guest(lab, alice, host) -> Guest:
 @pytest.fixture
 def bob_guest(lab, bob, host) -> Guest:
     return make_guest(lab, bob, host, 2)
+
+
+@pytest.fixture
+def new_ssh_key(tmp_path):
+    """new_ssh_key(comment, kind="ed25519", *ssh_keygen_args) -> (public key line, private key path), by ssh-keygen."""
+    made = iter(range(1000))
+
+    def make(comment: str, kind: str = "ed25519", *args: str):
+        path = tmp_path / f"key{next(made)}"
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", kind, *args, "-N", "", "-C", comment, "-f", str(path)],
+            check=True,
+            capture_output=True,
+        )
+        return path.with_name(path.name + ".pub").read_text().strip(), path
+
+    return make

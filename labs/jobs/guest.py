@@ -22,9 +22,9 @@ from labs.dom0.errors import Dom0Error
 from labs.jobs import connect
 from labs.jobs.progress import Recorder, StepFailed, claim, finish
 from labs.models import Guest, Task, Xl
-from labs.services.actions import close_lab_if_empty
 from labs.services.limits import template_lab_max_mb
 from labs.services.registry import GUEST_ACTIONS
+from labs.services.ssh_keys import authorized_keys_for
 
 Handler = Callable[[Recorder, Guest], None]
 # The job of each guest action, by its name in the registry.
@@ -91,6 +91,8 @@ def _guest_files(guest: Guest) -> GuestFiles:
         fs_type=cast(FsType, guest.lab.template.fs_type),
         nameservers=tuple(pool.nameservers.replace(",", " ").split()),
         root_password_hash=crypt_sha512(guest.initial_password) if guest.initial_password else "",
+        # The student's keys as they are now, when the job runs (provision or reset).
+        authorized_keys=authorized_keys_for(guest.student_id),
     )
 
 
@@ -173,8 +175,13 @@ def _provision(rec: Recorder, guest: Guest, reimage: bool = False) -> None:
         rec.call(host.clone_template, source, root.path, template.fs_type, template.clone_method)
         rec.log(f"cloned {source} into {root.path} ({template.clone_method}, {template.fs_type})")
     with rec.step("customize"):
-        rec.call(host.customize_rootfs, root.path, _guest_files(guest))
-        rec.log(f"wrote hostname {guest.hostname}, address {guest.ip}, fstab and root password")
+        files = _guest_files(guest)
+        rec.call(host.customize_rootfs, root.path, files)
+        keys = len(files.authorized_keys.splitlines())
+        rec.log(
+            f"wrote hostname {guest.hostname}, address {guest.ip}, fstab and root password"
+            + (f", {keys} SSH key(s) in /root/.ssh/authorized_keys" if keys else "")
+        )
     with rec.step("config"):
         path = rec.call(host.write_config, _domain_spec(guest, rec.host_vg), True)
         rec.log(f"wrote {path}")
@@ -358,11 +365,11 @@ def run_task(task_id: int) -> str:
         handler(rec, guest)
         if action.removes_guest:
             rec.log(f"deleted guest {guest.domain_name}; its IP {guest.ip} and MAC {guest.mac} are free again")
-            lab_id = guest.lab_id
             with transaction.atomic():
                 finish(task, True)
                 guest.delete()
-            close_lab_if_empty(lab_id)
+            # Whether that was the lab's last guest is the panel's to say (the sync loop closes empty
+            # labs): a dom0 sees only its own host's guests, and a lab may span several hosts.
             return "ok"
         observed = _observe(rec, guest)
         if action.boots and guest.observed_state not in Xl.UP:

@@ -61,7 +61,9 @@ class FilesystemMixin(FaultsMixin):
             what = f"cloning {template} into {device}"
             self._volume_or_fail(state, lv, device, what, argvs[main])
             self._refuse_in_use(state, device, what, argvs[main])
-            state["volumes"][lv].update(content="fs", template=template, fs_type=fs_type, method=method, files={})
+            state["volumes"][lv].update(
+                content="fs", template=template, fs_type=fs_type, method=method, files={}, modes={}
+            )
 
     def _finish_thin_clone(self, state: State, vol: Record | None, device: str, argv: list[str]) -> None:
         """e2fsck, resize2fs and tune2fs on a thin snapshot: it must hold a filesystem, and the pool room to write."""
@@ -104,6 +106,13 @@ class FilesystemMixin(FaultsMixin):
                     files_now.get("/etc/shadow", TEMPLATE_SHADOW), files.root_password_hash
                 )
             files_now.update({path: text for path, (text, _) in rendered.items()})
+            # Modes as the real host leaves them: each written file's, and a directory's when
+            # customize makes it (an existing one is left alone); sshd wants /root/.ssh 0700.
+            modes = vol["modes"] = vol.get("modes") or {}
+            modes.update({path: mode for path, (_, mode) in rendered.items()})
+            for path in rendered:
+                directory = os.path.dirname(path)
+                modes.setdefault(directory, 0o700 if directory == "/root/.ssh" else 0o755)
 
     def make_swap(self, device: str) -> None:
         lv = self._device_lv(device)
@@ -115,7 +124,7 @@ class FilesystemMixin(FaultsMixin):
                 raise rootfs_error(what, argv, f"mkswap: cannot open {device}: No such file or directory")
             if accounting.in_use_by(state, device) is not None:
                 raise rootfs_error(what, argv, f"mkswap: {device}: Device or resource busy")
-            vol.update(content="swap", template=None, fs_type=None, method=None, files={})
+            vol.update(content="swap", template=None, fs_type=None, method=None, files={}, modes={})
 
     def read_guest_file(self, device: str, path: str) -> str:
         lv = self._device_lv(device)

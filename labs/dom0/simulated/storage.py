@@ -80,7 +80,9 @@ class StorageMixin(FaultsMixin):
                 raise lvm_error(InsufficientSpace, argv, accounting.pool_threshold_line(self.config))
             # A thin snapshot shares the origin's blocks: it holds the same
             # filesystem and files, and takes no space from the VG.
-            content = {k: copy.deepcopy(src.get(k)) for k in ("content", "template", "fs_type", "method", "files")}
+            content = {
+                k: copy.deepcopy(src.get(k)) for k in ("content", "template", "fs_type", "method", "files", "modes")
+            }
             state["volumes"][name] = _new_volume(state, src["extents"], thin=True, origin=origin, **content)
             size: int = src["extents"] * EXTENT_BYTES
         return Volume(name, size, self._vg_path(name))
