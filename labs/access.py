@@ -14,7 +14,7 @@ from django.db.models import QuerySet
 from django.http import Http404, HttpRequest
 from django.shortcuts import get_object_or_404
 
-from labs.models import Guest, Host, Lab
+from labs.models import Guest, Host, Lab, SshKey
 
 INSTRUCTORS_GROUP = "instructors"
 
@@ -96,6 +96,14 @@ def get_host_for_user(request: HttpRequest, pk: int, write: bool = False) -> Hos
     if not allowed:
         raise Http404
     return get_object_or_404(Host, pk=pk)
+
+
+def get_ssh_key_for_user(request: HttpRequest, pk: int) -> SshKey:
+    """One of the user's own SSH keys; anyone else's, even for an admin, is a 404 (the admin shows them)."""
+    user = request.user
+    if not (user.is_authenticated and user.is_active):
+        raise Http404
+    return get_object_or_404(SshKey, pk=pk, user=user)
 
 
 def _roles(user: AnyUser) -> dict[str, bool]:

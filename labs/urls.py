@@ -2,13 +2,15 @@ from __future__ import annotations
 
 from django.urls import path
 
-from labs import auth_views, views
+from labs import auth_views, key_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz/", views.healthz, name="healthz"),
     path("whoami/", views.whoami, name="whoami"),
     path("vms/", views.my_vms, name="my_vms"),
+    path("keys/", key_views.ssh_key_list, name="ssh_keys"),
+    path("keys/<int:pk>/delete/", key_views.ssh_key_delete, name="ssh_key_delete"),
     path("vms/<int:pk>/", views.guest_detail, name="guest_detail"),
     path("vms/<int:pk>/live/", views.guest_live, name="guest_live"),
     path("vms/<int:pk>/confirm/<str:action>/", views.guest_confirm, name="guest_confirm"),

@@ -42,6 +42,7 @@ from labs.access import (
 from labs.auth_views import NEW_ACCOUNTS_KEY
 from labs.forms import ConfirmForm, LabBatchForm, MemoryForm
 from labs.models import Guest, Host, Lab, Task, Xl
+from labs.services import ssh_keys
 from labs.services.registry import GUEST_ACTIONS, LAB_ACTIONS, GuestAction, guest_action_def
 from labs.spreadsheet import write_csv
 from labs.templatetags.xenpanel import state_word
@@ -238,6 +239,9 @@ def guest_detail(request: HttpRequest, pk: int) -> HttpResponse:
         {
             "console_ssh": host.console_ssh or settings.XENPANEL_CONSOLE_SSH,
             "console_command": f"{host.toolstack} console {guest.domain_name}",
+            # Only admins have a shell on dom0; everyone else reaches the VM by SSH (or the browser console).
+            "dom0_console": roles_for(request)["admin"],
+            "ssh_command": ssh_keys.ssh_command(guest.lab.pool, guest.ip),
             "tasks": tasks,
         }
     )

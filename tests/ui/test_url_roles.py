@@ -12,6 +12,8 @@ import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
+from labs.models import SshKey
+
 SKIPPED_PREFIXES = ("admin/", "rq/", "i18n/")
 ROLES = ("anonymous", "owner", "other_student", "other_instructor", "lab_instructor", "admin")
 
@@ -44,6 +46,13 @@ TABLE = {
     # An empty POST is a form with errors, shown again: nothing changes.
     "password_change": [("get", lambda o: [], ANY_USER), ("post", lambda o: [], ANY_USER)],
     "my_vms": [("get", lambda o: [], ANY_USER)],
+    # An empty POST is the form with its error, shown again.
+    "ssh_keys": [("get", lambda o: [], ANY_USER), ("post", lambda o: [], ANY_USER)],
+    # Only the key's owner (alice) may see or delete it; admins too get a 404 (the admin shows keys).
+    "ssh_key_delete": [
+        ("get", lambda o: [o["key"].pk], _statuses(302, 200, 404, 404, 404, 404)),
+        ("post", lambda o: [o["key"].pk], _statuses(302, 302, 404, 404, 404, 404)),
+    ],
     "guest_detail": [("get", lambda o: [o["guest"].pk], GUEST_PAGE)],
     "guest_live": [("get", lambda o: [o["guest"].pk], GUEST_PAGE)],
     "guest_confirm": [
@@ -114,7 +123,14 @@ def test_every_url_has_a_row():
 
 
 @pytest.fixture
-def cast(alice, bob, charlie, ivy, admin_user, alice_guest, bob_guest, lab, host):
+def alice_key(alice) -> SshKey:
+    return SshKey.objects.create(
+        user=alice, key_type="ssh-ed25519", body="AAAA", bits=256, comment="alice@laptop", fingerprint="SHA256:x"
+    )
+
+
+@pytest.fixture
+def cast(alice, bob, charlie, ivy, admin_user, alice_guest, bob_guest, lab, host, alice_key):
     return {
         "users": {
             "anonymous": None,
@@ -124,7 +140,7 @@ def cast(alice, bob, charlie, ivy, admin_user, alice_guest, bob_guest, lab, host
             "lab_instructor": ivy,
             "admin": admin_user,
         },
-        "objects": {"guest": alice_guest, "lab": lab, "host": host, "no_guest": charlie},
+        "objects": {"guest": alice_guest, "lab": lab, "host": host, "no_guest": charlie, "key": alice_key},
     }
 
 
