@@ -5,11 +5,12 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils.translation import gettext as _
 
 from labs.access import may_act_on_guest, may_manage_lab
-from labs.models import AuditEvent, Guest, Lab, Task, Xl
+from labs.models import AuditEvent, Guest, Host, Lab, Task, Xl
 from labs.services import capacity, limits, queueing, quotas
 from labs.services.errors import InvalidAction, QuotaExceeded
 from labs.services.registry import LAB_ACTIONS, allowed_actions, guest_action_def, steps_total
@@ -37,7 +38,20 @@ def describe_state(guest: Guest) -> str:
     }.get(guest.observed_state, _("stopped"))
 
 
+def _lock_memory_holders(guest: Guest) -> None:
+    """Serialize memory checks: lock the guest's host, then its student, in the order a batch locks them.
+
+    A second resize (or a batch) for the same student or host waits here
+    until the first has committed its Task, whose promise it then counts
+    (quotas.promised_mb); without the locks, two checks at once each saw the
+    other's memory as it was and both passed.
+    """
+    list(Host.objects.select_for_update().filter(pk=guest.host_id).values_list("pk", flat=True))
+    list(get_user_model().objects.select_for_update().filter(pk=guest.student_id).values_list("pk", flat=True))
+
+
 def _check_memory(guest: Guest, memory_mb) -> int:
+    """The new size, if the lab, template, student's quota and host allow it; the caller holds _lock_memory_holders."""
     if isinstance(memory_mb, bool) or not isinstance(memory_mb, int):
         raise InvalidAction(_("Give the new memory size as a whole number of MiB."), field="memory_mb")
     limits.check_guest_memory(memory_mb, guest.lab.template, guest.lab.max_guest_memory_mb)
@@ -93,7 +107,15 @@ def guest_action(actor, guest: Guest, action: str, *, memory_mb: int | None = No
         raise InvalidAction(_("You may not act on this VM."))
     refusal = None
     with transaction.atomic():
-        g = Guest.objects.select_for_update().select_related("lab__template", "host", "student").get(pk=guest.pk)
+        if action == "mem_set":
+            _lock_memory_holders(guest)
+        # The guest's row only (PostgreSQL would lock every joined row): an
+        # action on one guest does not wait for others on the same host.
+        g = (
+            Guest.objects.select_for_update(of=("self",))
+            .select_related("lab__template", "host", "student")
+            .get(pk=guest.pk)
+        )
         if action not in allowed_actions(g):
             refusal = _("Cannot %(verb)s %(owner)s's VM: it is %(state)s.") % {
                 "verb": definition.verb,

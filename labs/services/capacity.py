@@ -10,6 +10,7 @@ from django.utils.translation import gettext as _
 from labs.models import Guest, Host
 from labs.services import thin_pool
 from labs.services.errors import QuotaExceeded, ServiceError
+from labs.services.quotas import promised_mb
 from labs.services.thin_pool import PoolFill
 
 
@@ -20,8 +21,11 @@ def placed_on(hosts: Iterable) -> Q:
 
 
 def allocated_mb(hosts: Iterable[Host]) -> dict[int, int]:
-    """Memory promised to guests on each host, whatever their state: a stopped guest may start any time."""
-    rows = Guest.objects.filter(placed_on(hosts)).values("host_id").annotate(mem=Sum("memory_mb"))
+    """Memory promised to guests on each host, whatever their state: a stopped guest may start any time.
+
+    A queued or running resize promises its new size (quotas.promised_mb).
+    """
+    rows = Guest.objects.filter(placed_on(hosts)).values("host_id").annotate(mem=Sum(promised_mb()))
     return {r["host_id"]: r["mem"] or 0 for r in rows}
 
 

@@ -9,7 +9,7 @@ from django.utils.translation import gettext as _
 from labs.models import Guest, Lab, LabTemplate
 from labs.services.capacity import host_free_mb, placed_on
 from labs.services.errors import QuotaExceeded
-from labs.services.quotas import held_by, quota_for
+from labs.services.quotas import held_by, promised_mb, quota_for
 
 # A Debian PV guest does not get through boot with less than this.
 MIN_GUEST_MEMORY_MB = 32
@@ -20,15 +20,18 @@ def guest_memory_sums(guest: Guest) -> tuple[int, int]:
 
     The same rows as usage_for([student], exclude_guest=guest) and
     allocated_mb([host]) (the same filters), for the one guest a page shows:
-    one aggregate over the rows either sum reads.
+    one aggregate over the rows either sum reads. Each row counts what a
+    queued or running resize promises it (promised_mb, a subquery in the
+    same statement).
     """
     mine, here = held_by([guest.student_id]), placed_on([guest.host_id])
     others = held_by([guest.student_id], exclude_guest=guest)
     # The WHERE reads all of the student's rows: its own row is on the host
     # anyway, and the plain test is cheaper than repeating the exclusion.
-    row = Guest.objects.filter(mine | here).aggregate(
-        others=Sum("memory_mb", filter=others),
-        allocated=Sum("memory_mb", filter=here),
+    row = (
+        Guest.objects.filter(mine | here)
+        .annotate(promised=promised_mb())
+        .aggregate(others=Sum("promised", filter=others), allocated=Sum("promised", filter=here))
     )
     return row["others"] or 0, row["allocated"] or 0
 

@@ -6,10 +6,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, IntegerField, OuterRef, Q, Subquery, Sum
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast, Coalesce, Greatest
 from django.utils.translation import gettext as _
 
-from labs.models import Guest, StudentQuota
+from labs.models import Guest, StudentQuota, Task
 from labs.services.errors import QuotaExceeded
 
 
@@ -63,12 +65,33 @@ def held_by(students: Iterable, exclude_guest: Guest | None = None) -> Q:
     return q if exclude_guest is None else q & ~Q(pk=exclude_guest.pk)
 
 
+def promised_mb():
+    """The memory a guest row holds, for the quotas and the hosts alike: its size, or the size a queued or
+    running mem_set will give it, whichever is larger.
+
+    Without the second, a resize not yet done was not counted, and two of them
+    (at once, or the second while the first job waited) went over the quota
+    or the host. An expression over Guest rows, to sum in the query that
+    reads them: a correlated subquery (at most one such task per guest, as a
+    mem_set marks its guest busy), no query more.
+    """
+    requested = (
+        Task.objects.filter(guest=OuterRef("pk"), kind="mem_set", status__in=(Task.Status.QUEUED, Task.Status.RUNNING))
+        .order_by()
+        .values_list(Cast(KT("args__memory_mb"), IntegerField()))[:1]
+    )
+    return Greatest("memory_mb", Coalesce(Subquery(requested), "memory_mb"), output_field=IntegerField())
+
+
 def usage_for(users: Iterable, exclude_guest: Guest | None = None) -> dict[int, Usage]:
-    """Guests and memory each student holds now, over all labs (tearing-down guests still hold theirs)."""
+    """Guests and memory each student holds, over all labs (tearing-down guests still hold theirs).
+
+    Memory counts what queued and running resizes promise (promised_mb).
+    """
     rows = (
         Guest.objects.filter(held_by(users, exclude_guest))
         .values("student_id")
-        .annotate(n=Count("id"), mem=Sum("memory_mb"))
+        .annotate(n=Count("id"), mem=Sum(promised_mb()))
     )
     return {r["student_id"]: Usage(r["n"], r["mem"] or 0) for r in rows}
 

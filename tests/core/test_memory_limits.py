@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from labs.access import GUEST_RELATED
-from labs.models import Guest, Host, Lab, StudentQuota
+from labs.models import Guest, Host, Lab, StudentQuota, Task
 from labs.services import memory_limits
 from labs.services.capacity import allocated_mb
 from labs.services.limits import guest_memory_sums
@@ -58,3 +58,28 @@ def test_one_guest_sums_agree_with_the_batch_wide_functions(alice, bob, alice_gu
     assert (usage[alice.pk], usage[bob.pk]) == (Usage(2, 556), Usage(2, 756))
     assert usage_for([alice, bob], exclude_guest=alice_guest)[alice.pk] == Usage(1, 300)
     assert allocated_mb([host, elsewhere]) == {host.pk: 256 + 300 + 256, elsewhere.pk: 500}
+
+
+def test_a_queued_or_running_resize_counts_its_new_size_in_the_same_one_query(
+    alice, bob, alice_guest, bob_guest, host, template, pool, django_assert_num_queries
+):
+    """Memory a resize not yet done promises is held against the quota and the host (issue 13, part 2)."""
+    StudentQuota.objects.create(user=alice, max_guests=5, max_memory_mb=1024)
+    other_lab = Lab.objects.create(name="Systems", slug="sys", template=template, pool=pool, memory_mb=256)
+    other = make_guest(other_lab, alice, host, 3)
+    Host.objects.filter(pk=host.pk).update(total_memory_mb=4096, dom0_reserve_mb=1024)
+    Task.objects.create(kind="mem_set", guest=other, host=host, args={"memory_mb": 700}, status=Task.Status.QUEUED)
+    # bob's shrink, still running, holds his current size; finished or failed resizes promise nothing.
+    Task.objects.create(kind="mem_set", guest=bob_guest, host=host, args={"memory_mb": 64}, status=Task.Status.RUNNING)
+    for status in (Task.Status.SUCCEEDED, Task.Status.FAILED):
+        Task.objects.create(kind="mem_set", guest=alice_guest, host=host, args={"memory_mb": 1000}, status=status)
+    guest = _loaded(alice_guest)
+    with django_assert_num_queries(1):
+        assert memory_limits(guest) == (32, 1024 - 700)
+    assert guest_memory_sums(guest) == (700, 256 + 700 + 256)
+    assert usage_for([alice, bob]) == {alice.pk: Usage(2, 956), bob.pk: Usage(1, 256)}
+    assert allocated_mb([host]) == {host.pk: 1212}
+    # Once the job has run, the row's own size is what counts: the same total.
+    Guest.objects.filter(pk=other.pk).update(memory_mb=700)
+    Task.objects.filter(guest=other).update(status=Task.Status.SUCCEEDED)
+    assert usage_for([alice])[alice.pk] == Usage(2, 956)
