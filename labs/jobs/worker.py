@@ -78,6 +78,17 @@ class HostWorker(SimpleWorker):
         self._beater: threading.Thread | None = None
         self._worker_beat_at = float("-inf")
 
+    def run_maintenance_tasks(self) -> None:
+        """rq's, without its sweep of the job-group registry: the panel uses no groups, and a dom0's
+        Redis user reaches only its own queue's keys (labs.services.credentials)."""
+        if (
+            self.last_cleaned_at
+            and self.scheduler
+            and not (self.scheduler._process and self.scheduler._process.is_alive())
+        ):
+            self.scheduler.acquire_locks(auto_start=True)
+        self.clean_registries()
+
     def get_heartbeat_ttl(self, job) -> int:
         return int(self.job_monitoring_interval) + 60
 

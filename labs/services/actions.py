@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
 
 from django.contrib.auth import get_user_model
@@ -82,7 +81,7 @@ def _new_task(kind: str, guest: Guest, actor, args: dict | None = None) -> Task:
         target=guest.domain_name,
         args=args or {},
         steps_total=steps_total(kind),
-        rq_job_id=f"xenpanel-{uuid.uuid4().hex}",
+        rq_job_id=queueing.new_job_id(guest.host),
     )
 
 

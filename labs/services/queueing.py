@@ -11,6 +11,7 @@ database holds no half-submitted work.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterable
 
 import django_rq
@@ -23,7 +24,7 @@ from rq.job import Job
 from rq.queue import EnqueueData
 from rq.serializers import JSONSerializer
 
-from labs.models import Task
+from labs.models import Host, Task
 from labs.services.errors import QueueUnavailable
 
 # Jobs travel as JSON, never pickle: loading a pickle runs code, and Redis is
@@ -68,6 +69,20 @@ def ping(queue_names: Iterable[str] = ("default",)) -> None:
             redis_connection(name).ping()
     except RedisError as e:
         raise _unavailable(e) from None
+
+
+def new_job_id(host: Host) -> str:
+    """A fresh RQ job id for work on `host`.
+
+    Ids carry the host (by pk: queue names may be prefixes of one another),
+    so a dom0's Redis user can be limited to its own jobs' keys
+    (labs.services.credentials).
+    """
+    return f"{job_id_prefix(host)}{uuid.uuid4().hex}"
+
+
+def job_id_prefix(host: Host) -> str:
+    return f"xenpanel-h{host.pk}-"
 
 
 def job(

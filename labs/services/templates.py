@@ -6,7 +6,6 @@ Used by `manage.py build_template` and the admin action; the job itself is
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import asdict
 
 from django.conf import settings
@@ -57,7 +56,7 @@ def enqueue_template_build(host: Host, name: str, spec: TemplateSpec, actor=None
             target=name,
             args={"name": name, **asdict(spec), "extra_packages": list(spec.extra_packages)},
             steps_total=len(STEPS),
-            rq_job_id=f"xenpanel-{uuid.uuid4().hex}",
+            rq_job_id=queueing.new_job_id(host),
         )
         event = AuditEvent.objects.create(
             actor=actor, action=KIND, target=name, result=AuditEvent.Result.REQUESTED, task=task

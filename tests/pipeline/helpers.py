@@ -62,8 +62,13 @@ def worker_env(sim_dir: Path, delay: float = 0.0) -> dict[str, str]:
     return env
 
 
-def start_worker(sim_dir: Path, *queues: str, delay: float = 0.0, burst: bool = True) -> subprocess.Popen:
-    """`manage.py rqworker` in its own process group (so a test can kill it and its work-horse)."""
+def start_worker(
+    sim_dir: Path, *queues: str, delay: float = 0.0, burst: bool = True, env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """`manage.py rqworker` in its own process group (so a test can kill it and its work-horse).
+
+    `env` overrides the worker's environment (a dom0's own credentials, say).
+    """
     return subprocess.Popen(
         [
             sys.executable,
@@ -75,7 +80,7 @@ def start_worker(sim_dir: Path, *queues: str, delay: float = 0.0, burst: bool = 
             *queues,
         ],
         cwd=ROOT,
-        env=worker_env(sim_dir, delay),
+        env={**worker_env(sim_dir, delay), **(env or {})},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,

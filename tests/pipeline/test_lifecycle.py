@@ -6,6 +6,7 @@ import netaddr
 import pytest
 
 from labs.jobs import guest as jobs
+from labs.services.upkeep import tick
 from labs.models import AuditEvent, Guest, Task
 from labs.services import allowed_actions, create_lab_batch, guest_action
 from labs.services.ipam import free_ips
@@ -140,6 +141,10 @@ def test_lab_teardown_ends_with_the_lab_torn_down(running_guest, ivy, sim):
     lab.refresh_from_db()
     assert lab.status == "tearing_down"
     work(running_guest.host.queue_name)
+    lab.refresh_from_db()
+    # The jobs are done, but closing the lab is the panel's: the next tick of the sync loop does it.
+    assert lab.status == "tearing_down"
+    assert tick()["teardowns"] == 0
     lab.refresh_from_db()
     assert lab.status == "torn_down"
     assert not Guest.objects.filter(lab=lab).exists()

@@ -83,8 +83,8 @@ def test_the_sync_loop_checks_the_health_of_hosts_not_checked_lately(host, secon
     _checked_just_now(second_host)
     summary = tick()
     assert summary["health"] == 1 and summary["errors"] == []  # dom0-a was never checked; dom0-b just was
-    assert redis_flushed.exists(f"rq:job:xenpanel-health-{host.pk}")
-    assert not redis_flushed.exists(f"rq:job:xenpanel-health-{second_host.pk}")
+    assert redis_flushed.exists(f"rq:job:xenpanel-h{host.pk}-health")
+    assert not redis_flushed.exists(f"rq:job:xenpanel-h{second_host.pk}-health")
     assert tick()["health"] == 0  # still waiting for the worker: not queued twice
     work(host.queue_name)
     host.refresh_from_db()
@@ -113,7 +113,7 @@ def test_a_failing_health_check_is_not_queued_again_every_tick(host, sim, monkey
 def test_health_interval_zero_leaves_health_checks_to_check_hosts(host, settings, redis_flushed):
     settings.XENPANEL_HEALTH_INTERVAL = 0
     assert tick()["health"] == 0
-    assert not redis_flushed.exists(f"rq:job:xenpanel-health-{host.pk}")
+    assert not redis_flushed.exists(f"rq:job:xenpanel-h{host.pk}-health")
 
 
 def test_check_hosts_names_unknown_hosts(host):
@@ -133,10 +133,10 @@ def test_expired_lab_is_torn_down(running_guest, host, sim):
     event = AuditEvent.objects.get(action="teardown_lab")
     assert event.actor is None and event.message == "The lab expired."
     work(host.queue_name)
+    assert tick()["expired"] == 0  # and it closes the lab, now empty
     lab.refresh_from_db()
     assert lab.status == "torn_down"
     assert sim.domains() == {} and sim.volumes() == {}
-    assert tick()["expired"] == 0
 
 
 def test_busy_guests_are_torn_down_after_their_job(running_guest, alice, ivy, host, sim):
@@ -148,6 +148,7 @@ def test_busy_guests_are_torn_down_after_their_job(running_guest, alice, ivy, ho
     assert tick()["teardowns"] == 1
     work(host.queue_name)
     assert not Guest.objects.exists()
+    tick()  # closes the lab, now empty
     assert Lab.objects.get().status == "torn_down"
     assert Task.objects.filter(kind="teardown", status="succeeded").count() == 2
 

@@ -1,0 +1,226 @@
+"""Per-dom0 credentials with least privilege: a PostgreSQL role and a Redis ACL user for each host.
+
+A dom0 is trusted less than the panel server (its guests' owners are root in
+them, and some study security), so one broken dom0 must not own the panel or
+the other hosts. Each gets:
+
+- a PostgreSQL role whose grants cover only the tables and columns its jobs
+  read or write (no password hashes, no sessions), with row-level security
+  limiting the guest, task, audit, host and key tables to its own host;
+- a Redis user that reaches only its own queue, its own jobs' keys (job ids
+  carry the host: `queueing.new_job_id`) and its own console streams.
+
+`manage.py dom0_credentials <host>` runs `provision()` on the panel server,
+as the database's owner and a Redis user allowed ACL SETUSER, and prints the
+dom0's environment file. Running it again rotates both passwords.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from django.db import connection
+from psycopg import sql
+from redis import Redis
+
+from labs.models import AuditEvent, Guest, Host, IpPool, Lab, LabTemplate, SshKey, Task
+from labs.services import queueing
+
+# What a dom0's jobs write, by model: every other column is read-only to it.
+# (SELECT is granted on the whole row of the models in READ.)
+UPDATES: dict[type, tuple[str, ...]] = {
+    Host: (
+        "total_memory_mb",
+        "free_memory_mb",
+        "xen_version",
+        "last_seen",
+        "health_ok",
+        "health_report",
+        "health_checked_at",
+        "vg_size_mb",
+        "vg_free_mb",
+    ),
+    Guest: ("status", "last_error", "observed_state", "observed_at", "busy_with", "memory_mb"),
+    Task: ("status", "started_at", "finished_at", "error", "log", "dom0_seconds", "step", "steps_done", "guest_id"),
+    AuditEvent: ("result", "message", "guest_id"),
+}
+READ: tuple[type, ...] = (Host, Guest, Task, AuditEvent, Lab, LabTemplate, IpPool, SshKey)
+# Template builds register their result; a teardown deletes its guest.
+INSERT: tuple[type, ...] = (LabTemplate,)
+UPDATE_ALL: tuple[type, ...] = (LabTemplate,)
+DELETE: tuple[type, ...] = (Guest,)
+# Models whose rows a dom0 sees only for its own host, and how to say which.
+ROW_POLICIES: dict[type, str] = {
+    Host: "id = {host}",
+    Guest: "host_id = {host}",
+    Task: "host_id = {host}",
+    # Its jobs' outcomes, and the rows that point at its guests (a teardown clears them).
+    AuditEvent: (
+        "task_id IN (SELECT id FROM labs_task WHERE host_id = {host})"
+        " OR guest_id IN (SELECT id FROM labs_guest WHERE host_id = {host})"
+    ),
+    # The public keys of its guests' students, which provisioning writes into the guests.
+    SshKey: "user_id IN (SELECT student_id FROM labs_guest WHERE host_id = {host})",
+}
+
+
+@dataclass(frozen=True)
+class Dom0Credentials:
+    host: Host
+    database_url: str
+    redis_url: str
+
+    def env_file(self) -> str:
+        """The dom0's /etc/xenpanel/xenpanel.env: its own credentials and profile, no panel secret."""
+        return (
+            f"# xenpanel on {self.host.name}: made by `manage.py dom0_credentials {self.host.name}` on the panel.\n"
+            "# This dom0's own credentials. It holds no SECRET_KEY and no other host's access.\n"
+            "DJANGO_SETTINGS_MODULE=xenpanel.settings_dom0\n"
+            "XENPANEL_DOM0=xen\n"
+            f"DATABASE_URL={self.database_url}\n"
+            f"REDIS_URL={self.redis_url}\n"
+        )
+
+
+def role_name(host: Host) -> str:
+    """The host's PostgreSQL role: per database, so two panels on one cluster do not share roles."""
+    return f"{connection.settings_dict['NAME']}_dom0_{host.pk}"[-63:]
+
+
+def redis_user(host: Host) -> str:
+    return f"xenpanel-dom0-{host.pk}"
+
+
+def _table(model: type) -> sql.Identifier:
+    return sql.Identifier(model._meta.db_table)  # type: ignore[attr-defined]
+
+
+def _columns(model: type, names: tuple[str, ...]) -> sql.Composed:
+    return sql.SQL(", ").join(sql.Identifier(n) for n in names)
+
+
+def database_statements(host: Host, password: str) -> list[sql.Composable]:
+    """Create or update the host's role: login with `password`, the grants above, and its row policies."""
+    role = sql.Identifier(role_name(host))
+    pk = sql.Literal(host.pk)
+    stmts: list[sql.Composable] = [
+        sql.SQL(
+            "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {name}) THEN CREATE ROLE {role}; END IF;"
+            " END $$"
+        ).format(name=sql.Literal(role_name(host)), role=role),
+        sql.SQL("ALTER ROLE {role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT PASSWORD {pw}").format(
+            role=role, pw=sql.Literal(password)
+        ),
+        sql.SQL("GRANT CONNECT ON DATABASE {db} TO {role}").format(
+            db=sql.Identifier(connection.settings_dict["NAME"]), role=role
+        ),
+        sql.SQL("GRANT USAGE ON SCHEMA public TO {role}").format(role=role),
+    ]
+    for model in READ:
+        stmts.append(sql.SQL("GRANT SELECT ON {t} TO {role}").format(t=_table(model), role=role))
+    for model, cols in UPDATES.items():
+        stmts.append(
+            sql.SQL("GRANT UPDATE ({c}) ON {t} TO {role}").format(c=_columns(model, cols), t=_table(model), role=role)
+        )
+    for model in UPDATE_ALL:
+        stmts.append(sql.SQL("GRANT UPDATE ON {t} TO {role}").format(t=_table(model), role=role))
+    for model in INSERT:
+        stmts.append(sql.SQL("GRANT INSERT ON {t} TO {role}").format(t=_table(model), role=role))
+    for model in DELETE:
+        stmts.append(sql.SQL("GRANT DELETE ON {t} TO {role}").format(t=_table(model), role=role))
+    for model, where in ROW_POLICIES.items():
+        policy = sql.Identifier(f"{role_name(host)}_rows"[-63:])
+        stmts += [
+            sql.SQL("ALTER TABLE {t} ENABLE ROW LEVEL SECURITY").format(t=_table(model)),
+            sql.SQL("DROP POLICY IF EXISTS {p} ON {t}").format(p=policy, t=_table(model)),
+            sql.SQL("CREATE POLICY {p} ON {t} FOR ALL TO {role} USING (" + where.format(host="{pk}") + ")").format(
+                p=policy, t=_table(model), role=role, pk=pk
+            ),
+        ]
+    return stmts
+
+
+def redis_rules(host: Host) -> list[str]:
+    """ACL SETUSER rules: the host's queue, registries and jobs, rq's worker bookkeeping, its console streams."""
+    q, jobs = host.queue_name, queueing.job_id_prefix(host)
+    return [
+        # Keys: its queue and rq's per-queue registries (rq:<registry>:<queue>), its own jobs
+        # and their results and executions, and the worker bookkeeping rq shares between workers.
+        f"~rq:queue:{q}",
+        f"~rq:queue:{q}:*",
+        f"~rq:*:{q}",
+        f"~rq:job:{jobs}*",
+        f"~rq:job::{jobs}*",  # rq 2 spells a job's dependencies key with two colons
+        f"~rq:results:{jobs}*",
+        f"~rq:executions:{jobs}*",
+        f"~rq:execution:{jobs}*",
+        "~rq:queues",
+        "~rq:workers",
+        "~rq:worker:*",
+        "~rq:suspended",
+        f"~xenpanel:console:{q}:*",
+        # rq's worker listens for commands on its own channel.
+        "&rq:pubsub:*",
+        # Commands: the ordinary ones, none of the administrative or dangerous ones.
+        "+@all",
+        "-@admin",
+        "-@dangerous",
+        "+info",  # rq reads the server's version at start-up
+        "+client|setname",
+        "+client|getname",
+        "+client|id",
+    ]
+
+
+def provision(host: Host, database_host: str | None = None, redis_host: str | None = None) -> Dom0Credentials:
+    """Create or rotate the host's database role and Redis user; their URLs as the dom0 reaches the panel.
+
+    `database_host` and `redis_host` replace the host part of the panel's own
+    URLs (the panel may reach them on loopback, a dom0 over the network).
+    """
+    if connection.vendor != "postgresql":
+        raise ValueError("per-dom0 database roles need PostgreSQL (SQLite is one file on the panel machine)")
+    db_password, redis_password = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+    with connection.cursor() as cursor:
+        for stmt in database_statements(host, db_password):
+            cursor.execute(stmt)
+    conn: Redis = queueing.redis_connection(host.queue_name)
+    conn.execute_command("ACL", "SETUSER", redis_user(host), "reset", "on", f">{redis_password}", *redis_rules(host))
+    db = connection.settings_dict
+    database_url = urlunsplit(
+        (
+            "postgres",
+            f"{quote(role_name(host))}:{quote(db_password)}@{database_host or db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}",
+            f"/{db['NAME']}",
+            "",
+            "",
+        )
+    )
+    panel_redis = urlsplit(_panel_redis_url())
+    netloc = f"{quote(redis_user(host))}:{quote(redis_password)}@{redis_host or panel_redis.hostname}"
+    if panel_redis.port:
+        netloc += f":{panel_redis.port}"
+    redis_url = urlunsplit((panel_redis.scheme, netloc, panel_redis.path, panel_redis.query, ""))
+    return Dom0Credentials(host, database_url, redis_url)
+
+
+def revoke(host: Host) -> None:
+    """Drop the host's role and Redis user (a dom0 taken out of service, or a test's)."""
+    role = sql.Identifier(role_name(host))
+    with connection.cursor() as cursor:
+        for model in ROW_POLICIES:
+            policy = sql.Identifier(f"{role_name(host)}_rows"[-63:])
+            cursor.execute(sql.SQL("DROP POLICY IF EXISTS {p} ON {t}").format(p=policy, t=_table(model)))
+        cursor.execute(sql.SQL("SELECT 1 FROM pg_roles WHERE rolname = {n}").format(n=sql.Literal(role_name(host))))
+        if cursor.fetchone():
+            cursor.execute(sql.SQL("DROP OWNED BY {role}").format(role=role))
+            cursor.execute(sql.SQL("DROP ROLE {role}").format(role=role))
+    queueing.redis_connection(host.queue_name).execute_command("ACL", "DELUSER", redis_user(host))
+
+
+def _panel_redis_url() -> str:
+    from django.conf import settings
+
+    return settings.REDIS_URL
