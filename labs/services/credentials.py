@@ -189,14 +189,9 @@ def provision(host: Host, database_host: str | None = None, redis_host: str | No
     conn: Redis = queueing.redis_connection(host.queue_name)
     conn.execute_command("ACL", "SETUSER", redis_user(host), "reset", "on", f">{redis_password}", *redis_rules(host))
     db = connection.settings_dict
+    address = f"{database_host or db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
     database_url = urlunsplit(
-        (
-            "postgres",
-            f"{quote(role_name(host))}:{quote(db_password)}@{database_host or db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}",
-            f"/{db['NAME']}",
-            "",
-            "",
-        )
+        ("postgres", f"{quote(role_name(host))}:{quote(db_password)}@{address}", f"/{db['NAME']}", "", "")
     )
     panel_redis = urlsplit(_panel_redis_url())
     netloc = f"{quote(redis_user(host))}:{quote(redis_password)}@{redis_host or panel_redis.hostname}"
