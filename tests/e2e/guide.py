@@ -5,6 +5,9 @@ Tags (the guide's introduction says the same to its readers):
   sh dom0      run on the dom0; the testbed runs it as written unless a `sh testbed` block follows
   sh panel     run on the panel server, from the project directory with the panel's environment
   sh testbed   what the testbed runs instead of the block just before it, in the same place
+
+Other guides written the same way name their own places and stand-in tag (parse's keywords):
+deploy/README.md's panel server steps are `sh server` blocks with `sh test` stand-ins.
 """
 
 from __future__ import annotations
@@ -61,6 +64,8 @@ class Guide:
     settings: dict[str, str]
     steps: list[Step]
     ran: list[Ran] = field(default_factory=list)
+    source: str = "deploy/dom0-setup.md"  # for messages
+    runs_on: str = "the testbed"
 
     def dom0_steps(self) -> list[Step]:
         return [s for s in self.steps if s.where == "dom0"]
@@ -85,8 +90,8 @@ class Guide:
             if rc != 0:
                 kind = "stand-in for the block" if step.stand_in else "block"
                 raise GuideError(
-                    f"deploy/dom0-setup.md line {step.run.line}: the {kind} at line {step.documented.line} failed"
-                    f" on the testbed (exit {rc}):\n{step.run.code}\n--- output ---\n{output[-3000:]}"
+                    f"{self.source} line {step.run.line}: the {kind} at line {step.documented.line} failed"
+                    f" on {self.runs_on} (exit {rc}):\n{step.run.code}\n--- output ---\n{output[-3000:]}"
                 )
 
     def output_of(self, needle: str) -> str:
@@ -97,10 +102,19 @@ class Guide:
         raise GuideError(f"no block containing {needle!r} has run")
 
 
-def parse(text: str | None = None) -> Guide:
-    text = GUIDE.read_text(encoding="utf-8") if text is None else text
+def parse(
+    text: str | None = None,
+    *,
+    path: Path = GUIDE,
+    places: tuple[str, ...] = ("dom0", "panel"),
+    stand_in: str = "testbed",
+    runs_on: str = "the testbed",
+) -> Guide:
+    """The guide at `path` (or `text`): `sh <place>` steps, each optionally followed by a `sh <stand_in>` block."""
+    text = path.read_text(encoding="utf-8") if text is None else text
+    tags = ("settings", *places, stand_in)
     blocks = [Block(m.group(1), m.group(2), text[: m.start()].count("\n") + 1) for m in _FENCE.finditer(text)]
-    bad = [b for b in blocks if b.tag not in TAGS]
+    bad = [b for b in blocks if b.tag not in tags]
     if bad:
         raise GuideError(f"unknown block tag(s): {[(b.tag, b.line) for b in bad]}")
     settings_blocks = [b for b in blocks if b.tag == "settings"]
@@ -109,14 +123,17 @@ def parse(text: str | None = None) -> Guide:
     settings = {m.group(1): m.group(2) for m in _ASSIGN.finditer(settings_blocks[0].code)}
     steps: list[Step] = []
     for i, block in enumerate(blocks):
-        if block.tag in ("settings", "testbed"):
-            if block.tag == "testbed" and (i == 0 or blocks[i - 1].tag not in ("dom0", "panel")):
-                raise GuideError(f"line {block.line}: a `sh testbed` block must follow a dom0 or panel block")
+        if block.tag in ("settings", stand_in):
+            if block.tag == stand_in and (i == 0 or blocks[i - 1].tag not in places):
+                raise GuideError(
+                    f"line {block.line}: a `sh {stand_in}` block must follow a {' or '.join(places)} block"
+                )
             continue
         follower = blocks[i + 1] if i + 1 < len(blocks) else None
-        run = follower if follower is not None and follower.tag == "testbed" else block
+        run = follower if follower is not None and follower.tag == stand_in else block
         steps.append(Step(block.tag, block, run))
-    return Guide(settings, steps)
+    source = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+    return Guide(settings, steps, source=source, runs_on=runs_on)
 
 
 def bash_argv(script: str) -> list[str]:
