@@ -18,7 +18,7 @@ if [ $dev = 1 ]; then
   checks+=("chromium:chromium" "chromedriver:chromium-driver" "qemu-system-x86_64:qemu-system-x86"
            "debootstrap:debootstrap" "cpio:cpio" "mkfs.ext4:e2fsprogs" "e2cp:e2tools" "lvcreate:lvm2"
            "rsync:rsync" "ssh:openssh-client" "ssh-keygen:openssh-client" "gcc:gcc" "msgfmt:gettext"
-           "losetup:mount" "file:file")
+           "losetup:mount" "file:file" "nginx:nginx" "openssl:openssl" "redis-server:redis-server")
   # The testbed's initramfs needs a static busybox, which the dynamic busybox package does not give.
   [ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' \
     || checks+=("busybox-static-missing:busybox-static")
