@@ -39,7 +39,7 @@ INSTALLED_APPS = [
     "django_rq",
     "labs",
 ]
-MIDDLEWARE: list[str] = []
+MIDDLEWARE = []
 ROOT_URLCONF = "xenpanel.urls_dom0"
-TEMPLATES: list[dict] = []
-AUTH_PASSWORD_VALIDATORS: list[dict] = []
+TEMPLATES = []
+AUTH_PASSWORD_VALIDATORS = []

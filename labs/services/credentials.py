@@ -51,18 +51,20 @@ READ: tuple[type, ...] = (Host, Guest, Task, AuditEvent, Lab, LabTemplate, IpPoo
 INSERT: tuple[type, ...] = (LabTemplate,)
 UPDATE_ALL: tuple[type, ...] = (LabTemplate,)
 DELETE: tuple[type, ...] = (Guest,)
-# Models whose rows a dom0 sees only for its own host, and how to say which.
+# Models whose rows a dom0 sees only for its own host, and how to say which. A dom0 is its queue
+# name, not its row's id, which a re-created Host row would change under a running worker.
+_MINE = "(SELECT id FROM labs_host WHERE queue_name = {queue})"
 ROW_POLICIES: dict[type, str] = {
-    Host: "id = {host}",
-    Guest: "host_id = {host}",
-    Task: "host_id = {host}",
+    Host: "queue_name = {queue}",
+    Guest: f"host_id IN {_MINE}",
+    Task: f"host_id IN {_MINE}",
     # Its jobs' outcomes, and the rows that point at its guests (a teardown clears them).
     AuditEvent: (
-        "task_id IN (SELECT id FROM labs_task WHERE host_id = {host})"
-        " OR guest_id IN (SELECT id FROM labs_guest WHERE host_id = {host})"
+        f"task_id IN (SELECT id FROM labs_task WHERE host_id IN {_MINE})"
+        f" OR guest_id IN (SELECT id FROM labs_guest WHERE host_id IN {_MINE})"
     ),
     # The public keys of its guests' students, which provisioning writes into the guests.
-    SshKey: "user_id IN (SELECT student_id FROM labs_guest WHERE host_id = {host})",
+    SshKey: f"user_id IN (SELECT student_id FROM labs_guest WHERE host_id IN {_MINE})",
 }
 
 
@@ -86,11 +88,11 @@ class Dom0Credentials:
 
 def role_name(host: Host) -> str:
     """The host's PostgreSQL role: per database, so two panels on one cluster do not share roles."""
-    return f"{connection.settings_dict['NAME']}_dom0_{host.pk}"[-63:]
+    return f"{connection.settings_dict['NAME']}_dom0_{host.queue_name}"[-63:]
 
 
 def redis_user(host: Host) -> str:
-    return f"xenpanel-dom0-{host.pk}"
+    return f"xenpanel-dom0-{host.queue_name}"
 
 
 def _table(model: type) -> sql.Identifier:
@@ -104,7 +106,7 @@ def _columns(model: type, names: tuple[str, ...]) -> sql.Composed:
 def database_statements(host: Host, password: str) -> list[sql.Composable]:
     """Create or update the host's role: login with `password`, the grants above, and its row policies."""
     role = sql.Identifier(role_name(host))
-    pk = sql.Literal(host.pk)
+    queue = sql.Literal(host.queue_name)
     stmts: list[sql.Composable] = [
         sql.SQL(
             "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {name}) THEN CREATE ROLE {role}; END IF;"
@@ -135,8 +137,8 @@ def database_statements(host: Host, password: str) -> list[sql.Composable]:
         stmts += [
             sql.SQL("ALTER TABLE {t} ENABLE ROW LEVEL SECURITY").format(t=_table(model)),
             sql.SQL("DROP POLICY IF EXISTS {p} ON {t}").format(p=policy, t=_table(model)),
-            sql.SQL("CREATE POLICY {p} ON {t} FOR ALL TO {role} USING (" + where.format(host="{pk}") + ")").format(
-                p=policy, t=_table(model), role=role, pk=pk
+            sql.SQL("CREATE POLICY {p} ON {t} FOR ALL TO {role} USING (" + where + ")").format(
+                p=policy, t=_table(model), role=role, queue=queue
             ),
         ]
     return stmts
@@ -144,7 +146,7 @@ def database_statements(host: Host, password: str) -> list[sql.Composable]:
 
 def redis_rules(host: Host) -> list[str]:
     """ACL SETUSER rules: the host's queue, registries and jobs, rq's worker bookkeeping, its console streams."""
-    q, jobs = host.queue_name, queueing.job_id_prefix(host)
+    q, jobs = host.queue_name, queueing.job_id_prefix(host.queue_name)
     return [
         # Keys: its queue and rq's per-queue registries (rq:<registry>:<queue>), its own jobs
         # and their results and executions, and the worker bookkeeping rq shares between workers.

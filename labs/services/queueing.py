@@ -74,15 +74,16 @@ def ping(queue_names: Iterable[str] = ("default",)) -> None:
 def new_job_id(host: Host) -> str:
     """A fresh RQ job id for work on `host`.
 
-    Ids carry the host (by pk: queue names may be prefixes of one another),
-    so a dom0's Redis user can be limited to its own jobs' keys
-    (labs.services.credentials).
+    Ids carry the host's queue, so a dom0's Redis user can be limited to its
+    own jobs' keys (labs.services.credentials).
     """
-    return f"{job_id_prefix(host)}{uuid.uuid4().hex}"
+    return f"{job_id_prefix(host.queue_name)}{uuid.uuid4().hex}"
 
 
-def job_id_prefix(host: Host) -> str:
-    return f"xenpanel-h{host.pk}-"
+def job_id_prefix(queue_name: str) -> str:
+    # In hex: rq takes only [A-Za-z0-9_-] in an id, queue names may hold '.', and the
+    # '-' after it keeps "dom0-a" from matching the jobs of "dom0-ab" in an ACL pattern.
+    return f"xenpanel-q{queue_name.encode().hex()}-"
 
 
 def job(

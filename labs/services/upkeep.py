@@ -130,7 +130,7 @@ def _host_job(
     again on every tick.
     """
     conn = queueing.redis_connection(host.queue_name)
-    job_id = f"{queueing.job_id_prefix(host)}{kind}"
+    job_id = f"{queueing.job_id_prefix(host.queue_name)}{kind}"
     try:
         old = Job.fetch(job_id, connection=conn, serializer=queueing.SERIALIZER)
         if old.get_status() in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED):

@@ -14,7 +14,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from labs.models import AuditEvent, Guest, Host, Lab, Task
-from labs.services import guest_action, lab_action
+from labs.services import guest_action, lab_action, queueing
 from labs.services.upkeep import tick
 
 from .helpers import ROOT, work, worker_env
@@ -83,8 +83,8 @@ def test_the_sync_loop_checks_the_health_of_hosts_not_checked_lately(host, secon
     _checked_just_now(second_host)
     summary = tick()
     assert summary["health"] == 1 and summary["errors"] == []  # dom0-a was never checked; dom0-b just was
-    assert redis_flushed.exists(f"rq:job:xenpanel-h{host.pk}-health")
-    assert not redis_flushed.exists(f"rq:job:xenpanel-h{second_host.pk}-health")
+    assert redis_flushed.exists(f"rq:job:{queueing.job_id_prefix(host.queue_name)}health")
+    assert not redis_flushed.exists(f"rq:job:{queueing.job_id_prefix(second_host.queue_name)}health")
     assert tick()["health"] == 0  # still waiting for the worker: not queued twice
     work(host.queue_name)
     host.refresh_from_db()
@@ -113,7 +113,7 @@ def test_a_failing_health_check_is_not_queued_again_every_tick(host, sim, monkey
 def test_health_interval_zero_leaves_health_checks_to_check_hosts(host, settings, redis_flushed):
     settings.XENPANEL_HEALTH_INTERVAL = 0
     assert tick()["health"] == 0
-    assert not redis_flushed.exists(f"rq:job:xenpanel-h{host.pk}-health")
+    assert not redis_flushed.exists(f"rq:job:{queueing.job_id_prefix(host.queue_name)}health")
 
 
 def test_check_hosts_names_unknown_hosts(host):
