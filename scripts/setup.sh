@@ -19,6 +19,10 @@ if [ $dev = 1 ]; then
            "debootstrap:debootstrap" "cpio:cpio" "mkfs.ext4:e2fsprogs" "e2cp:e2tools" "lvcreate:lvm2"
            "rsync:rsync" "ssh:openssh-client" "ssh-keygen:openssh-client" "gcc:gcc" "msgfmt:gettext"
            "losetup:mount" "file:file" "nginx:nginx" "openssl:openssl" "redis-server:redis-server")
+  # tests/core/test_deploy_guide.py installs the panel server as deploy/README.md says, on a throwaway
+  # cluster made with Debian's PostgreSQL server programs.
+  [ "$(dpkg-query -W -f='${db:Status-Status}' postgresql 2>/dev/null)" = installed ] \
+    || checks+=("postgresql-missing:postgresql")
   # The testbed's initramfs needs a static busybox, which the dynamic busybox package does not give.
   [ -x /bin/busybox ] && file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' \
     || checks+=("busybox-static-missing:busybox-static")

@@ -1,0 +1,138 @@
+"""deploy/README.md's upgrade block, run on a panel server whose PostgreSQL database holds a lab.
+
+The previous release is the newest `v*` tag before HEAD; none is tagged yet, so until then it is the
+commit before the newest migration, so that the upgrade crosses at least one. That code is
+installed in a scratch root (test_deploy_scratch.py), with its own units running, its migrations and
+a lab with two students' guests; the block then runs as written, to this checkout as it is now
+(uncommitted work included: the test's repository holds it as one more commit on top of HEAD).
+Every row from before is still there afterwards with the same values, and the panel, restarted on
+the new code, shows the lab.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.core.test_deploy_guide import guide_sections, panel_guide, run_in
+from tests.core.test_deploy_scratch import ROOT, Browser, Scratch, postgres_bindir, snapshot_repository
+
+DB_PASSWORD = "upgrade-db-5e2a"
+DEMO_PASSWORD = "xenpanel-demo"  # manage.py seed_demo's
+UNITS = ("xenpanel-web.service", "xenpanel-sync.service", "xenpanel-rqworker@.service")
+# With the previous release's ORM: what an instructor's batch leaves behind, without running its jobs.
+MAKE_LAB = """
+from django.contrib.auth.models import User
+from labs.models import Guest, Host, IpPool, Lab, LabTemplate
+lab = Lab.objects.create(name="Networks 101", slug="net101", template=LabTemplate.objects.get(name="debian-12"),
+                         pool=IpPool.objects.get(name="lab-net"), memory_mb=256)
+lab.instructors.add(User.objects.get(username="instructor"))
+for n, username in enumerate(("student1", "student2"), 1):
+    name = f"net101-{username}"
+    Guest.objects.create(lab=lab, student=User.objects.get(username=username), host=Host.objects.get(name="sim-dom0"),
+                         pool=lab.pool, domain_name=name, hostname=name, ip=f"10.10.0.{10 + n}",
+                         mac=f"00:16:3e:00:00:{n:02x}", root_lv=f"vm-{name}.raiz", swap_lv=f"vm-{name}.swap",
+                         memory_mb=256)
+print(lab.pk)
+"""
+
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="PostgreSQL's throwaway cluster runs as the postgres account"),
+    pytest.mark.skipif(postgres_bindir() is None, reason="PostgreSQL is not installed (scripts/setup.sh --dev)"),
+    pytest.mark.timeout(300),
+]
+
+
+def git(*args: str) -> str:
+    return subprocess.run(["git", "-C", str(ROOT), *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def previous_release() -> str:
+    head = git("rev-parse", "HEAD")
+    for tag in git("tag", "--list", "v*", "--merged", "HEAD", "--sort=-v:refname").split():
+        commit = git("rev-parse", f"{tag}^{{commit}}")
+        if commit != head:
+            return commit
+    return git("rev-parse", git("log", "-1", "--format=%H", "--", "labs/migrations") + "^")
+
+
+def rows(s: Scratch) -> dict[tuple[str, object], dict]:
+    dump = json.loads(s.manage("dumpdata", "auth.user", "auth.group", "labs").stdout)
+    return {(o["model"], o["pk"]): o["fields"] for o in dump}
+
+
+@pytest.fixture(scope="module")
+def upgraded():
+    if git("rev-parse", "--is-shallow-repository") == "true":
+        pytest.skip("a shallow clone has no previous release to upgrade from")
+    s = Scratch.create("xenpanel-upgrade-")
+    try:
+        snapshot_repository(s.root / "xenpanel.git")
+        previous = previous_release()
+        s.install_packages("postgresql", "redis-server")
+        s.psql(f"CREATE ROLE xenpanel LOGIN PASSWORD '{DB_PASSWORD}'")
+        s.psql("CREATE DATABASE xenpanel OWNER xenpanel")
+        app = s.install_project(s.root / "xenpanel.git", commit=previous)
+        s.write_env_file(
+            SECRET_KEY="upgrade-test-" + "k" * 50,
+            DATABASE_URL=f"postgres://xenpanel:{DB_PASSWORD}@127.0.0.1:5432/xenpanel",
+            REDIS_URL="redis://127.0.0.1:6379/0",
+        )
+        env = s.path("/etc/xenpanel/xenpanel.env")
+        env.write_text(s.rewrite(env.read_text()))  # this root's ports
+        # The previous release, installed and running as its guide said.
+        s.manage("migrate", "-v0")
+        s.manage("collectstatic", "--noinput", "-v0")
+        s.manage("seed_demo")
+        lab = int(s.manage("shell", "-c", MAKE_LAB).stdout.split()[-1])
+        for unit in UNITS:
+            (s.path("/etc/systemd/system") / unit).write_text((app / "deploy" / unit).read_text())
+        s.systemctl("enable", "--now", "xenpanel-web", "xenpanel-sync", "xenpanel-rqworker@default")
+        before = rows(s)
+        web_before = s.pid("xenpanel-web.service")
+
+        guide = panel_guide()
+        _, upgrade = guide_sections(guide)
+        guide.run(upgrade, {}, run_in(s))
+        yield s, previous, lab, before, rows(s), web_before
+    finally:
+        s.destroy()
+
+
+def test_the_upgrade_crosses_a_migration_to_the_current_code(upgraded):
+    s, previous, *_ = upgraded
+    app = s.path("/opt/xenpanel")
+    main = subprocess.run(
+        ["git", "-C", str(s.root / "xenpanel.git"), "rev-parse", "main"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    here = subprocess.run(["git", "-C", str(app), "rev-parse", "HEAD"], check=True, capture_output=True, text=True)
+    assert here.stdout.strip() == main != previous
+    old = set(git("ls-tree", "--name-only", previous, "labs/migrations/").split())
+    new = {f"labs/migrations/{p.name}" for p in (ROOT / "labs" / "migrations").glob("0*.py")}
+    assert new - old, "no migration between the previous release and now"
+    plan = s.manage("showmigrations", "labs", "--plan").stdout
+    assert "[ ]" not in plan and all(Path(m).stem in plan for m in new)
+
+
+def test_nothing_is_lost(upgraded):
+    _, _, _, before, after, _ = upgraded
+    assert before.keys() <= after.keys(), sorted(before.keys() - after.keys())
+    for key, fields in before.items():
+        kept = {k: v for k, v in after[key].items() if k in fields}
+        assert kept == {k: v for k, v in fields.items() if k in after[key]}, key
+        assert fields.keys() <= after[key].keys(), (key, fields.keys() - after[key].keys())
+
+
+def test_the_panel_restarted_on_the_new_code_shows_the_lab(upgraded):
+    s, _, lab, _, _, web_before = upgraded
+    assert {"xenpanel-web.service", "xenpanel-sync.service", "xenpanel-rqworker@default.service"} <= set(s.running())
+    assert s.pid("xenpanel-web.service") != web_before
+    b = Browser("panel.example.edu", s.ports["web"], None, scheme="http")
+    assert b.login("instructor", DEMO_PASSWORD).status == 302
+    page = b.get(f"/labs/{lab}/")
+    assert page.status == 200
+    assert "net101-student1" in page.text and "net101-student2" in page.text
