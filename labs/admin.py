@@ -225,43 +225,41 @@ class TaskAdmin(admin.ModelAdmin):
         return False
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows staff may look at but not add, change or delete: they are written by the panel, which audits them."""
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdmin):
+    """An audit trail that staff can edit is not one."""
+
     list_display = ("created_at", "actor", "action", "target", "result")
     list_filter = ("result", "action")
     list_select_related = ("actor",)
     search_fields = ("target", "actor__username", "message")
     date_hierarchy = "created_at"
-    readonly_fields = [f.name for f in AuditEvent._meta.fields]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False  # an audit trail that staff can edit is not one
 
 
 @admin.register(SshKey)
-class SshKeyAdmin(admin.ModelAdmin):
-    """Read-only: users add and delete their own keys on "My SSH keys", where it is audited."""
+class SshKeyAdmin(ReadOnlyAdmin):
+    """Users add and delete their own keys on "My SSH keys", where it is audited."""
 
     list_display = ("user", "key_type", "bits", "comment", "fingerprint", "created_at")
     list_filter = ("key_type",)
     list_select_related = ("user",)
     search_fields = ("user__username", "comment", "fingerprint")
-    readonly_fields = [f.name for f in SshKey._meta.fields]
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
 
 class QuotaInline(admin.StackedInline):
