@@ -109,7 +109,7 @@ def test_postgresql_takes_the_panel_on_its_address_with_the_password(deployed):
     assert s.psql("SELECT count(*) FROM pg_hba_file_rules WHERE error IS NOT NULL").strip() == "0"
     rules = s.psql(
         "SELECT address, auth_method FROM pg_hba_file_rules"
-        " WHERE database = '{xenpanel}' AND user_name = '{xenpanel}' ORDER BY line_number"
+        " WHERE database = '{xenpanel}' AND user_name = '{all}' ORDER BY line_number"
     ).split()
     assert rules == [f"{a}|scram-sha-256" for a in v["DOM0_ADDRESSES"].split(",")]
     url = f"postgresql://xenpanel:{v['DB_PASSWORD']}@{PANEL_ADDRESS}:{s.ports['postgresql']}/xenpanel"
