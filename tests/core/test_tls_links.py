@@ -36,13 +36,14 @@ def _openssl(*args: str, cwd: Path) -> None:
 def _ca_and_server_cert(d: Path, name: str = "ca") -> tuple[Path, Path, Path]:
     """A CA and a server certificate for DNS name localhost (only: 127.0.0.1 must not verify)."""
     d.mkdir(parents=True, exist_ok=True)
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={name}",
-             "-keyout", f"{name}.key", "-out", f"{name}.pem", cwd=d)  # fmt: skip
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout", "server.key",
-             "-out", "server.csr", cwd=d)  # fmt: skip
+    _openssl(
+        *f"req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN={name} -keyout {name}.key -out {name}.pem".split(),
+        cwd=d,
+    )
+    _openssl(*"req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout server.key -out server.csr".split(), cwd=d)
     (d / "san.ext").write_text("subjectAltName=DNS:localhost\n")
-    _openssl("x509", "-req", "-in", "server.csr", "-CA", f"{name}.pem", "-CAkey", f"{name}.key", "-CAcreateserial",
-             "-days", "2", "-extfile", "san.ext", "-out", "server.pem", cwd=d)  # fmt: skip
+    sign = f"x509 -req -in server.csr -CA {name}.pem -CAkey {name}.key -CAcreateserial -days 2 -extfile san.ext"
+    _openssl(*sign.split(), "-out", "server.pem", cwd=d)
     return d / f"{name}.pem", d / "server.pem", d / "server.key"
 
 
@@ -67,10 +68,10 @@ def tls_redis(tmp_path):
         pytest.skip("redis-server is not installed")
     ca, cert, key = _ca_and_server_cert(tmp_path / "pki")
     port = _free_port()
+    args = f"--port 0 --tls-port {port} --bind 127.0.0.1 --appendonly no --dir {tmp_path} --tls-cert-file {cert}"
+    args += f" --tls-key-file {key} --tls-ca-cert-file {ca} --tls-auth-clients no"
     proc = subprocess.Popen(
-        ["redis-server", "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(tmp_path), "--tls-cert-file", str(cert), "--tls-key-file", str(key),
-         "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no"],  # fmt: skip
+        ["redis-server", *args.split(), "--save", ""],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
