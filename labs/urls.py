@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from labs import auth_views, key_views, views
+from labs import auth_views, console_views, key_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -13,6 +13,7 @@ urlpatterns = [
     path("keys/<int:pk>/delete/", key_views.ssh_key_delete, name="ssh_key_delete"),
     path("vms/<int:pk>/", views.guest_detail, name="guest_detail"),
     path("vms/<int:pk>/live/", views.guest_live, name="guest_live"),
+    path("vms/<int:pk>/console/ticket/", console_views.console_ticket, name="console_ticket"),
     path("vms/<int:pk>/confirm/<str:action>/", views.guest_confirm, name="guest_confirm"),
     path("vms/<int:pk>/action/<str:action>/", views.guest_action, name="guest_action"),
     path("labs/", views.lab_list, name="lab_list"),

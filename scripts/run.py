@@ -1,4 +1,5 @@
-"""Run the panel locally: Redis, migrations, demo data, an RQ worker, the state sync loop and gunicorn.
+"""Run the panel locally: Redis, migrations, demo data, an RQ worker, the state sync loop, gunicorn,
+the ASGI process for the browser console and a console agent for each simulated host.
 
 Called by `make run` after setup.sh. Ctrl+C (or SIGTERM) stops everything
 this started: each child runs in its own process group, gets SIGTERM, and
@@ -7,6 +8,8 @@ work-horse outlives us. A second Ctrl+C skips the grace period.
 
     XENPANEL_BIND      address:port for gunicorn (127.0.0.1:8000)
     WEB_CONCURRENCY    gunicorn workers (3)
+    XENPANEL_ASGI_BIND address:port for the console websockets (127.0.0.1:8001); the page
+                       reaches it as XENPANEL_CONSOLE_WS_URL, by default :<port>/ws/ on its own host name
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import ensure_redis
@@ -27,9 +31,12 @@ VENV_BIN = Path(sys.executable).parent
 GRACE_SECONDS = 10
 
 
-def processes(manage: list[str], queues: list[str], commands: set[str], env: dict) -> list[tuple[str, list[str]]]:
+def processes(
+    manage: list[str], queues: list[str], commands: set[str], env: dict, hosts: Sequence[str] = ()
+) -> list[tuple[str, list[str]]]:
     """The long-running children, by name. Add yours here."""
     bind = env.get("XENPANEL_BIND", "127.0.0.1:8000")
+    asgi_host, _, asgi_port = env.get("XENPANEL_ASGI_BIND", "127.0.0.1:8001").rpartition(":")
     procs = [
         # labs.jobs.HostWorker: no fork per job, rq's short heartbeat (see its docstring).
         (
@@ -43,7 +50,16 @@ def processes(manage: list[str], queues: list[str], commands: set[str], env: dic
             # The control socket defaults to one path per user; two panels would fight over it.
             + ["--no-control-socket"],
         ),
+        # The console websockets: uvicorn beside gunicorn, as deploy/xenpanel-asgi.service runs it.
+        (
+            "asgi",
+            [str(VENV_BIN / "uvicorn"), "xenpanel.asgi:application", "--host", asgi_host, "--port", asgi_port]
+            + ["--lifespan", "off", "--no-server-header"],
+        ),
     ]
+    # The demo's hosts are simulated: their consoles are the simulated host's, no process is spawned.
+    if env.get("XENPANEL_DOM0", "simulated") == "simulated":
+        procs += [(f"console_agent {host}", [*manage, "console_agent", "--host", host]) for host in hosts]
     # The state sync loop belongs to the pipeline; run it once it exists.
     if "sync_loop" in commands:
         procs.append(("sync_loop", [*manage, "sync_loop"]))
@@ -52,8 +68,8 @@ def processes(manage: list[str], queues: list[str], commands: set[str], env: dic
     return procs
 
 
-def prepare(env: dict) -> tuple[str, list[str], set[str]]:
-    """Migrate, collect static files and seed the demo: the demo's logins, the host queues, the commands.
+def prepare(env: dict) -> tuple[str, list[str], set[str], list[str]]:
+    """Migrate, collect static files and seed the demo: the demo's logins, the host queues, the commands, the hosts.
 
     Done in this process, so Django starts once here instead of once per step.
     The children are exec'd, not forked, so they inherit none of this state.
@@ -71,8 +87,11 @@ def prepare(env: dict) -> tuple[str, list[str], set[str]]:
     seeded, queues = io.StringIO(), io.StringIO()
     call_command("seed_demo", stdout=seeded)
     call_command("host_queues", stdout=queues)
+    from labs.models import Host
+
+    hosts = list(Host.objects.values_list("name", flat=True))
     connections.close_all()
-    return seeded.getvalue(), queues.getvalue().split(), set(get_commands())
+    return seeded.getvalue(), queues.getvalue().split(), set(get_commands()), hosts
 
 
 def stop_all(children: list[subprocess.Popen], hurry: list[bool]) -> None:
@@ -96,6 +115,9 @@ def main() -> int:
     env = dict(os.environ)
     env.setdefault("DEBUG", "true")
     env.setdefault("XENPANEL_SIM_DELAY", "0.5")
+    # The page opens its console socket on the ASGI port of the host name it was loaded from.
+    asgi_port = env.setdefault("XENPANEL_ASGI_BIND", "127.0.0.1:8001").rpartition(":")[2]
+    env.setdefault("XENPANEL_CONSOLE_WS_URL", f":{asgi_port}/ws/")
     try:
         redis_url, private_redis = ensure_redis.ensure()
     except ensure_redis.RedisUnavailable as e:
@@ -113,17 +135,18 @@ def main() -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        seeded, queues, commands = prepare(env)
+        seeded, queues, commands, hosts = prepare(env)
         manage = [sys.executable, str(ROOT / "manage.py")]
         if stopping[0]:
             return 0
         names = {}
-        for name, argv in processes(manage, queues, commands, env):
+        for name, argv in processes(manage, queues, commands, env, hosts):
             child = subprocess.Popen(argv, env=env, cwd=ROOT, start_new_session=True)
             children.append(child)
             names[child.pid] = name
         bind = env.get("XENPANEL_BIND", "127.0.0.1:8000")
         print(f"\nxenpanel is running at http://{bind}/  (Redis: {ensure_redis.redacted(redis_url)})")
+        print(f"Console websockets on {env.get('XENPANEL_ASGI_BIND', '127.0.0.1:8001')}")
         print(seeded.strip())
         print("Press Ctrl+C to stop.\n", flush=True)
         while not stopping[0]:

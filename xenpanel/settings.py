@@ -8,6 +8,7 @@ variable, instead of failing later in a request or a job.
 from __future__ import annotations
 
 import os
+import re
 import zoneinfo
 from pathlib import Path
 
@@ -116,6 +117,8 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "xenpanel.urls"
 WSGI_APPLICATION = "xenpanel.wsgi.application"
+# The console websockets (xenpanel/asgi.py), served beside gunicorn by uvicorn.
+ASGI_APPLICATION = "xenpanel.asgi.application"
 
 TEMPLATES = [
     {
@@ -212,6 +215,16 @@ XENPANEL_DEFAULT_MAX_MEMORY_MB = envint("XENPANEL_DEFAULT_MAX_MEMORY_MB", 2048, 
 XENPANEL_DEFAULT_LAB_MAX_GUEST_MEMORY_MB = envint("XENPANEL_DEFAULT_LAB_MAX_GUEST_MEMORY_MB", 1024, 16)
 # How students reach the console: "xl" (xl console on dom0) or an ssh command template.
 XENPANEL_CONSOLE_SSH = os.getenv("XENPANEL_CONSOLE_SSH", "")
+# The browser console: a console nobody typed in for this many seconds is closed (the recipe's TMOUT).
+XENPANEL_CONSOLE_IDLE = envint("XENPANEL_CONSOLE_IDLE", 1200, 10)
+# Where the page opens its console websocket: "/ws/" on the panel's own origin (nginx routes it to the
+# ASGI process), ":8001/ws/" on the page's host name at another port (`make run`), or a ws:// or wss:// URL.
+XENPANEL_CONSOLE_WS_URL = os.getenv("XENPANEL_CONSOLE_WS_URL", "/ws/").strip()
+if not re.fullmatch(r"(wss?://[^/\s]+)?/\S*/|:\d{1,5}/\S*/", XENPANEL_CONSOLE_WS_URL):
+    raise ImproperlyConfigured(
+        "XENPANEL_CONSOLE_WS_URL must be a path ending in / (/ws/), :<port>/ws/ or a ws:// or wss:// URL, "
+        f"not {XENPANEL_CONSOLE_WS_URL!r}"
+    )
 # Template builds (debootstrap) on a dom0.
 XENPANEL_TEMPLATE_SUITE = os.getenv("XENPANEL_TEMPLATE_SUITE", "bookworm")
 XENPANEL_TEMPLATE_MIRROR = os.getenv("XENPANEL_TEMPLATE_MIRROR", "http://deb.debian.org/debian")

@@ -55,6 +55,11 @@ TABLE = {
     ],
     "guest_detail": [("get", lambda o: [o["guest"].pk], GUEST_PAGE)],
     "guest_live": [("get", lambda o: [o["guest"].pk], GUEST_PAGE)],
+    # A one-time console ticket (JSON) for whoever may see the guest page.
+    "console_ticket": [
+        ("get", lambda o: [o["guest"].pk], POST_ONLY),
+        ("post", lambda o: [o["guest"].pk], _statuses(302, 200, 404, 404, 200, 200)),
+    ],
     "guest_confirm": [
         ("get", lambda o: [o["guest"].pk, "destroy"], GUEST_PAGE),
         ("get", lambda o: [o["guest"].pk, "reset"], GUEST_PAGE),

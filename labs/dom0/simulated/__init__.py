@@ -24,7 +24,10 @@ accounting a real host would enforce. One module per concern:
 - xl.py: toolstack states as `xl list` prints them, with time: `shutdown`
   leaves the domain in `---s--` for a while, `reboot` comes back with a new
   domid; a guest whose root volume holds no filesystem panics at boot;
-- inspection.py: views of the state for tests.
+- inspection.py: views of the state for tests;
+- console.py: `open_console(name)`, the serial console of a guest: a login
+  banner, echo, and `hostname` / `ip addr` from the guest's files; it runs
+  no command and starts no process.
 
 Extras for tests and benchmarks (not part of `Dom0Host`):
 `inject()` / `clear_faults()` / `faults()` arm failures in the shared state;
@@ -42,6 +45,7 @@ overrides single steps in seconds, e.g. {"clone": 0.6, "create": 1.0}.
 from __future__ import annotations
 
 from .accounting import EXTENT_BYTES
+from .console import ConsoleMixin
 from .faults import FAULT_KINDS
 from .filesystem import FilesystemMixin
 from .inspection import InspectionMixin
@@ -52,5 +56,5 @@ from .xl import ToolstackMixin
 __all__ = ["EXTENT_BYTES", "FAULT_KINDS", "STEP_ALIASES", "STEP_SECONDS", "SimulatedHost"]
 
 
-class SimulatedHost(StorageMixin, FilesystemMixin, ToolstackMixin, InspectionMixin):
+class SimulatedHost(StorageMixin, FilesystemMixin, ToolstackMixin, InspectionMixin, ConsoleMixin):
     """A fake dom0 whose state lives in a JSON file shared by all processes."""
