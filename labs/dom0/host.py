@@ -72,6 +72,11 @@ class XenHost:
         path = f"/sys/class/net/{names.bridge(bridge)}/bridge"
         return self.runner.run(["test", "-d", path], check=False).rc == 0
 
+    def bridge_addresses(self, bridge: str) -> tuple[str, ...]:
+        """The bridge's own global addresses (CIDR). Guests on a bridge that holds one share a network with dom0."""
+        out = self.runner.run(["ip", "addr", "show", "dev", names.bridge(bridge)]).stdout
+        return parse_global_addresses(out)
+
     # --- storage ----------------------------------------------------------------
     def volume_group(self) -> VolumeGroupInfo:
         return self.lvm.vg_info()
@@ -183,3 +188,17 @@ class XenHost:
 
     def console_command(self, name: str) -> list[str]:
         return self.tools.console_command(name)
+
+
+def parse_global_addresses(ip_addr_show: str) -> tuple[str, ...]:
+    """`inet`/`inet6` addresses of scope global in `ip addr show` output (iproute2's or busybox's).
+
+    Link-local IPv6 (fe80::/10, scope link) comes with every bridge that is up
+    and reaches no other network, so it does not count.
+    """
+    found = []
+    for line in ip_addr_show.splitlines():
+        words = line.split()
+        if len(words) >= 2 and words[0] in ("inet", "inet6") and "global" in words[words.index("scope") + 1 :][:1]:
+            found.append(words[1])
+    return tuple(found)

@@ -51,7 +51,8 @@ class _Checks:
         self.pool_fill: dict[str, Any] = {}
 
     def names(self) -> list[str]:
-        return ["xen", "volume_group", "bridge", "dom0_reserve"] + (["thin_pool"] if self.host.thin_pool else [])
+        checks = ["xen", "volume_group", "bridge", "guest_network", "dom0_reserve"]
+        return checks + (["thin_pool"] if self.host.thin_pool else [])
 
     def run(self, name: str) -> dict[str, Any]:
         try:
@@ -78,6 +79,17 @@ class _Checks:
     def bridge(self) -> tuple[bool, str]:
         ok = self.h.bridge_exists(self.host.bridge)
         return ok, f"bridge {self.host.bridge} {'exists' if ok else 'is missing'}"
+
+    def guest_network(self) -> tuple[bool, str]:
+        # Students are root in their guests: a bridge that holds a dom0 address puts them on the
+        # dom0's (and so the panel's) network, with its sshd, Redis and PostgreSQL in reach.
+        addresses = self.h.bridge_addresses(self.host.bridge)
+        if addresses:
+            return False, (
+                f"bridge {self.host.bridge} holds {', '.join(addresses)}: the guests share a network with this dom0;"
+                " move the dom0's address off the guests' bridge (deploy/dom0-setup.md, the bridge)"
+            )
+        return True, f"bridge {self.host.bridge} holds no dom0 address"
 
     def dom0_reserve(self) -> tuple[bool, str]:
         total = self.facts.get("total_memory_mb")

@@ -31,7 +31,7 @@ def _protocol_methods() -> list[str]:
 def test_every_protocol_method_exists_with_the_same_parameters(forbidden_runner):
     host = XenHost(HostConfig(name="dom0-a", volume_group="vg0"), runner=forbidden_runner)
     methods = _protocol_methods()
-    assert len(methods) == 26
+    assert len(methods) == 27
     for name in methods:
         want = list(inspect.signature(getattr(Dom0Host, name)).parameters)[1:]
         have = list(inspect.signature(getattr(host, name)).parameters)
@@ -217,3 +217,33 @@ def test_thin_pool_usage_reads_the_hosts_pool(scripted_runner):
     )
     host = XenHost(HostConfig(name="dom0-a", volume_group="vg0", thin_pool="pool0"), runner=scripted_runner)
     assert host.thin_pool_usage() == ThinPoolUsage("pool0", 256 * 2**20, 9.5, 1.25)
+
+
+IPROUTE2_BRIDGE = """\
+5: xenbr0: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue state UP group default qlen 1000
+    link/ether 52:54:00:12:34:56 brd ff:ff:ff:ff:ff:ff
+    inet 192.0.2.10/24 brd 192.0.2.255 scope global xenbr0
+       valid_lft forever preferred_lft forever
+    inet6 2001:db8::10/64 scope global
+       valid_lft forever preferred_lft forever
+    inet6 fe80::5054:ff:fe12:3456/64 scope link
+       valid_lft forever preferred_lft forever
+"""
+BUSYBOX_BRIDGE_NO_ADDRESS = """\
+3: xenbr0: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc noqueue qlen 1000
+    link/ether 9a:2b:3c:4d:5e:6f brd ff:ff:ff:ff:ff:ff
+    inet6 fe80::982b:3cff:fe4d:5e6f/64 scope link
+       valid_lft forever preferred_lft forever
+"""
+
+
+def test_global_addresses_of_a_bridge_ignore_link_local():
+    from labs.dom0.host import parse_global_addresses
+
+    assert parse_global_addresses(IPROUTE2_BRIDGE) == ("192.0.2.10/24", "2001:db8::10/64")
+    assert parse_global_addresses(BUSYBOX_BRIDGE_NO_ADDRESS) == ()
+
+
+def test_bridge_addresses_runs_ip_addr_show(config, scripted_runner):
+    scripted_runner.expect(["ip", "addr", "show", "dev", "xenbr0"], stdout=IPROUTE2_BRIDGE)
+    assert XenHost(config, runner=scripted_runner).bridge_addresses("xenbr0") == ("192.0.2.10/24", "2001:db8::10/64")

@@ -228,3 +228,14 @@ def test_thin_pool_golden_template_and_snapshot_clone(testbed: Testbed, xen, tes
     left = testbed.ssh(["lvs", "--noheadings", "-o", "lv_name", "vg0"]).stdout.split()
     assert not {clone_lv, golden_lv, THIN_POOL} & set(left), left
     assert not _exists_in_dom0(testbed, f"/etc/xen/{name}.cfg")
+
+
+def test_a_dom0_address_on_the_guests_bridge_is_seen(testbed: Testbed, xen):  # noqa: F811
+    """The health check's guest-network check reads dom0's real `ip addr show` (the testbed's bridge has none)."""
+    assert xen.bridge_addresses("xenbr0") == ()
+    testbed.ssh(["ip", "addr", "add", "198.51.100.7/24", "dev", "xenbr0"])
+    try:
+        assert xen.bridge_addresses("xenbr0") == ("198.51.100.7/24",)
+    finally:
+        testbed.ssh(["ip", "addr", "del", "198.51.100.7/24", "dev", "xenbr0"])
+    assert xen.bridge_addresses("xenbr0") == ()

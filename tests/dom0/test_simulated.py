@@ -833,3 +833,11 @@ def test_connect_gives_a_simulated_host(sim_dir):
     assert isinstance(host, SimulatedHost)
     assert host.toolstack == "xl"
     assert names.domain_name(host.config.name) == "dom0-sim"
+
+
+def test_bridge_addresses(make_sim):
+    sim = make_sim()
+    assert sim.bridge_addresses("xenbr0") == ()
+    sim.assign_address("xenbr0", "192.0.2.10/24")
+    assert sim.bridge_addresses("xenbr0") == ("192.0.2.10/24",)
+    assert sim.history[-1] == ["ip", "addr", "show", "dev", "xenbr0"]

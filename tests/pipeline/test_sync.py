@@ -66,7 +66,7 @@ def test_health_check(host, sim, sim_dir):
     work(host.queue_name)
     host.refresh_from_db()
     assert host.health_ok is True and host.health_checked_at
-    assert set(host.health_report) == {"xen", "volume_group", "bridge", "dom0_reserve"}
+    assert set(host.health_report) == {"xen", "volume_group", "bridge", "guest_network", "dom0_reserve"}
     assert host.vg_size_mb == 200 * 1024 and host.vg_free_mb == 200 * 1024
 
     sim.inject("volume_group", "no_vg", times=1)
@@ -77,6 +77,21 @@ def test_health_check(host, sim, sim_dir):
     assert host.health_report["volume_group"]["ok"] is False
     assert 'Volume group "vg0" not found' in host.health_report["volume_group"]["detail"]
     assert host.health_report["xen"]["ok"] and host.health_report["bridge"]["ok"]
+
+
+def test_a_dom0_address_on_the_guests_bridge_fails_the_health_check(host, sim):
+    call_command("check_hosts", "dom0-a", stdout=io.StringIO())
+    work(host.queue_name)
+    host.refresh_from_db()
+    assert host.health_report["guest_network"] == {"ok": True, "detail": "bridge xenbr0 holds no dom0 address"}
+    # The recipe's layout: the dom0's own address on the bridge its guests join.
+    sim.assign_address("xenbr0", "192.0.2.10/24")
+    call_command("check_hosts", "dom0-a", stdout=io.StringIO())
+    work(host.queue_name)
+    host.refresh_from_db()
+    assert host.health_ok is False
+    check = host.health_report["guest_network"]
+    assert check["ok"] is False and "xenbr0 holds 192.0.2.10/24: the guests share a network" in check["detail"]
 
 
 def test_the_sync_loop_checks_the_health_of_hosts_not_checked_lately(host, second_host, sim, redis_flushed):

@@ -25,6 +25,16 @@ class ConfigMixin(FaultsMixin):
             pass
         return bridge == self.config.bridge or bridge in self.config.extra.get("sim_bridges", ())
 
+    def bridge_addresses(self, bridge: str) -> tuple[str, ...]:
+        names.bridge(bridge)
+        with self._op("bridge_addresses", [["ip", "addr", "show", "dev", bridge]], bridge, readonly=True) as state:
+            return tuple(state.get("bridge_addresses", {}).get(bridge, ()))
+
+    def assign_address(self, bridge: str, cidr: str) -> None:
+        """Tests and the demo: put an address on a simulated bridge, as `ip addr add` would."""
+        with self._locked() as state:
+            state.setdefault("bridge_addresses", {}).setdefault(names.bridge(bridge), []).append(cidr)
+
     def config_path(self, name: str) -> str:
         return f"{self.config.config_dir}/{names.domain_name(name)}.cfg"
 
