@@ -17,7 +17,8 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote, urlsplit, urlunsplit
+from typing import Any
+from urllib.parse import quote
 
 from tests.e2e.guide import Guide, bash_argv, parse, run_local
 from tests.testbed.fixtures import HOST_FROM_DOM0
@@ -35,6 +36,8 @@ WORKER_LOG = "/var/log/xenpanel-rqworker.log"
 # The guide's `pvcreate/vgcreate` run on a loop device of their own, removed afterwards.
 GUIDE_VG = "guidevg"
 GUIDE_PV_FILE = "/var/tmp/xenpanel-guide-pv.img"
+# Where the dom0's environment file from `manage.py dom0_credentials` is copied (the guide's ENV_FILE).
+DOM0_ENV_FILE = "/root/xenpanel-dom0.env"
 BOOTED = "XENPANEL-BOOTED"
 # Small guests: the testbed has about 1.5 GiB for domUs, and the busybox guest needs little.
 MEMORY_MB = 128
@@ -50,13 +53,6 @@ def database_urls(db: Mapping) -> tuple[str, str]:
     return local, f"postgres://{auth}@{HOST_FROM_DOM0}:{port}/{db['NAME']}"
 
 
-def redis_url_in_dom0(url: str) -> str:
-    parts = urlsplit(url)
-    netloc = parts.netloc.rsplit("@", 1)
-    host = f"{HOST_FROM_DOM0}:{parts.port or 6379}"
-    return urlunsplit(parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host))
-
-
 # ------------------------------------------------------------------ the dom0
 @dataclass
 class Dom0:
@@ -69,6 +65,7 @@ class Dom0:
     reserve_mb: int
     env: dict[str, str]  # the panel side's environment (this machine's view of the database and Redis)
     timings: dict[str, float] = field(default_factory=dict)
+    credentials: Any = None  # labs.services.credentials.Dom0Credentials: the dom0's own
 
     def sh(self, command, check: bool = True, timeout: float = 300) -> str:
         return self.testbed.ssh(command, check=check, timeout=timeout).stdout
@@ -156,26 +153,38 @@ def stop_worker(testbed: Testbed, timeout: float = 120) -> None:
 
 
 def set_up_dom0_for_this_panel(testbed: Testbed) -> Dom0:
-    """set_up_dom0() with the running panel's values: its database (as dom0 reaches it), Redis and SECRET_KEY."""
+    """set_up_dom0() with this panel's own credentials for the dom0, as `manage.py dom0_credentials` makes them.
+
+    The dom0 reaches the panel's database and Redis at HOST_FROM_DOM0 with a
+    role and a Redis user of its own (its rows, its queue and jobs only) and
+    holds no SECRET_KEY. Needs database access (credentials.provision).
+    """
     from django.conf import settings
     from django.db import connections
     from rq import Queue
 
-    from labs.services import queueing
+    from labs.models import Host
+    from labs.services import credentials, queueing
 
-    local_db, dom0_db = database_urls(connections["default"].settings_dict)
+    local_db, _dom0_db = database_urls(connections["default"].settings_dict)
     env = panel_env(local_db, settings.REDIS_URL, settings.SECRET_KEY)
-    values = {
-        "HOST": QUEUE,
-        "QUEUE": QUEUE,
-        "BRIDGE": BRIDGE,
-        "PANEL_DATABASE_URL": dom0_db,
-        "PANEL_REDIS_URL": redis_url_in_dom0(settings.REDIS_URL),
-        "SECRET_KEY": settings.SECRET_KEY,
-    }
+    # What `manage.py dom0_credentials $HOST --database-host ... --redis-host ...` prints (the guide's step);
+    # a dom0 is known by its queue, so the Host rows the tests create later are covered.
+    made = credentials.provision(Host(name=QUEUE, queue_name=QUEUE), HOST_FROM_DOM0, HOST_FROM_DOM0)
+    testbed.ssh(["sh", "-c", f"umask 077; cat > {DOM0_ENV_FILE} <<'EOF'\n{made.env_file()}EOF"])
+    values = {"HOST": QUEUE, "QUEUE": QUEUE, "BRIDGE": BRIDGE, "ENV_FILE": DOM0_ENV_FILE}
     # Jobs an earlier run left on the queue must not reach the new worker.
     Queue(QUEUE, connection=queueing.redis_connection(QUEUE)).empty()
-    return set_up_dom0(testbed, values, env)
+    dom0 = set_up_dom0(testbed, values, env)
+    dom0.credentials = made
+    return dom0
+
+
+def revoke_dom0_credentials() -> None:
+    from labs.models import Host
+    from labs.services import credentials
+
+    credentials.revoke(Host(name=QUEUE, queue_name=QUEUE))
 
 
 def panel_rows(dom0: Dom0, pool_name: str, network: str):

@@ -61,6 +61,7 @@ from tests.e2e.harness import (
     WORKER_PID,
     Dom0,
     panel_rows,
+    revoke_dom0_credentials,
     run_panel_steps,
     set_up_dom0_for_this_panel,
     start_sync_loop,
@@ -85,13 +86,17 @@ BOOT_TIMEOUT = 900
 
 # ------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="module")
-def dom0(testbed: Testbed, testbed_timings, django_db_setup) -> Dom0:  # noqa: F811
-    """The testbed's dom0 set up by the guide, with its worker on QUEUE using this run's test database."""
-    d = set_up_dom0_for_this_panel(testbed)
+def dom0(testbed: Testbed, testbed_timings, django_db_setup, django_db_blocker) -> Dom0:  # noqa: F811
+    """The testbed's dom0 set up by the guide, with its worker on QUEUE using this run's test database
+    through the dom0's own restricted credentials."""
+    with django_db_blocker.unblock():
+        d = set_up_dom0_for_this_panel(testbed)
     testbed_timings.add("dom0 set up by deploy/dom0-setup.md", d.timings)
     print("\n" + timings_line("dom0 set-up", d.timings))
     yield d
     d.stop_worker()
+    with django_db_blocker.unblock():
+        revoke_dom0_credentials()
 
 
 @pytest.fixture
@@ -430,14 +435,18 @@ def test_the_dom0_guide_ran_on_the_testbed_and_matches_the_worker_unit(dom0):
     assert field["User"] == "root" and dom0.sh(["stat", "-c", "%U", f"/proc/{pid}"]).strip() == "root"
     environ = dom0.sh(["cat", f"/proc/{pid}/environ"]).split("\0")
     assert field["EnvironmentFile"] == "/etc/xenpanel/xenpanel.env"
-    assert "XENPANEL_DOM0=xen" in environ and f"DATABASE_URL={dom0.values['PANEL_DATABASE_URL']}" in environ
+    assert "XENPANEL_DOM0=xen" in environ and f"DATABASE_URL={dom0.credentials.database_url}" in environ
+    # Its own credentials and settings profile; none of the panel's secrets.
+    assert "DJANGO_SETTINGS_MODULE=xenpanel.settings_dom0" in environ
+    assert not [e for e in environ if e.startswith("SECRET_KEY=")]
+    assert f"REDIS_URL={dom0.credentials.redis_url}" in environ
     # What the blocks did to the dom0.
     assert dom0.worker_alive()
     assert 'autoballoon="off"' in dom0.sh(["grep", "-x", 'autoballoon="off"', "/etc/xen/xl.conf"])
     assert "dom0_mem=1024M,max:1024M" in dom0.sh(["cat", "/etc/default/grub.d/dom0-xen.cfg"])
-    assert f"bridge_ports {dom0.values.get('NIC', guide.settings['NIC'])}" in dom0.sh(
-        ["cat", "/etc/network/interfaces"]
-    )
+    # The guests' bridge carries no dom0 address (its stanza is the file's last).
+    stanza = dom0.sh(["cat", "/etc/network/interfaces"]).split(f"auto {BRIDGE}")[-1]
+    assert f"bridge_ports {guide.settings['GUEST_NIC']}" in stanza and "address" not in stanza, stanza
     lvm = guide.output_of("vgcreate")  # ran for real, on a loop device of its own
     assert f'Volume group "{GUIDE_VG}" successfully created' in lvm, lvm
     assert re.search(rf"^\s*{GUIDE_VG}\s+1\s+0\s+0\s", lvm, re.M), lvm
