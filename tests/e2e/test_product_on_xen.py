@@ -71,6 +71,7 @@ from tests.testbed.fixtures import testbed, testbed_timings  # noqa: F401
 from tests.testbed.testbed import Testbed
 from tests.testbed.timing import Phases, timings_line, until
 from tests.ui.test_browser import browser, click, driver, login, shot, text_of  # noqa: F401
+from tests.ui.test_browser_ssh_keys import add_ssh_key
 
 # transaction=True on every test, the guide's too: the dom0 worker needs the test database to exist.
 pytestmark = [pytest.mark.testbed, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -186,6 +187,19 @@ def console_boots(testbed: Testbed, name: str) -> int:  # noqa: F811
     return sum(BOOTED in line for line in testbed.console_log(name).splitlines())
 
 
+def guest_modes(dom0: Dom0, device: str, directory: str) -> dict[str, str]:
+    """name -> "<octal st_mode> <uid>:<gid>" of each entry of a directory in a guest's root filesystem ({} if none).
+
+    debugfs (read-only, works while the guest runs) prints a missing directory's error on stderr and exits 0.
+    """
+    modes = {}
+    for line in dom0.sh(["debugfs", "-R", f"ls -l {directory}", device]).splitlines():
+        fields = line.split(None, 8)  # inode, mode, (type), uid, gid, size, date, time, name
+        if len(fields) == 9 and fields[1].isdigit():
+            modes[fields[8]] = f"{fields[1]} {fields[3]}:{fields[4]}"
+    return modes
+
+
 def fill_vg(dom0: Dom0, leave_mb: int) -> str:
     """A placeholder LV that leaves `leave_mb` MiB free in the VG; returns its name."""
     name = "xp-placeholder"
@@ -197,7 +211,14 @@ def fill_vg(dom0: Dom0, leave_mb: int) -> str:
 # ------------------------------------------------------------------ scenario 1: the happy path
 @pytest.mark.needs_postgres
 @pytest.mark.timeout(3600)
-def test_batch_to_booted_vms_reboot_and_teardown_on_real_xen(dom0, panel, browser, testbed, testbed_timings):  # noqa: F811
+def test_batch_to_booted_vms_reboot_and_teardown_on_real_xen(
+    dom0,
+    panel,
+    browser,  # noqa: F811
+    testbed,  # noqa: F811
+    testbed_timings,  # noqa: F811
+    new_ssh_key,
+):
     phases = Phases()
     host, template, pool = panel.host, panel.template, panel.pool
 
@@ -215,6 +236,10 @@ def test_batch_to_booted_vms_reboot_and_teardown_on_real_xen(dom0, panel, browse
     assert f"would queue on {QUEUE}" in dry_run
     assert "debootstrap --variant=minbase --arch=amd64 --components=main --include=systemd-sysv," in dry_run
     assert f" {settings.XENPANEL_TEMPLATE_SUITE} /srv/xenpanel/templates/debian-12.partial " in dry_run
+
+    # --- alice adds an SSH key before her VM exists: the worker in dom0 writes it into the guest
+    alice_key, _ = new_ssh_key("alice@e2e")
+    add_ssh_key(browser, "alice", alice_key)
 
     login(browser, "ivy")
     browser.go("/hosts/")
@@ -269,6 +294,13 @@ def test_batch_to_booted_vms_reboot_and_teardown_on_real_xen(dom0, panel, browse
         assert f"target=/dev/{VG}/{g.root_lv}" in cfg and f"target=/dev/{VG}/{g.swap_lv}" in cfg, cfg
         assert f"mac={g.mac},bridge={BRIDGE}" in cfg, cfg
         assert f"auto/{name}.cfg" in dom0.configs()
+        # The student's SSH keys, by the real Rootfs.customize: root-owned /root/.ssh 0700, the file 0600.
+        if g.student.username == "alice":
+            assert dom0.guest_file(device, "/root/.ssh/authorized_keys") == alice_key + "\n"
+            assert guest_modes(dom0, device, "/root")[".ssh"] == "40700 0:0"
+            assert guest_modes(dom0, device, "/root/.ssh")["authorized_keys"] == "100600 0:0"
+        else:
+            assert "authorized_keys" not in guest_modes(dom0, device, "/root/.ssh")
 
     # --- each guest's console prints its boot marker with its own name and address
     with phases("guest boot (2/2 to both consoles' markers)"):
@@ -287,8 +319,10 @@ def test_batch_to_booted_vms_reboot_and_teardown_on_real_xen(dom0, panel, browse
     WebDriverWait(browser, 120).until(lambda d: text_of(d, "#guest-live .state-badge").startswith("running"))
     main = browser.find_element(By.TAG_NAME, "main").text
     assert alice.ip in main and alice.mac in main, main
+    # No dom0 command for a student (admins only); the SSH card says the lab's network is closed.
     commands = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "code.console-cmd")]
-    assert f"xl console {alice.domain_name}" in commands, commands
+    assert not [c for c in commands if "console" in c], commands
+    assert "cannot be reached by SSH from outside the lab" in text_of(browser, "#guest-ssh")
     shot(browser, "e2e-student-vm")
 
     # --- 4.4 she reboots it; the state goes back to running, and dom0 saw a real second boot
