@@ -263,7 +263,8 @@ class ConsoleManager:
         self.viewer_timeout = viewer_timeout
         self.clock = clock
         self.sessions: dict[str, Session] = {}
-        self._reaping: set[asyncio.Task[None]] = set()
+        # Closed consoles being reaped, by domain: a new one for the domain waits (xenconsole's lock).
+        self._reaping: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------ requests
@@ -296,6 +297,7 @@ class ConsoleManager:
             self.sessions.pop(domain, None)
             await self.sink.event(domain, "ended", "refused")
             return False
+        await self._reaped(domain)
         if not self._start(session, running):
             return False
         self._emit(session, ("opened", ""))
@@ -357,7 +359,7 @@ class ConsoleManager:
         """Wait until every queued output and event has reached the sink, and every closed console is reaped."""
         while True:
             pending = [s.flusher for s in self.sessions.values() if s.flusher and not s.flusher.done()]
-            pending += [t for t in self._tasks | self._reaping if not t.done()]
+            pending += [t for t in self._tasks | set(self._reaping.values()) if not t.done()]
             if not pending:
                 return
             await asyncio.gather(*pending, return_exceptions=True)
@@ -394,6 +396,7 @@ class ConsoleManager:
             if session.state == "open" and (d is None or d.domid != session.domid):
                 await self._went_down(session)
             elif session.state == "restarting":
+                await self._reaped(session.domain)
                 self._maybe_back(session, d, now)
 
     def _drop_stale_viewers(self, session: Session, now: float) -> None:
@@ -477,9 +480,15 @@ class ConsoleManager:
         loop.remove_reader(backend.fileno())
         loop.remove_writer(backend.fileno())
         backend.close()
-        task = loop.create_task(self._reap(backend))
-        self._reaping.add(task)
-        task.add_done_callback(self._reaping.discard)
+        self._reaping[session.domain] = loop.create_task(self._reap(backend))
+
+    async def _reaped(self, domain: str) -> None:
+        """Wait until the domain's last console program is gone (it may still hold xenconsole's lock)."""
+        task = self._reaping.get(domain)
+        if task is not None:
+            await asyncio.gather(task, return_exceptions=True)
+            if self._reaping.get(domain) is task:
+                del self._reaping[domain]
 
     async def _reap(self, backend: Backend) -> None:
         for _ in range(20):
