@@ -2,15 +2,18 @@
 
 They are read when the job runs: at provisioning and at reset, with /root/.ssh
 0700 and the file 0600 (as sshd's StrictModes wants). Keys changed in between
-do not touch the existing guest.
+do not touch the existing guest. On PostgreSQL, a dom0's own database role
+reads the keys of its own guests' students and nobody else's.
 """
 
 from __future__ import annotations
 
+import psycopg
 import pytest
+from django.db import connection
 
-from labs.models import Guest
-from labs.services import create_lab_batch, guest_action, ssh_keys
+from labs.models import Guest, SshKey
+from labs.services import create_lab_batch, credentials, guest_action, ssh_keys
 
 from .helpers import finish_worker, roster, start_worker, work
 
@@ -70,3 +73,26 @@ def test_reset_writes_the_keys_of_the_moment_and_nothing_changes_before(running_
     guest_action(alice, g, "reset")
     work(g.host.queue_name)
     assert KEYS not in guest_files(sim, g)[0]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="database roles and row security are PostgreSQL's")
+def test_a_dom0_reads_only_its_own_students_keys(
+    ivy, alice, bob, charlie, host, second_host, template, pool, sim, sim_dir, new_ssh_key
+):
+    keys = {u.username: ssh_keys.add_key(u, new_ssh_key(f"{u.username}@laptop")[0]) for u in (alice, bob, charlie)}
+    create_lab_batch(ivy, template, pool, roster("alice"), memory_mb=256, hosts=[host], slug="laba")
+    create_lab_batch(ivy, template, pool, roster("bob"), memory_mb=256, hosts=[second_host], slug="labb")
+    creds = credentials.provision(host)
+    try:
+        url = creds.database_url.replace("postgres://", "postgresql://")
+        with psycopg.connect(url, autocommit=True) as db:
+            seen = [r[0] for r in db.execute(f"SELECT fingerprint FROM {SshKey._meta.db_table}")]
+        assert seen == [keys["alice"].fingerprint]  # not bob's (dom0-b), not charlie's (no guest)
+        # The worker on dom0-a's own credentials provisions alice's guest with her key.
+        env = {"DATABASE_URL": creds.database_url, "REDIS_URL": creds.redis_url}
+        finish_worker(start_worker(sim_dir, host.queue_name, env=env))
+    finally:
+        credentials.revoke(host)
+    guest = Guest.objects.get(host=host)
+    assert guest.status == "ready", guest.last_error
+    assert guest_files(sim, guest)[0][KEYS] == keys["alice"].authorized_keys_line + "\n"
