@@ -8,11 +8,17 @@ back on the form.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from crispy_forms.helper import FormHelper
 from crispy_forms.layout import HTML, Div, Field, Fieldset, Layout, Submit
 from django import forms
 from django.conf import settings
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth.forms import AuthenticationForm
 from django.core import validators
+from django.http import QueryDict
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
@@ -34,6 +40,15 @@ ROSTER_FIELDS = {
     "line": _("line"),
     "roster": _("roster"),
 }
+
+
+def data_with(data: Mapping[str, Any], **values: str) -> QueryDict:
+    """A copy of a bound form's data with some values replaced, for showing the form again."""
+    copy = QueryDict(mutable=True)
+    copy.update(data)
+    for name, value in values.items():
+        copy[name] = value
+    return copy
 
 
 def batch_memory_bounds(template: LabTemplate | None) -> tuple[int, int]:
@@ -195,9 +210,7 @@ class LabBatchForm(forms.Form):
         The roster comes back as text: a browser does not send a file again.
         """
         self.existing_accounts, self.existing_changed = accounts, changed
-        self.data = self.data.copy()
-        self.data["confirm_existing"] = token
-        self.data["roster_text"] = self.roster_source
+        self.data = data_with(self.data, confirm_existing=token, roster_text=self.roster_source)
         self.add_error("roster_text", message)
 
     @property
@@ -234,3 +247,33 @@ class ConfirmForm(forms.Form):
         super().__init__(*args, **kwargs)
         if label:
             self.fields["confirm"].label = label
+
+
+class LoginForm(AuthenticationForm):
+    """The panel's login form: Django's, with the username's length checked; a longer one is refused, not sent back.
+
+    Django sets the field's max_length (150, the User model's) for the
+    browser only; a bigger POST (a megabyte) went through, got the usual
+    "correct username and password" error and came back whole in the page.
+    """
+
+    def __init__(self, request=None, *args, **kwargs) -> None:
+        super().__init__(request, *args, **kwargs)
+        field = self.fields["username"]
+        assert isinstance(field, forms.CharField) and field.max_length is not None
+        self.username_max_length = field.max_length
+        field.validators.append(
+            validators.MaxLengthValidator(
+                field.max_length, message=_("A username has at most %(limit_value)d characters.")
+            )
+        )
+
+    def full_clean(self) -> None:
+        super().full_clean()
+        if "username" in self.errors and len(self.data.get("username", "")) > self.username_max_length:
+            # Shown again empty: the page does not repeat what was sent.
+            self.data = data_with(self.data, username="")
+
+
+class AdminLoginForm(LoginForm, AdminAuthenticationForm):
+    """The admin's login form (staff only), with the same check."""

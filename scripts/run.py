@@ -6,6 +6,10 @@ this started: each child runs in its own process group, gets SIGTERM, and
 after a grace period its whole group is killed, so no gunicorn worker or RQ
 work-horse outlives us. A second Ctrl+C skips the grace period.
 
+It runs as production does, with DEBUG off (Django's debug pages would show
+any visitor the settings and every URL), on a SECRET_KEY made once into
+var/secret_key unless SECRET_KEY is set.
+
     XENPANEL_BIND      address:port for gunicorn (127.0.0.1:8000)
     WEB_CONCURRENCY    gunicorn workers (3)
     XENPANEL_ASGI_BIND address:port for the console websockets (127.0.0.1:8001); the page
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import io
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -29,6 +34,7 @@ from django.core.exceptions import ImproperlyConfigured
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 GRACE_SECONDS = 10
+SECRET_KEY_FILE = ROOT / "var" / "secret_key"
 
 
 def processes(
@@ -74,6 +80,8 @@ def prepare(env: dict) -> tuple[str, list[str], set[str], list[str]]:
     Done in this process, so Django starts once here instead of once per step.
     The children are exec'd, not forked, so they inherit none of this state.
     """
+    if not env.get("SECRET_KEY"):
+        env["SECRET_KEY"] = demo_secret_key()
     os.environ.update(env)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "xenpanel.settings")
     sys.path.insert(0, str(ROOT))
@@ -92,6 +100,29 @@ def prepare(env: dict) -> tuple[str, list[str], set[str], list[str]]:
     hosts = list(Host.objects.values_list("name", flat=True))
     connections.close_all()
     return seeded.getvalue(), queues.getvalue().split(), set(get_commands()), hosts
+
+
+def demo_secret_key(path: Path = SECRET_KEY_FILE) -> str:
+    """The demo's SECRET_KEY: made on the first run, kept in `path` (readable by its owner only), reused after.
+
+    Sessions survive a restart, and the key is nobody else's: not a constant
+    in the source that anyone could forge a session with.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            key = path.read_text().strip()
+        else:
+            key = secrets.token_urlsafe(50)
+            with os.fdopen(fd, "w") as f:
+                f.write(key + "\n")
+    except OSError as e:
+        raise ImproperlyConfigured(f"cannot keep the demo's SECRET_KEY in {path}: {e}") from None
+    if len(key) < 50:
+        raise ImproperlyConfigured(f"{path} holds no usable SECRET_KEY: remove it and run again")
+    return key
 
 
 def stop_all(children: list[subprocess.Popen], hurry: list[bool]) -> None:
@@ -113,7 +144,6 @@ def stop_all(children: list[subprocess.Popen], hurry: list[bool]) -> None:
 
 def main() -> int:
     env = dict(os.environ)
-    env.setdefault("DEBUG", "true")
     env.setdefault("XENPANEL_SIM_DELAY", "0.5")
     # The page opens its console socket on the ASGI port of the host name it was loaded from.
     asgi_port = env.setdefault("XENPANEL_ASGI_BIND", "127.0.0.1:8001").rpartition(":")[2]

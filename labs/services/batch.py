@@ -378,23 +378,10 @@ def _events(
         ),
         *(
             AuditEvent(
-                actor=req.instructor,
-                action="create_account",
-                target=u.username,
-                lab=lab,
-                result=AuditEvent.Result.SUCCEEDED,
+                actor=req.instructor, action=action, target=u.username, lab=lab, result=AuditEvent.Result.SUCCEEDED
             )
-            for u in new_users
-        ),
-        *(
-            AuditEvent(
-                actor=req.instructor,
-                action="enrol_account",
-                target=u.username,
-                lab=lab,
-                result=AuditEvent.Result.SUCCEEDED,
-            )
-            for u in enrolled
+            for action, users in (("create_account", new_users), ("enrol_account", enrolled))
+            for u in users
         ),
         *(AuditEvent.requested(t) for t in tasks),
     ]

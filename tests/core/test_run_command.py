@@ -16,6 +16,8 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -111,7 +113,9 @@ def test_run_serves_the_panel_and_sigint_stops_every_child(tmp_path):
         # Its own Redis database: this worker must not take jobs queued by other tests.
         REDIS_URL=with_db(os.environ["REDIS_URL"], 12),
     )
-    env.pop("DEBUG", None)  # run.py's default (a local demo) applies
+    # run.py's defaults apply: DEBUG off, the SECRET_KEY made once into var/.
+    env.pop("DEBUG", None)
+    env.pop("SECRET_KEY", None)
     log = tmp_path / "run.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
@@ -128,6 +132,19 @@ def test_run_serves_the_panel_and_sigint_stops_every_child(tmp_path):
         password = re.search(r"password for all: (\S+)\)", output).group(1)
         assert log_in(base, "admin", password)[0] == 302
         assert log_in(base, "admin", "wrong")[0] == 200
+        # DEBUG is off: a 404 is the panel's page, not Django's list of every URL; static files are still served.
+        try:
+            urllib.request.urlopen(f"{base}/no-such-page/", timeout=10)
+            raise AssertionError("no 404")
+        except urllib.error.HTTPError as e:
+            assert e.code == 404
+            body = e.read().decode()
+        assert "Page not found" in body and "URLconf" not in body and "DEBUG" not in body
+        with urllib.request.urlopen(f"{base}/static/css/xenpanel.css", timeout=10) as r:
+            assert r.status == 200
+        key_file = ROOT / "var" / "secret_key"
+        assert key_file.stat().st_mode & 0o777 == 0o600
+        assert key_file.read_text().strip() not in output
 
         children = descendants(proc.pid)
         commands = " | ".join(children.values())
@@ -149,3 +166,18 @@ def test_run_serves_the_panel_and_sigint_stops_every_child(tmp_path):
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0, "the port still accepts connections"
     assert "run: stopped" in log.read_text()
+
+
+def test_the_demo_secret_key_is_made_once_and_kept_private(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    spec = importlib.util.spec_from_file_location("run_for_key", ROOT / "scripts" / "run.py")
+    run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run)
+    path = tmp_path / "var" / "secret_key"
+    key = run.demo_secret_key(path)
+    assert len(key) >= 50 and path.stat().st_mode & 0o777 == 0o600
+    assert run.demo_secret_key(path) == key  # the same on every run: sessions survive a restart
+    assert run.demo_secret_key(tmp_path / "other") != key
+    path.write_text("short\n")
+    with pytest.raises(run.ImproperlyConfigured, match="holds no usable SECRET_KEY"):
+        run.demo_secret_key(path)
