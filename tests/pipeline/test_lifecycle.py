@@ -6,10 +6,10 @@ import netaddr
 import pytest
 
 from labs.jobs import guest as jobs
-from labs.services.upkeep import tick
 from labs.models import AuditEvent, Guest, Task
 from labs.services import allowed_actions, create_lab_batch, guest_action
 from labs.services.ipam import free_ips
+from labs.services.upkeep import tick
 
 from .helpers import roster, work
 
