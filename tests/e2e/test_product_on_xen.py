@@ -71,6 +71,7 @@ from tests.testbed.fixtures import testbed, testbed_timings  # noqa: F401
 from tests.testbed.testbed import Testbed
 from tests.testbed.timing import Phases, timings_line, until
 from tests.ui.test_browser import browser, click, driver, login, shot, text_of  # noqa: F401
+from tests.ui.test_browser_roster import confirm_existing_accounts
 from tests.ui.test_browser_ssh_keys import add_ssh_key
 
 # transaction=True on every test, the guide's too: the dom0 worker needs the test database to exist.
@@ -137,6 +138,8 @@ def create_batch(browser, template: LabTemplate, pool: IpPool, name: str, slug: 
     memory.send_keys(str(MEMORY_MB))
     browser.execute_script("arguments[0].value = arguments[1];", browser.find_element(By.ID, "id_roster_text"), ROSTER)
     click(browser, browser.find_element(By.CSS_SELECTOR, "#lab-batch-form [type=submit]"))
+    # alice and bob have accounts already: the instructor sees them listed and confirms before anything is created.
+    confirm_existing_accounts(browser, list(STUDENTS))
 
 
 def progress(browser) -> tuple[str, str, str]:  # noqa: F811
