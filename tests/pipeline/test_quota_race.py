@@ -110,3 +110,12 @@ def test_a_waiting_resize_holds_its_memory_on_the_host(alice, bob, ivy, host, te
     )
     guest_action(bob, his, "mem_set", memory_mb=512)
     assert allocated_mb([host]) == {host.pk: 1280}
+
+
+def test_a_new_batch_counts_a_waiting_resize(alice, ivy, two_guests, template, pool):
+    one, _two = two_guests
+    StudentQuota.objects.filter(user=alice).update(max_guests=3, max_memory_mb=1536)
+    guest_action(alice, one, "mem_set", memory_mb=768)  # queued: 768 + 256 promised
+    with pytest.raises(QuotaExceeded, match="alice would use 1792 MiB of memory; the limit is 1536 MiB"):
+        create_lab_batch(ivy, template, pool, roster("alice"), memory_mb=768, slug="three")
+    create_lab_batch(ivy, template, pool, roster("alice"), memory_mb=512, slug="three")
