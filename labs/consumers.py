@@ -121,9 +121,9 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         if self.writable or not self.target.can_take_over:
             return
         self.writable = self.took_over = True
+        await self.send(json.dumps({"t": "mode", "mode": "rw"}))
         await database_sync_to_async(console.record_takeover)(self.target, self.user_id)
         await self.link.announce("takeover", self.target.username)
-        await self.send(json.dumps({"t": "mode", "mode": "rw"}))
 
     async def _send_items(self, items: list[console.Item]) -> bool:
         """Pass output and events on; True when the session ended."""

@@ -24,7 +24,7 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import connection
 from redis.exceptions import RedisError
 
 from labs.dom0.console import Backend, ConsoleManager
@@ -39,11 +39,11 @@ CLAIM_WAIT_SECONDS = console.AGENT_TTL + 5
 
 def _why_down(host_id: int) -> Callable[[str], Awaitable[str]]:
     def why(domain: str) -> str:
-        close_old_connections()
+        # A pool thread, seldom used (a domain went away): its own connection, closed after.
         try:
             return console.why_down(host_id, domain)
         finally:
-            close_old_connections()
+            connection.close()
 
     return sync_to_async(why, thread_sensitive=False)
 
