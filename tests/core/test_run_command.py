@@ -81,6 +81,19 @@ def wait_for_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 
     raise AssertionError(f"{url} never answered:\n{log.read_text()[-3000:]}")
 
 
+def wait_for_agent(redis_url: str, queue: str, timeout: float = 30) -> bool:
+    """Whether the host's console agent keeps its heartbeat key in Redis (labs.services.console.agent_key)."""
+    import redis
+
+    conn = redis.Redis.from_url(redis_url)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if conn.exists(f"xenpanel:console:{queue}:agent"):
+            return True
+        time.sleep(0.3)
+    return False
+
+
 def log_in(base: str, username: str, password: str) -> tuple[int, str]:
     """Log in through the real login form, CSRF cookie and all; the status and where it led."""
     jar = http.cookiejar.CookieJar()
@@ -102,16 +115,19 @@ def log_in(base: str, username: str, password: str) -> tuple[int, str]:
 
 
 def test_run_serves_the_panel_and_sigint_stops_every_child(tmp_path):
-    port = free_port()
+    port, asgi_port = free_port(), free_port()
     base = f"http://127.0.0.1:{port}"
+    redis_url = with_db(os.environ["REDIS_URL"], int(os.environ.get("XENPANEL_TEST_RUN_REDIS_DB", "12")))
     env = dict(
         os.environ,
         DATABASE_URL=f"sqlite:///{tmp_path / 'demo.sqlite3'}",
         XENPANEL_BIND=f"127.0.0.1:{port}",
+        XENPANEL_ASGI_BIND=f"127.0.0.1:{asgi_port}",
         XENPANEL_SIM_DIR=str(tmp_path / "simdom0"),
         WEB_CONCURRENCY="2",
-        # Its own Redis database: this worker must not take jobs queued by other tests.
-        REDIS_URL=with_db(os.environ["REDIS_URL"], 12),
+        # Its own Redis database: this worker must not take jobs queued by other tests
+        # (XENPANEL_TEST_RUN_REDIS_DB picks another one, for a machine where 12 is someone else's).
+        REDIS_URL=redis_url,
     )
     # run.py's defaults apply: DEBUG off, the SECRET_KEY made once into var/.
     env.pop("DEBUG", None)
@@ -151,6 +167,15 @@ def test_run_serves_the_panel_and_sigint_stops_every_child(tmp_path):
         assert "gunicorn" in commands and "rqworker" in commands, commands
         gunicorns = [pid for pid, cmd in children.items() if "gunicorn" in cmd]
         assert len(gunicorns) == 3, commands  # the master and WEB_CONCURRENCY workers
+        # The browser console: uvicorn on the ASGI port, and an agent for the demo's simulated host that
+        # has checked in with Redis; the pages open their socket on that port of their own host name.
+        assert "uvicorn xenpanel.asgi:application" in commands, commands
+        assert "console_agent --host sim-dom0" in commands, commands
+        with urllib.request.urlopen(f"http://127.0.0.1:{asgi_port}/ws/healthz", timeout=10) as r:
+            assert r.read() == b"ok\n"
+        assert wait_for_agent(redis_url, "dom0-sim")
+        environ = Path(f"/proc/{gunicorns[0]}/environ").read_bytes().split(b"\0")
+        assert f"XENPANEL_CONSOLE_WS_URL=:{asgi_port}/ws/".encode() in environ
 
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0, log.read_text()[-3000:]
@@ -163,8 +188,9 @@ def test_run_serves_the_panel_and_sigint_stops_every_child(tmp_path):
         time.sleep(0.2)
     left = {pid: cmd for pid, cmd in children.items() if alive(pid) and cmd == cmdline(pid)}
     assert not left, f"still running after SIGINT: {left}"
-    with socket.socket() as s:
-        assert s.connect_ex(("127.0.0.1", port)) != 0, "the port still accepts connections"
+    for open_port in (port, asgi_port):
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", open_port)) != 0, f"port {open_port} still accepts connections"
     assert "run: stopped" in log.read_text()
 
 
