@@ -17,6 +17,9 @@ from labs.services.queueing import JOBS, SERIALIZER
 log = logging.getLogger(__name__)
 # How often, at most, HostWorker refreshes its own key in Redis between jobs.
 WORKER_HEARTBEAT_SECONDS = 1.0
+# How often a running job's heartbeat is pushed forward, and how long past it the job counts as alive.
+JOB_BEAT_SECONDS = 5
+JOB_BEAT_MARGIN_SECONDS = 10
 
 
 class RefusedJob(Exception):
@@ -54,7 +57,7 @@ class HostWorker(SimpleWorker):
     new database connection cost several times the job's own bookkeeping.
     A plain SimpleWorker, though, registers a running job for its whole
     timeout (30 min), so a killed worker's job would look alive that long;
-    this one keeps rq's short heartbeat (about 90 s) from a side thread, so
+    this one keeps a short heartbeat (every 5 s, alive for 15 s) from a side thread, so
     the sync loop notices lost work just as fast as with forking workers.
     The thread lives as long as the worker (starting one per job cost more
     than a small job's own bookkeeping on a loaded machine) and beats for
@@ -68,6 +71,7 @@ class HostWorker(SimpleWorker):
         # JSON whatever the command line says (rqworker defaults to pickle): data never becomes code.
         kwargs["serializer"] = SERIALIZER
         kwargs["job_class"] = PanelJob
+        kwargs.setdefault("job_monitoring_interval", JOB_BEAT_SECONDS)
         super().__init__(*args, **kwargs)
         # The running job, read by the heartbeat thread; the lock makes a beat
         # in flight finish before its job counts as over, so no beat re-registers
@@ -90,7 +94,9 @@ class HostWorker(SimpleWorker):
         self.clean_registries()
 
     def get_heartbeat_ttl(self, job) -> int:
-        return int(self.job_monitoring_interval) + 60
+        # A killed worker's job drops out of the started registry this long after its last beat,
+        # and the sync loop's next tick fails it and queues the retry: well within 30 s.
+        return int(self.job_monitoring_interval) + JOB_BEAT_MARGIN_SECONDS
 
     def heartbeat(self, timeout: int | None = None, pipeline=None) -> None:
         """Keep the worker's own key alive: at most once a second, in one round trip.

@@ -12,7 +12,7 @@ from labs.access import may_act_on_guest, may_manage_lab
 from labs.models import AuditEvent, Guest, Host, Lab, Task, Xl
 from labs.services import capacity, limits, queueing, quotas
 from labs.services.errors import InvalidAction, QuotaExceeded
-from labs.services.registry import LAB_ACTIONS, allowed_actions, guest_action_def, steps_total
+from labs.services.registry import GUEST_ACTIONS, LAB_ACTIONS, allowed_actions, guest_action_def, steps_total
 
 
 def describe_state(guest: Guest) -> str:
@@ -151,6 +151,41 @@ def guest_action(actor, guest: Guest, action: str, *, memory_mb: int | None = No
     for name in ("busy_with", "status", "desired_state"):
         setattr(guest, name, getattr(g, name))
     return task
+
+
+def retry_lost_task(task: Task) -> Task | None:
+    """Queue a lost task's job once more, as the same request (jobs are idempotent: the retry reuses or
+    cleans up what the lost run left). None for a retry that was lost too, a task without a guest, or
+    a guest busy again; then the loss stands and someone retries by hand."""
+    action = GUEST_ACTIONS.get(task.kind)
+    if task.guest_id is None or action is None or task.args.get("retry_of"):
+        return None
+    with transaction.atomic():
+        g = Guest.objects.select_for_update().select_related("lab", "host").filter(pk=task.guest_id).first()
+        if g is None or g.busy_with:
+            return None
+        before = {"status": g.status, "busy_with": g.busy_with}
+        g.busy_with = task.kind
+        if action.rebuilds:
+            g.status = Guest.Status.PENDING
+        elif action.removes_guest:
+            g.status = Guest.Status.TEARING_DOWN
+        g.save(update_fields=["busy_with", "status", "updated_at"])
+        retry = _new_task(task.kind, g, task.actor, {**task.args, "retry_of": task.pk})
+        retry.save()
+        event = AuditEvent.requested(
+            retry, _("Retried automatically: the worker running task %(task)d stopped.") % {"task": task.pk}
+        )
+        event.save()
+        queueing.ping([g.host.queue_name])
+
+        def undo() -> None:
+            event.delete()
+            retry.delete()
+            Guest.objects.filter(pk=g.pk).update(**before)
+
+        queueing.enqueue_after_commit([retry], undo)
+    return retry
 
 
 def queue_for_guests(

@@ -22,7 +22,7 @@ from rq.registry import StartedJobRegistry
 
 from labs.models import AuditEvent, Guest, Host, Lab, Task
 from labs.services import queueing
-from labs.services.actions import close_lab_if_empty, queue_for_guests, teardown_expired_lab
+from labs.services.actions import close_lab_if_empty, queue_for_guests, retry_lost_task, teardown_expired_lab
 from labs.services.registry import breaks_guest
 
 log = logging.getLogger(__name__)
@@ -66,18 +66,21 @@ def fail_lost_task(task: Task, reason: str) -> bool:
 
 
 def detect_lost_work(now: float | None = None) -> list[Task]:
-    """Fail tasks whose RQ job is gone, failed or abandoned by a dead worker.
+    """Fail tasks whose RQ job is gone, failed or abandoned by a dead worker, and retry each once.
 
     RQ notices a dead worker when its job's heartbeat in the started
-    registry expires (about 90 s); `now` lets a caller (or a test) judge as
-    of a later moment.
+    registry expires (HostWorker's: 15 s, so within one or two sync-loop
+    ticks after that); `now` lets a caller (or a test) judge as of a later
+    moment. A lost guest job is queued again once, automatically (jobs are
+    idempotent); a retry that is lost too stays failed for a person to see.
     """
     ts = time.time() if now is None else now
     conn = queueing.redis_connection()
+    # A running task's job was dequeued by a worker, so it is in Redis: no grace for it.
+    young = datetime.fromtimestamp(ts - LOST_GRACE_SECONDS, tz=UTC)
     open_tasks = list(
         Task.objects.filter(
-            status__in=[Task.Status.QUEUED, Task.Status.RUNNING],
-            created_at__lt=datetime.fromtimestamp(ts - LOST_GRACE_SECONDS, tz=UTC),
+            Q(status=Task.Status.RUNNING) | Q(status=Task.Status.QUEUED, created_at__lt=young)
         ).select_related("host")
     )
     for name in {t.host.queue_name for t in open_tasks if t.host}:
@@ -93,6 +96,7 @@ def detect_lost_work(now: float | None = None) -> list[Task]:
             continue
         if fail_lost_task(task, _lost_reason(status)):
             lost.append(task)
+            retry_lost_task(task)
     return lost
 
 

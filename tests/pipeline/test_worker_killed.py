@@ -9,7 +9,7 @@ import time
 import pytest
 
 from labs.models import AuditEvent, Guest, Task
-from labs.services import create_lab_batch, lab_action
+from labs.services import create_lab_batch
 from labs.services.upkeep import detect_lost_work
 
 from .helpers import roster, start_worker, wait_for, work
@@ -42,17 +42,20 @@ def test_killed_worker_is_detected_and_the_retry_reuses_what_exists(ivy, alice, 
 
     # Right now the job still looks alive (its heartbeat has not expired)...
     assert detect_lost_work() == []
-    # ...two minutes later RQ's started registry gives it up, and so do we.
-    lost = detect_lost_work(now=time.time() + 120)
+    # ...20 s later RQ's started registry gives it up (15 s after the last beat), and so do we.
+    lost = detect_lost_work(now=time.time() + 20)
     assert [t.pk for t in lost] == [task.pk]
     task.refresh_from_db()
-    guest.refresh_from_db()
     assert task.status == "failed" and "worker running this job stopped" in task.error
-    assert guest.status == "failed" and guest.busy_with == "" and guest.last_error.startswith("clone: ")
     assert AuditEvent.objects.get(task=task).result == "failed"
+    # The job is queued again at once, by itself: nobody has to press Retry.
+    retry = Task.objects.exclude(pk=task.pk).get(guest=guest)
+    guest.refresh_from_db()
+    assert (retry.kind, retry.args["retry_of"], retry.actor) == ("provision", task.pk, ivy)
+    assert (guest.status, guest.busy_with) == ("pending", "provision")
+    assert "Retried automatically" in AuditEvent.objects.get(task=retry).message
 
     # The retry reuses the volumes (never a second one) and finishes.
-    [retry] = lab_action(ivy, result.lab, "retry_failed")
     work(host.queue_name)
     retry.refresh_from_db()
     guest.refresh_from_db()
@@ -73,4 +76,21 @@ def test_a_job_lost_from_redis_is_detected(ivy, alice, host, template, pool, sim
     [lost] = detect_lost_work(now=time.time() + 60)
     guest = Guest.objects.get(pk=result.guests[0].pk)
     assert lost.guest_id == guest.pk
+    assert "disappeared from the queue" in Task.objects.get(pk=lost.pk).error
+    # Queued again by itself; this time the job reaches the worker, and the guest is built.
+    assert (guest.status, guest.busy_with) == ("pending", "provision")
+    work(host.queue_name)
+    guest.refresh_from_db()
+    assert guest.status == "ready", guest.last_error
+
+
+def test_a_retry_that_is_lost_too_stays_failed(ivy, alice, host, template, pool, sim, redis_flushed):
+    result = create_lab_batch(ivy, template, pool, roster("alice"), memory_mb=256, slug="net")
+    redis_flushed.flushdb()
+    detect_lost_work(now=time.time() + 60)  # lost, and retried
+    redis_flushed.flushdb()  # the retry is lost as well
+    [again] = detect_lost_work(now=time.time() + 120)
+    assert again.args["retry_of"]
+    guest = Guest.objects.get(pk=result.guests[0].pk)
     assert guest.status == "failed" and "disappeared from the queue" in guest.last_error
+    assert Task.objects.filter(guest=guest).count() == 2  # no third try: a person decides
