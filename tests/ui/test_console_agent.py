@@ -19,10 +19,9 @@ from django.db import connections
 from django.test import Client
 from django.urls import reverse
 
-from labs.dom0.base import DomainSpec, GuestFiles
-from labs.jobs.connect import connect_host
 from labs.jobs.console import Agent
 from labs.models import Guest
+from tests.ui.console_helpers import run_on_simulated_host
 from xenpanel.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -46,31 +45,7 @@ def running(settings, tmp_path, host, alice_guest):
     settings.XENPANEL_SIM_DIR = str(tmp_path / "sim")
     conn = django_rq.get_connection("default")
     conn.flushdb()
-    sim = connect_host(host)
-    root = sim.create_volume(alice_guest.root_lv, 256)
-    sim.clone_template("/modelo", root.path, "ext4", "mkfs")
-    sim.customize_rootfs(
-        root.path,
-        GuestFiles(
-            hostname=alice_guest.hostname,
-            fqdn=f"{alice_guest.hostname}.lab.example.edu",
-            address=alice_guest.ip,
-            netmask="255.255.255.0",
-            gateway="10.10.0.1",
-            broadcast="10.10.0.255",
-        ),
-    )
-    sim.write_config(
-        DomainSpec(
-            name=alice_guest.domain_name,
-            kernel="/boot/vmlinuz",
-            memory_mb=256,
-            root_target=root.path,
-            mac=alice_guest.mac,
-        )
-    )
-    sim.create(alice_guest.domain_name)
-    Guest.objects.filter(pk=alice_guest.pk).update(status=Guest.Status.READY, observed_state="b")
+    sim = run_on_simulated_host(host, alice_guest)
     yield sim
     conn.flushdb()
 
