@@ -14,11 +14,19 @@ checks=("python3:python3")
 # A Redis elsewhere (REDIS_URL) needs no local server; ensure_redis.py starts
 # a private one from this package when nothing answers on 127.0.0.1:6379.
 [ -z "${REDIS_URL:-}" ] && checks+=("redis-server:redis-server")
+# python-ldap (campus login) has no wheel: pip compiles it against OpenLDAP's and SASL's headers.
+checks+=("gcc:gcc")
+[ -e /usr/include/ldap.h ] || checks+=("libldap2-dev-missing:libldap2-dev")
+[ -e /usr/include/sasl/sasl.h ] || checks+=("libsasl2-dev-missing:libsasl2-dev")
+python3 -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(sysconfig.get_paths()["include"] + "/Python.h"))' \
+  2>/dev/null || checks+=("python3-dev-missing:python3-dev")
 if [ $dev = 1 ]; then
   checks+=("chromium:chromium" "chromedriver:chromium-driver" "qemu-system-x86_64:qemu-system-x86"
            "debootstrap:debootstrap" "cpio:cpio" "mkfs.ext4:e2fsprogs" "e2cp:e2tools" "lvcreate:lvm2"
            "rsync:rsync" "ssh:openssh-client" "ssh-keygen:openssh-client" "gcc:gcc" "msgfmt:gettext"
            "losetup:mount" "file:file" "nginx:nginx" "openssl:openssl" "redis-server:redis-server")
+  # The campus login tests start a real slapd of their own (slapadd loads its config and entries).
+  checks+=("/usr/sbin/slapd:slapd" "/usr/sbin/slapadd:slapd" "ldapsearch:ldap-utils")
   # tests/core/test_deploy_guide.py installs the panel server as deploy/README.md says, on a throwaway
   # cluster made with Debian's PostgreSQL server programs.
   [ "$(dpkg-query -W -f='${db:Status-Status}' postgresql 2>/dev/null)" = installed ] \
