@@ -31,6 +31,9 @@ class Domain:
     vcpus: int
     state: str  # the six-column string, e.g. "-b----" or "--p---"
     maxmem_mb: int | None = None
+    # The table's Time(s): CPU seconds the domain has used since it was built (a reboot builds a new
+    # domain, so it starts again from 0). A counter, not part of what makes two rows the same domain.
+    cpu_seconds: float | None = field(default=None, compare=False)
 
     @property
     def letter(self) -> str:
@@ -43,6 +46,51 @@ class Domain:
         if self.state and set(self.state) == {"-"}:
             return "r"
         return ""
+
+
+@dataclass(frozen=True)
+class DomainCounters:
+    """One domain's row of `xentop -b`: the running totals Xen keeps for it.
+
+    Everything is cumulative since the domain was built, summed over its
+    network interfaces and virtual disks, in xentop's own units: kilobytes
+    for the network, requests and 512-byte sectors for the disks. `cpu_percent`
+    is xentop's share of one physical CPU over its last interval (0.0 in the
+    first block it prints). `maxmem_kb` is None for "no limit".
+    """
+
+    name: str
+    state: str
+    cpu_seconds: int
+    cpu_percent: float
+    mem_kb: int
+    maxmem_kb: int | None
+    vcpus: int
+    nets: int
+    net_tx_kb: int
+    net_rx_kb: int
+    vbds: int
+    vbd_oo: int
+    vbd_rd: int
+    vbd_wr: int
+    vbd_rsect: int
+    vbd_wsect: int
+
+    @property
+    def net_rx_bytes(self) -> int:
+        return self.net_rx_kb * 1024
+
+    @property
+    def net_tx_bytes(self) -> int:
+        return self.net_tx_kb * 1024
+
+    @property
+    def disk_read_bytes(self) -> int:
+        return self.vbd_rsect * 512
+
+    @property
+    def disk_write_bytes(self) -> int:
+        return self.vbd_wsect * 512
 
 
 @dataclass(frozen=True)
@@ -152,6 +200,7 @@ class Dom0Host(Protocol):
 
     # --- toolstack verbs ---
     def list_domains(self) -> list[Domain]: ...
+    def domain_counters(self) -> list[DomainCounters]: ...
     def create(self, name: str) -> None: ...
     def shutdown(self, name: str, wait: bool = False, timeout: float = 120) -> None: ...
     def reboot(self, name: str) -> None: ...

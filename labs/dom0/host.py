@@ -4,7 +4,7 @@ It owns no logic of its own beyond wiring: each protocol method is delegated
 to the component that knows the job, all sharing the host's runner (local on
 the dom0's worker, ssh for the testbed):
 
-- `Toolstack` (toolstack.py): xl/xm verbs, `xl list`, `xl info`;
+- `Toolstack` (toolstack.py): xl/xm verbs, `xl list`, `xl info`, `xentop`;
 - `ConfigStore` + `render_xl`/`render_xm` (domconfig.py): /etc/xen/<name>.cfg;
 - `Lvm` (lvm.py): the guest volumes in the host's volume group;
 - `Rootfs` (rootfs.py): cloning the template, per-guest files, swap.
@@ -22,6 +22,7 @@ from . import names
 from .base import (
     CloneMethod,
     Domain,
+    DomainCounters,
     DomainSpec,
     FsType,
     GuestFiles,
@@ -158,6 +159,9 @@ class XenHost:
     # --- toolstack verbs -----------------------------------------------------------------
     def list_domains(self) -> list[Domain]:
         return self.tools.list_domains()
+
+    def domain_counters(self) -> list[DomainCounters]:
+        return self.tools.domain_counters()
 
     def create(self, name: str) -> None:
         self.tools.create(self.configs.path(name))

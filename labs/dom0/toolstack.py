@@ -8,8 +8,9 @@ is built.
 
 The parsers are module-level pure functions so tests can feed them captured
 output: `parse_list_table` (the `Name ID Mem VCPUs State Time(s)` table of
-both `xl list` and `xm list`), `parse_list_json` (`xl list -l`) and
-`parse_info` (`xl info` / `xm info`).
+both `xl list` and `xm list`), `parse_list_json` (`xl list -l`),
+`parse_info` (`xl info` / `xm info`) and `parse_xentop` (`xentop -b`: the
+network and disk counters).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import re
 from typing import Literal
 
 from . import names
-from .base import STATE_LETTERS, Domain, HostInfo
+from .base import STATE_LETTERS, Domain, DomainCounters, HostInfo
 from .errors import (
     CommandFailed,
     DomainExists,
@@ -85,6 +86,21 @@ _LIST_ROW = re.compile(
     r"^(?P<name>\S.*?)\s+(?P<domid>\d+)\s+(?P<mem>\d+)\s+(?P<vcpus>\d+)\s+"
     r"(?P<state>[" + STATE_LETTERS + r"-]{6})\s+(?P<time>\d+(?:\.\d+)?)\s*$"
 )
+# `xentop -b` (batch: no curses, no summary lines) prints a header line, then one row per domain, once per
+# iteration; -f keeps long names whole (without it they are cut to 10 characters). Its first iteration has
+# nothing to compare with, so its CPU(%) column is 0.0: the last block is the one to read. The state is six
+# letters in xentop's own order (d s b c p r: "--b---" is blocked, "-----r" running), and MAXMEM(k) of a
+# domain without a ceiling (dom0, usually) reads "no limit", its MAXMEM(%) "n/a". Row layout from
+# tools/xentop/xentop.c (Xen 4.17): NAME is right-aligned, every other column a number.
+XENTOP_ARGV = ["xentop", "-b", "-i", "2", "-d", "1", "-f"]
+_NUM = r"\d+(?:\.\d+)?"
+_XENTOP_ROW = re.compile(
+    r"^\s*(?P<name>\S.*?)\s+(?P<state>[-dsbcpr]{6})\s+(?P<cpu>\d+)\s+(?P<cpu_pct>" + _NUM + r")"
+    r"\s+(?P<mem>\d+)\s+" + _NUM + r"\s+(?P<maxmem>\d+|no limit)\s+(?:" + _NUM + r"|n/a)"
+    r"\s+(?P<vcpus>\d+)\s+(?P<nets>\d+)\s+(?P<nettx>\d+)\s+(?P<netrx>\d+)"
+    r"\s+(?P<vbds>\d+)\s+(?P<oo>\d+)\s+(?P<rd>\d+)\s+(?P<wr>\d+)\s+(?P<rsect>\d+)\s+(?P<wsect>\d+)"
+    r"\s+\d+\s*$"
+)
 # xm also lists domains xend manages but that are not running: no ID and an
 # empty state. They are configs, not domains, so they are left out.
 _XM_INACTIVE_ROW = re.compile(r"^\S.*?\s+\d+\s+\d+\s+-{6}\s+\d+(?:\.\d+)?\s*$")
@@ -138,9 +154,54 @@ def parse_list_table(text: str) -> list[Domain]:
                 memory_mb=int(m["mem"]),
                 vcpus=int(m["vcpus"]),
                 state=m["state"],
+                cpu_seconds=float(m["time"]),
             )
         )
     return domains
+
+
+def parse_xentop(text: str) -> list[DomainCounters]:
+    """The domains of the last block of `xentop -b` output (Domain-0 included).
+
+    Raises ToolstackError on output without a header or with a row that is
+    not xentop's (so a changed layout is noticed, not misread).
+    """
+    blocks: list[list[DomainCounters]] = []
+    for raw in text.splitlines():
+        words = raw.split()
+        if not words:
+            continue
+        if words[0] == "NAME" and "STATE" in words:
+            blocks.append([])
+            continue
+        m = _XENTOP_ROW.match(raw)
+        if m is None or not blocks:
+            raise ToolstackError(f"unexpected line in xentop output: {raw!r}")
+        blocks[-1].append(_xentop_row(m))
+    if not blocks:
+        raise ToolstackError("xentop printed no header: is this xentop -b output?")
+    return blocks[-1]
+
+
+def _xentop_row(m: re.Match[str]) -> DomainCounters:
+    return DomainCounters(
+        name=m["name"],
+        state=m["state"],
+        cpu_seconds=int(m["cpu"]),
+        cpu_percent=float(m["cpu_pct"]),
+        mem_kb=int(m["mem"]),
+        maxmem_kb=None if m["maxmem"] == "no limit" else int(m["maxmem"]),
+        vcpus=int(m["vcpus"]),
+        nets=int(m["nets"]),
+        net_tx_kb=int(m["nettx"]),
+        net_rx_kb=int(m["netrx"]),
+        vbds=int(m["vbds"]),
+        vbd_oo=int(m["oo"]),
+        vbd_rd=int(m["rd"]),
+        vbd_wr=int(m["wr"]),
+        vbd_rsect=int(m["rsect"]),
+        vbd_wsect=int(m["wsect"]),
+    )
 
 
 def parse_list_json(text: str) -> list[Domain]:
@@ -238,9 +299,27 @@ class Toolstack:
         for d in domains:
             extra = details.get(d.domid)
             if extra is not None and extra.name == d.name:
-                d = Domain(d.name, d.domid, d.memory_mb, d.vcpus, d.state, maxmem_mb=extra.maxmem_mb)
+                d = Domain(
+                    d.name,
+                    d.domid,
+                    d.memory_mb,
+                    d.vcpus,
+                    d.state,
+                    maxmem_mb=extra.maxmem_mb,
+                    cpu_seconds=d.cpu_seconds,
+                )
             merged.append(d)
         return merged
+
+    def domain_counters(self) -> list[DomainCounters]:
+        """`xentop -b -i 2 -d 1 -f`: every domain's network and disk totals (it takes a second: -d 1)."""
+        try:
+            out = self.runner.run(XENTOP_ARGV, timeout=VERB_TIMEOUT).stdout
+        except CommandFailed as e:
+            raise ToolstackError(
+                f"xentop failed (exit {e.rc}): {e.stderr.strip()[:200]}", argv=e.argv, rc=e.rc, stderr=e.stderr
+            ) from None
+        return parse_xentop(out)
 
     # --- verbs ----------------------------------------------------------------
     def create(self, config_path: str) -> None:

@@ -31,7 +31,7 @@ def _protocol_methods() -> list[str]:
 def test_every_protocol_method_exists_with_the_same_parameters(forbidden_runner):
     host = XenHost(HostConfig(name="dom0-a", volume_group="vg0"), runner=forbidden_runner)
     methods = _protocol_methods()
-    assert len(methods) == 27
+    assert len(methods) == 28
     for name in methods:
         want = list(inspect.signature(getattr(Dom0Host, name)).parameters)[1:]
         have = list(inspect.signature(getattr(host, name)).parameters)
@@ -90,6 +90,7 @@ def test_lifecycle_verbs_reach_the_toolstack(config, scripted_runner, fixture_te
     scripted_runner.expect(["xl", "list"], stdout=fixture_text("xl-list-4.17.txt"))
     scripted_runner.expect(["xl", "list", "-l"], stdout=fixture_text("xl-list-l-4.17.json"))
     scripted_runner.expect(["xl", "info"], stdout=fixture_text("xl-info-4.17.txt"))
+    scripted_runner.expect(["xentop", "-b", "-i", "2", "-d", "1", "-f"], stdout=fixture_text("xentop-4.17.txt"))
     host = XenHost(config, runner=scripted_runner)
     host.shutdown("web01", wait=True, timeout=30)
     host.reboot("web01")
@@ -101,6 +102,7 @@ def test_lifecycle_verbs_reach_the_toolstack(config, scripted_runner, fixture_te
     host.restore("/var/lib/xen/save/web01")
     assert Domain("web01", 3, 128, 1, "-b----", maxmem_mb=256) in host.list_domains()
     assert host.info().free_memory_mb == 878
+    assert [c.name for c in host.domain_counters()] == ["Domain-0", "web01", "db02", "lab1-ana.silva"]
     assert host.console_command("web01") == ["xl", "console", "web01"]
 
 

@@ -23,11 +23,13 @@ from labs.dom0.errors import (
 )
 from labs.dom0.toolstack import (
     HOTPLUG_RETRIES,
+    XENTOP_ARGV,
     Toolstack,
     classify_error,
     parse_info,
     parse_list_json,
     parse_list_table,
+    parse_xentop,
 )
 
 TESTBED = Path(__file__).parent / "fixtures" / "testbed"
@@ -425,3 +427,72 @@ def test_real_running_and_paused_domu(scripted_runner, fixture_text):
     ]
     paused = parse_list_table(fixture_text("xl-list-4.17-paused-real.txt"))
     assert paused[1] == Domain("web01", 1, 128, 1, "--p---") and paused[1].letter == "p"
+
+
+# --- CPU time and xentop -------------------------------------------------------------
+def test_the_list_table_keeps_each_domains_cpu_time(fixture_text):
+    """Time(s): CPU seconds since the domain was built; the usage charts difference it between two ticks."""
+    times = {d.name: d.cpu_seconds for d in parse_list_table(fixture_text("xl-list-4.17.txt"))}
+    assert times == {"Domain-0": 163.2, "web01": 4.9, "db02": 2.1, "lab1-ana.silva": 11.0, "crashed01": 0.8}
+    # xm prints the same column.
+    assert [d.cpu_seconds for d in parse_list_table(fixture_text("xm-list-3.0.txt"))][0] is not None
+    # A counter is not what makes two rows the same domain.
+    assert Domain("web01", 3, 128, 1, "-b----", cpu_seconds=4.9) == Domain("web01", 3, 128, 1, "-b----")
+
+
+def test_list_domains_keeps_the_cpu_time_when_merging_the_json(scripted_runner, fixture_text):
+    scripted_runner.expect(["xl", "list"], stdout=fixture_text("xl-list-4.17.txt"))
+    scripted_runner.expect(["xl", "list", "-l"], stdout=fixture_text("xl-list-l-4.17.json"))
+    domains = {d.name: d for d in Toolstack(scripted_runner).list_domains()}
+    assert domains["web01"].maxmem_mb == 256 and domains["web01"].cpu_seconds == 4.9
+
+
+def test_parse_xentop_reads_the_last_block(fixture_text):
+    """xentop -b -i 2 prints two blocks; the first has CPU(%) 0.0 everywhere (nothing to compare with yet)."""
+    text = fixture_text("xentop-4.17.txt")
+    first = text.split("NAME")[1]
+    assert text.count("NAME") == 2 and "    611    0.0     262144" in first
+    rows = {r.name: r for r in parse_xentop(text)}
+    assert list(rows) == ["Domain-0", "web01", "db02", "lab1-ana.silva"]
+    spin = rows["lab1-ana.silva"]
+    assert (spin.cpu_seconds, spin.cpu_percent, spin.vcpus, spin.state) == (612, 97.4, 2, "-----r")
+    assert (spin.mem_kb, spin.maxmem_kb) == (262144, 262144)
+    assert (spin.nets, spin.net_tx_kb, spin.net_rx_kb) == (1, 5, 61)
+    assert (spin.vbds, spin.vbd_rd, spin.vbd_wr, spin.vbd_rsect, spin.vbd_wsect) == (2, 996, 1424, 58870, 91160)
+    assert (spin.net_rx_bytes, spin.disk_write_bytes) == (61 * 1024, 91160 * 512)
+    # dom0 has no memory ceiling: MAXMEM(k) "no limit", MAXMEM(%) "n/a".
+    assert rows["Domain-0"].maxmem_kb is None and rows["Domain-0"].mem_kb == 1024 * 1024
+    assert rows["db02"].state == "----p-" and rows["web01"].state == "--b---"
+
+
+def test_xentop_without_f_cuts_names_to_ten_characters(fixture_text):
+    """Why the panel passes -f: a lab's domain names are longer than xentop's 10-character column."""
+    names = [r.name for r in parse_xentop(fixture_text("xentop-4.17-cut-names.txt"))]
+    assert names == ["Domain-0", "web01", "db02", "lab1-ana.s"]
+    assert "-f" in XENTOP_ARGV
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "xentop: Failed to initialize xenstat library\n",
+        "      NAME  STATE   CPU(sec)\n  Domain-0 -----r  12\n",
+    ],
+)
+def test_parse_xentop_refuses_what_is_not_its_output(text):
+    with pytest.raises(ToolstackError):
+        parse_xentop(text)
+
+
+def test_domain_counters_runs_xentop_in_batch_with_full_names(scripted_runner, fixture_text):
+    scripted_runner.expect(XENTOP_ARGV, stdout=fixture_text("xentop-4.17.txt"))
+    rows = Toolstack(scripted_runner).domain_counters()
+    assert XENTOP_ARGV == ["xentop", "-b", "-i", "2", "-d", "1", "-f"]
+    assert [r.name for r in rows][-1] == "lab1-ana.silva"
+
+
+def test_domain_counters_failure_is_a_toolstack_error(scripted_runner):
+    scripted_runner.expect(XENTOP_ARGV, stderr="Failed to initialize xenstat library\n", rc=1)
+    with pytest.raises(ToolstackError, match="xentop failed"):
+        Toolstack(scripted_runner).domain_counters()

@@ -25,6 +25,9 @@ accounting a real host would enforce. One module per concern:
   leaves the domain in `---s--` for a while, `reboot` comes back with a new
   domid; a guest whose root volume holds no filesystem panics at boot;
 - inspection.py: views of the state for tests;
+- load.py: believable load: CPU time for `xl list`'s Time(s) and xentop's
+  network and disk counters, from how long each domain has run; an idle
+  guest stays near 0 % and the demo's runaway guest spins near 97 %;
 - console.py: `open_console(name)`, the serial console of a guest: a login
   banner, echo, and `hostname` / `ip addr` from the guest's files; it runs
   no command and starts no process.
@@ -35,7 +38,8 @@ Extras for tests and benchmarks (not part of `Dom0Host`):
 inspect it; `volume_serial(name)` tells a recreated volume from the old one;
 `history` lists the argv each operation would have run; `busy_seconds`
 counts the time spent in simulated commands; `crash(name)` and `reset()`;
-`guest_writes(name, mb)` and `set_thin_pool_size(mb)` fill and size the thin pool.
+`guest_writes(name, mb)` and `set_thin_pool_size(mb)` fill and size the thin pool;
+`set_load(name, "idle" | "spin")` picks a guest's load.
 
 Delays: `config.sim_delay` multiplies STEP_SECONDS (roughly what each step
 costs on a real server, so 1.0 models one); `config.extra["delays"]`
@@ -49,6 +53,7 @@ from .console import ConsoleMixin
 from .faults import FAULT_KINDS
 from .filesystem import FilesystemMixin
 from .inspection import InspectionMixin
+from .load import LoadMixin
 from .state import STEP_ALIASES, STEP_SECONDS
 from .storage import StorageMixin
 from .xl import ToolstackMixin
@@ -56,5 +61,5 @@ from .xl import ToolstackMixin
 __all__ = ["EXTENT_BYTES", "FAULT_KINDS", "STEP_ALIASES", "STEP_SECONDS", "SimulatedHost"]
 
 
-class SimulatedHost(StorageMixin, FilesystemMixin, ToolstackMixin, InspectionMixin, ConsoleMixin):
+class SimulatedHost(StorageMixin, FilesystemMixin, ToolstackMixin, InspectionMixin, ConsoleMixin, LoadMixin):
     """A fake dom0 whose state lives in a JSON file shared by all processes."""

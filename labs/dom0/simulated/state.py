@@ -67,6 +67,7 @@ STEP_SECONDS: dict[str, float] = {
     "mem_set": 0.1,
     "save": 2.0,
     "restore": 2.0,
+    "xentop": 1.0,  # -i 2 -d 1: one second between its two samples
 }
 
 # Short names accepted as keys of config.extra["delays"] and by inject().
@@ -100,6 +101,7 @@ def empty_state() -> State:
         "faults": [],
         "events": [],
         "thin_pool_bytes": None,  # None: the default size, a quarter of the VG
+        "booted_at": time.time(),  # when the host "booted": dom0's CPU time counts from here
     }
 
 
@@ -209,10 +211,13 @@ class SimulatedBase:
                 del doms[name]
                 self._event(state, f"{name}: domain {d['domid']} rebooted, but xl could not build it again: gone")
             elif d.get("reboot_at") is not None and now >= d["reboot_at"]:
+                from .load import rebuild
+
                 old = d["domid"]
                 d["domid"] = self._next_domid(state)
                 d["reboot_at"] = None
                 d["boots"] = d.get("boots", 1) + 1
+                rebuild(d, now)  # a new domain: its CPU time starts again, and a runaway loop is gone
                 self._event(state, f"{name}: rebooted, domain {old} -> {d['domid']}")
                 self._boot(state, name, d, now)
 

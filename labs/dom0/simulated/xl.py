@@ -21,7 +21,7 @@ from .. import names
 from ..base import Domain, HostInfo
 from ..errors import CommandTimeout, InvalidState
 from ..toolstack import classify_error
-from . import accounting
+from . import accounting, load
 from .configs import ConfigMixin
 from .failures import out_of_memory_stderr
 from .state import Record, State
@@ -57,11 +57,23 @@ class ToolstackMixin(ConfigMixin):
     def list_domains(self) -> list[Domain]:
         argvs = [self._ts("list"), self._ts("list", "-l")] if self.toolstack == "xl" else [self._ts("list")]
         with self._op("list_domains", argvs, readonly=True) as state:
+            now = time.time()
             guests = [
-                Domain(n, d["domid"], d["memory_mb"], d["vcpus"], state_string(d), maxmem_mb=d["maxmem_mb"])
+                Domain(
+                    n,
+                    d["domid"],
+                    d["memory_mb"],
+                    d["vcpus"],
+                    state_string(d),
+                    maxmem_mb=d["maxmem_mb"],
+                    cpu_seconds=round(load.cpu_seconds(n, d, now), 1),
+                )
                 for n, d in state["domains"].items()
             ]
-        dom0 = Domain("Domain-0", 0, self.config.dom0_reserve_mb, self._nr_cpus, "r-----", maxmem_mb=None)
+            dom0_cpu = round(load.dom0_cpu_seconds(state, now), 1)
+        dom0 = Domain(
+            "Domain-0", 0, self.config.dom0_reserve_mb, self._nr_cpus, "r-----", maxmem_mb=None, cpu_seconds=dom0_cpu
+        )
         return [dom0, *sorted(guests, key=lambda g: g.domid)]
 
     def create(self, name: str) -> None:
@@ -101,6 +113,7 @@ class ToolstackMixin(ConfigMixin):
             "started_at": now,
             "boots": 1,
         }
+        load.rebuild(d, now, load.choose_load(state))
         state["domains"][name] = d
         self._event(state, f"{name}: created as domain {d['domid']}")
         self._boot(state, name, d, now)
@@ -181,6 +194,7 @@ class ToolstackMixin(ConfigMixin):
                 # the panel treats a second pause as a mistake.
                 raise InvalidState(f"domain {name} ({d['domid']}) is already paused", argv=argv)
             d["paused"] = True
+            load.freeze(d, time.time())
 
     def unpause(self, name: str) -> None:
         names.domain_name(name)
@@ -195,6 +209,7 @@ class ToolstackMixin(ConfigMixin):
                 )
                 raise classify_error(argv, 1, stderr)
             d["paused"] = False
+            load.resume(d, time.time())
             self._apply_balloon(state, d)
             pending, d["pending"] = d.get("pending"), None
             if pending:
@@ -243,6 +258,7 @@ class ToolstackMixin(ConfigMixin):
             self._check_memory(state, old["memory_mb"], argv)
             d = copy.deepcopy(old)
             d.update(domid=self._next_domid(state), paused=False, pending=None, gone_at=None, reboot_at=None)
+            load.rebuild(d, time.time(), str(old.get("load", "idle")))
             state["domains"][name] = d
             self._event(state, f"{name}: restored from {path} as domain {d['domid']}")
 
@@ -254,6 +270,7 @@ class ToolstackMixin(ConfigMixin):
         names.domain_name(name)
         with self._locked() as state:
             d = self._domain(state, name, self._ts("list", name))
+            load.freeze(d, time.time())
             d["crashed"] = True
             self._event(state, f"{name}: domain {d['domid']} crashed")
 
