@@ -142,6 +142,15 @@ def test_guest_lifecycle_on_real_xen(testbed: Testbed, xen, testbed_timings):  #
             xen.mem_set(name, 128)
             until(lambda: domain(xen, name).memory_mb == 128, "xl list to show 128 MiB", timeout=60, interval=3)
 
+        with phase("xentop -b -i 2 -d 1 -f (usage counters)"):
+            counters = {c.name: c for c in xen.domain_counters()}
+        web = counters[name]  # the whole name: -f
+        assert abs(web.mem_kb - 128 * 1024) <= 4096 and web.maxmem_kb == 192 * 1024, web
+        assert (web.vcpus, web.nets, web.vbds) == (1, 1, 2), web
+        assert web.vbd_rsect > 0 and counters["Domain-0"].cpu_seconds > 0, counters
+        cpu_before_reboot = domain(xen, name).cpu_seconds
+        assert cpu_before_reboot is not None and cpu_before_reboot > 0
+
         with phase("reboot (marker again)"):
             xen.reboot(name)
             line = testbed.wait_console(name, BOOTED, count=2)
@@ -149,6 +158,8 @@ def test_guest_lifecycle_on_real_xen(testbed: Testbed, xen, testbed_timings):  #
                 lambda: (d := domain(xen, name)) and d.domid != running.domid and d, "a new domid", interval=3
             )
         assert rebooted.domid > running.domid
+        # A new domain, with its own CPU time: the usage charts must not read it as a counter that went back.
+        assert rebooted.cpu_seconds is not None
         assert f"host={name} ip=10.10.0.21" in line, line
 
         with phase("shutdown -w (domain gone)"):

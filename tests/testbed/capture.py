@@ -7,6 +7,9 @@ labs.dom0.domconfig (one left running, one paused, after a mem-set), makes a
 thin pool with a golden LV and a snapshot, then saves what the parsers in
 labs/dom0 read: `xl list`, `xl list -l`, `xl info`, `lvs`/`vgs` JSON, `xl -N
 create` JSON, and the stderr of the failures the error classifiers map.
+Then, for the usage charts, a third guest with a long name: `xentop -b -i 2
+-d 1 -f` and the same without -f (names cut), and `xl list` just before and
+just after a reboot of cap-web1 (a new domain: its Time(s) starts again).
 Everything else (LVs, guests) is done with plain commands, so the captures do
 not depend on the code they will test.
 """
@@ -28,6 +31,9 @@ from tests.testbed.testbed import Testbed, build  # noqa: E402
 DEFAULT_OUT = ROOT / "tests" / "dom0" / "fixtures" / "testbed"
 REPORT = ["--reportformat", "json", "--units", "b", "--nosuffix"]
 GUESTS = (("cap-web1", "00:16:3e:ca:00:01"), ("cap-db1", "00:16:3e:ca:00:02"))
+# Longer than xentop's 10-character name column, as lab domain names are (<slug>-<username>).
+LONG_GUEST = ("cap-lab1-ana.silva", "00:16:3e:ca:00:03")
+XENTOP = ["xentop", "-b", "-i", "2", "-d", "1"]
 
 
 def start_guest(tb: Testbed, name: str, mac: str) -> None:
@@ -50,6 +56,27 @@ def start_guest(tb: Testbed, name: str, mac: str) -> None:
     tb.runner().write_file(f"/etc/xen/{name}.cfg", render_xl(spec).encode())
     tb.ssh(["xl", "create", f"/etc/xen/{name}.cfg"], timeout=600)
     tb.wait_console(name, "XENPANEL-BOOTED")
+
+
+def usage_captures(tb: Testbed, web: str) -> dict[str, str]:
+    """xentop with and without -f (three guests, one paused), and xl list around a reboot of `web`."""
+    start_guest(tb, *LONG_GUEST)
+    files = {
+        "xentop.txt": tb.ssh([*XENTOP, "-f"]).stdout,
+        "xentop-cut-names.txt": tb.ssh(XENTOP).stdout,
+        "xl-list-before-reboot.txt": tb.ssh(["xl", "list"]).stdout,
+    }
+    old = tb.ssh(["xl", "domid", web]).stdout.strip()
+    tb.ssh(["xl", "reboot", web])
+    deadline = time.monotonic() + 300
+    while True:  # as soon as the new domain is listed, while its CPU time is still small
+        p = tb.ssh(["xl", "domid", web], check=False)
+        if p.returncode == 0 and p.stdout.strip() not in ("", old):
+            break
+        assert time.monotonic() < deadline, f"{web} did not come back from its reboot"
+        time.sleep(0.5)
+    files["xl-list-after-reboot.txt"] = tb.ssh(["xl", "list"]).stdout
+    return files
 
 
 def failure(tb: Testbed, argv: list[str]) -> dict:
@@ -99,6 +126,7 @@ def main(out: Path) -> int:
             failure(tb, ["vgs", "nosuchvg"]),
         ]
         files["errors.json"] = json.dumps(errors, indent=2) + "\n"
+        files.update(usage_captures(tb, web))
         for name, text in files.items():
             (out / name).write_text(text)
             print(f"wrote {out / name} ({len(text)} bytes)")
