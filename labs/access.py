@@ -10,11 +10,11 @@ from __future__ import annotations
 import enum
 
 from django.contrib.auth.models import AnonymousUser, User
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest
 from django.shortcuts import get_object_or_404
 
-from labs.models import Guest, Host, Lab, SshKey
+from labs.models import ApiToken, Guest, Host, Lab, SshKey, Task
 
 INSTRUCTORS_GROUP = "instructors"
 
@@ -104,6 +104,31 @@ def get_ssh_key_for_user(request: HttpRequest, pk: int) -> SshKey:
     if not (user.is_authenticated and user.is_active):
         raise Http404
     return get_object_or_404(SshKey, pk=pk, user=user)
+
+
+def get_api_token_for_user(request: HttpRequest, pk: int) -> ApiToken:
+    """One of the user's own API tokens; anyone else's, even for an admin, is a 404."""
+    user = request.user
+    if not (user.is_authenticated and user.is_active):
+        raise Http404
+    return get_object_or_404(ApiToken, pk=pk, user=user)
+
+
+def tasks_for(user: AnyUser) -> QuerySet[Task]:
+    """Tasks a user may see: those of the guests they may see and of the labs they manage (admins: all)."""
+    if not (user.is_authenticated and user.is_active):
+        return Task.objects.none()
+    if is_admin(user):
+        return Task.objects.all()
+    visible = Q(guest__student__pk=user.pk)
+    if is_instructor(user):
+        visible |= Q(lab__instructors__pk=user.pk)
+    return Task.objects.filter(visible)
+
+
+def get_task_for_user(request: HttpRequest, pk: int) -> Task:
+    """The task if the user may see its guest or manage its lab; else 404, as for a stranger."""
+    return get_object_or_404(tasks_for(request.user).distinct(), pk=pk)
 
 
 def _roles(user: AnyUser) -> dict[str, bool]:

@@ -15,9 +15,11 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
+from django.utils.translation import gettext_lazy
 
 from labs.dom0.errors import InvalidName
-from labs.models import AuditEvent, Guest, Host, IpPool, Lab, LabTemplate, SshKey, StudentQuota, Task
+from labs.models import ApiToken, AuditEvent, Guest, Host, IpPool, Lab, LabTemplate, SshKey, StudentQuota, Task
+from labs.services import api_tokens
 from labs.services.errors import ServiceError
 from labs.services.templates import enqueue_template_build, make_spec
 
@@ -260,6 +262,25 @@ class SshKeyAdmin(ReadOnlyAdmin):
     list_filter = ("key_type",)
     list_select_related = ("user",)
     search_fields = ("user__username", "comment", "fingerprint")
+
+
+@admin.register(ApiToken)
+class ApiTokenAdmin(ReadOnlyAdmin):
+    """Users make and revoke their own tokens on "My API tokens"; staff may revoke any (audited, as theirs)."""
+
+    list_display = ("user", "name", "prefix", "created_at", "expires_at", "last_used_at", "revoked_at")
+    list_select_related = ("user",)
+    search_fields = ("user__username", "name", "prefix")
+    exclude = ("digest",)
+    actions = ["revoke"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None) -> list[str]:
+        return [name for name in super().get_readonly_fields(request, obj) if name != "digest"]
+
+    @admin.action(description=gettext_lazy("Revoke the selected tokens"))
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
+        for token in queryset.filter(revoked_at=None):
+            api_tokens.revoke_token(request.user, token)
 
 
 class QuotaInline(admin.StackedInline):

@@ -24,6 +24,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from labs import services
+from labs.campus import directory_was_down
 from labs.dom0 import names
 from labs.dom0.errors import InvalidName
 from labs.models import Host, IpPool, LabTemplate
@@ -267,6 +268,18 @@ class LoginForm(AuthenticationForm):
                 field.max_length, message=_("A username has at most %(limit_value)d characters.")
             )
         )
+
+    def get_invalid_login_error(self) -> forms.ValidationError:
+        # No account matched; if the campus directory did not answer, that is why for a campus account.
+        if directory_was_down(self.request):
+            return forms.ValidationError(
+                _(
+                    "The campus directory is not answering, so campus accounts cannot sign in right now; try again"
+                    " in a few minutes. Local panel accounts still sign in."
+                ),
+                code="directory_down",
+            )
+        return super().get_invalid_login_error()
 
     def full_clean(self) -> None:
         super().full_clean()

@@ -1,4 +1,4 @@
-"""xenpanel's data model: hosts, templates, pools, labs, guests, tasks, audit, SSH keys."""
+"""xenpanel's data model: hosts, templates, pools, labs, guests, tasks, audit, SSH keys, API tokens."""
 
 from __future__ import annotations
 
@@ -470,3 +470,32 @@ class SshKey(models.Model):
     @property
     def authorized_keys_line(self) -> str:
         return f"{self.key_type} {self.body} {self.comment}"
+
+
+class ApiToken(models.Model):
+    """A user's personal token for the JSON API (scripts): only its SHA-256 is stored; the token is shown once."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens", verbose_name=_("user")
+    )
+    name = models.CharField(_("name"), max_length=64)
+    # The token's first characters, to tell tokens apart in the list; not enough to guess the rest.
+    prefix = models.CharField(_("starts with"), max_length=16)
+    digest = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(_("created"), default=timezone.now)
+    expires_at = models.DateTimeField(_("expires"))
+    last_used_at = models.DateTimeField(_("last used"), null=True, blank=True)
+    revoked_at = models.DateTimeField(_("revoked"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["user", "-created_at"]
+        verbose_name = _("API token")
+        verbose_name_plural = _("API tokens")
+
+    def __str__(self) -> str:
+        return f"{self.user}: {self.name} ({self.prefix}…)"
+
+    @property
+    def is_live(self) -> bool:
+        """Neither revoked nor expired."""
+        return self.revoked_at is None and self.expires_at > timezone.now()

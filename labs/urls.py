@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from labs import auth_views, console_views, key_views, views
+from labs import auth_views, console_views, key_views, token_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -11,6 +11,8 @@ urlpatterns = [
     path("vms/", views.my_vms, name="my_vms"),
     path("keys/", key_views.ssh_key_list, name="ssh_keys"),
     path("keys/<int:pk>/delete/", key_views.ssh_key_delete, name="ssh_key_delete"),
+    path("tokens/", token_views.api_token_list, name="api_tokens"),
+    path("tokens/<int:pk>/revoke/", token_views.api_token_revoke, name="api_token_revoke"),
     path("vms/<int:pk>/", views.guest_detail, name="guest_detail"),
     path("vms/<int:pk>/live/", views.guest_live, name="guest_live"),
     path("vms/<int:pk>/console/ticket/", console_views.console_ticket, name="console_ticket"),

@@ -22,7 +22,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
@@ -373,6 +373,16 @@ def lab_create(request: HttpRequest) -> HttpResponse:
                 _("Lab %(lab)s created: %(count)s VMs are being provisioned.")
                 % {"lab": lab.name, "count": len(result.guests)},
             )
+            if result.campus_accounts:
+                messages.info(
+                    request,
+                    ngettext(
+                        "%(n)d new account is a campus account: its student signs in with the campus password.",
+                        "%(n)d new accounts are campus accounts: their students sign in with the campus password.",
+                        len(result.campus_accounts),
+                    )
+                    % {"n": len(result.campus_accounts)},
+                )
             if result.new_accounts:
                 stash = request.session.get(NEW_ACCOUNTS_KEY, {})
                 stash[str(lab.pk)] = [list(pair) for pair in result.new_accounts]

@@ -99,6 +99,8 @@ INSTALLED_APPS = [
     "crispy_bootstrap5",
     "django_htmx",
     "django_rq",
+    # The JSON API (labs/api.py); listed for its own copy of the docs page's scripts (no CDN).
+    "ninja",
     "labs",
 ]
 
@@ -225,6 +227,8 @@ if not re.fullmatch(r"(wss?://[^/\s]+)?/\S*/|:\d{1,5}/\S*/", XENPANEL_CONSOLE_WS
         "XENPANEL_CONSOLE_WS_URL must be a path ending in / (/ws/), :<port>/ws/ or a ws:// or wss:// URL, "
         f"not {XENPANEL_CONSOLE_WS_URL!r}"
     )
+# The JSON API: requests a minute per API token (0: no limit).
+XENPANEL_API_RATE = envint("XENPANEL_API_RATE", 300, 0)
 # Template builds (debootstrap) on a dom0.
 XENPANEL_TEMPLATE_SUITE = os.getenv("XENPANEL_TEMPLATE_SUITE", "bookworm")
 XENPANEL_TEMPLATE_MIRROR = os.getenv("XENPANEL_TEMPLATE_MIRROR", "http://deb.debian.org/debian")
@@ -251,6 +255,32 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# Campus login (LDAP, xenpanel/ldap_settings.py): off while XENPANEL_LDAP_URI is empty. Local accounts
+# (the admin, the demo, guests from outside) always sign in with their panel password.
+AUTHENTICATION_BACKENDS = ["django.contrib.auth.backends.ModelBackend"]
+XENPANEL_LDAP_URI = os.getenv("XENPANEL_LDAP_URI", "").strip()
+if XENPANEL_LDAP_URI:
+    from xenpanel.ldap_settings import auth_ldap_settings
+
+    globals().update(
+        auth_ldap_settings(
+            uri=XENPANEL_LDAP_URI,
+            starttls=envbool("XENPANEL_LDAP_STARTTLS", "false"),
+            ca_file=os.getenv("XENPANEL_LDAP_CA_FILE", "").strip(),
+            bind_dn=os.getenv("XENPANEL_LDAP_BIND_DN", "").strip(),
+            bind_password=os.getenv("XENPANEL_LDAP_BIND_PASSWORD", ""),
+            user_base=os.getenv("XENPANEL_LDAP_USER_BASE", "").strip(),
+            user_filter=os.getenv("XENPANEL_LDAP_USER_FILTER", "(uid=%(user)s)").strip(),
+            group_type=envchoice(
+                "XENPANEL_LDAP_GROUP_TYPE", "groupOfNames", ("groupOfNames", "groupOfUniqueNames", "posixGroup")
+            ),
+            instructor_group=os.getenv("XENPANEL_LDAP_INSTRUCTOR_GROUP", "").strip(),
+            admin_group=os.getenv("XENPANEL_LDAP_ADMIN_GROUP", "").strip(),
+            timeout=envint("XENPANEL_LDAP_TIMEOUT", 5, 1),
+        )
+    )
+    AUTHENTICATION_BACKENDS.append("labs.campus.CampusBackend")
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"

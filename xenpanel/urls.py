@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from labs.api import api
 from labs.auth_views import PasswordChangeView
 from labs.error_views import rq_urls
 from labs.forms import AdminLoginForm, LoginForm
@@ -16,6 +17,8 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("password/", PasswordChangeView.as_view(), name="password_change"),
     path("i18n/", include("django.conf.urls.i18n")),
+    # The JSON API for scripts, its OpenAPI schema (openapi.json) and docs page (docs).
+    path("api/v1/", api.urls),
     path("", include("labs.urls")),
 ]
 

@@ -63,6 +63,12 @@ def password_reset_refusal(actor, student) -> str | None:
             "%(user)s is an instructor or administrator account: its password can be reset only by an"
             " administrator, in the admin."
         ) % {"user": student.username}
+    if not student.has_usable_password():
+        # A panel password would make it a local account, which the campus directory no longer signs in.
+        return _(
+            "%(user)s signs in with the campus password, which the panel does not keep: the campus directory's"
+            " own password reset applies."
+        ) % {"user": student.username}
     if not is_admin(actor) and labs_not_taught_by(actor, student).exists():
         return _(
             "%(user)s also has a VM in a lab you do not teach, and a new password would open that VM to you"

@@ -22,7 +22,7 @@ from labs.dom0 import names
 from labs.dom0.errors import InvalidName
 from labs.models import AuditEvent, Guest, Host, IpPool, Lab, LabTemplate, Task
 from labs.roster import USERNAME_RE, RosterEntry
-from labs.services import capacity, ipam, limits, queueing, quotas
+from labs.services import campus, capacity, ipam, limits, queueing, quotas
 from labs.services.accounts import PRIVILEGED_ACCOUNTS, random_password
 from labs.services.errors import AccountsToConfirm, ServiceError
 from labs.services.registry import steps_total
@@ -41,6 +41,7 @@ class BatchResult:
     guests: list[Guest]
     new_accounts: list[tuple[str, str]] = field(default_factory=list)  # (username, password), shown once
     enrolled: list = field(default_factory=list)  # existing accounts that got a VM
+    campus_accounts: list[str] = field(default_factory=list)  # new accounts that sign in with the campus password
 
 
 @dataclass
@@ -108,6 +109,7 @@ class _Request:
     name: str
     slug: str
     confirm_existing: str | None
+    campus: frozenset[str] = frozenset()  # roster usernames without an account that the campus directory knows
 
 
 def create_lab_batch(
@@ -144,7 +146,9 @@ def create_lab_batch(
             _("Use 1-20 lower-case letters, digits or '-' for the short name, starting with a letter."), field="slug"
         )
     plans = [_plan(slug, entry) for entry in roster]
-    request = _Request(instructor, template, pool, memory_mb, hosts, expires_at, name, slug, confirm_existing)
+    request = _Request(
+        instructor, template, pool, memory_mb, hosts, expires_at, name, slug, confirm_existing, _campus(roster)
+    )
     try:
         with transaction.atomic():
             result = _create_locked(request, plans)
@@ -172,6 +176,15 @@ def _plan(slug: str, entry: RosterEntry) -> _Plan:
             field="slug",
         ) from None
     return _Plan(entry, domain, hostname)
+
+
+def _campus(roster: list[RosterEntry]) -> frozenset[str]:
+    """The roster's usernames with no account yet that are campus accounts (asked before any lock is taken)."""
+    if not campus.enabled():
+        return frozenset()
+    usernames = [e.username for e in roster]
+    known = set(get_user_model().objects.filter(username__in=usernames).values_list("username", flat=True))
+    return frozenset(campus.campus_usernames([u for u in usernames if u not in known]))
 
 
 def _lock_hosts(hosts: list | None) -> list[Host]:
@@ -255,22 +268,27 @@ def _check_accounts(req: _Request, plans: list[_Plan]) -> list:
     return sorted(existing.values(), key=lambda u: u.username)
 
 
-def _create_accounts(plans: list[_Plan]) -> tuple[list, list[tuple[str, str]]]:
-    """Accounts for the roster lines that have none; (the new users, their (username, password) pairs)."""
+def _create_accounts(plans: list[_Plan], campus_names: frozenset[str]) -> tuple[list, list[tuple[str, str]]]:
+    """Accounts for the roster lines that have none; (the new users, the (username, password) pairs to show).
+
+    A campus account gets no usable panel password and none to show: its student signs in with the
+    campus password (labs.campus).
+    """
     User = get_user_model()
     new_users, new_accounts = [], []
     for plan in plans:
         if plan.user is None:
-            password = random_password()
+            password = None if plan.entry.username in campus_names else random_password()
             plan.user = User(
                 username=plan.entry.username,
                 email=plan.entry.email,
                 first_name=plan.entry.first_name[:150],
                 last_name=plan.entry.last_name[:150],
-                password=_initial_password_hash(password),
+                password=_initial_password_hash(password) if password else make_password(None),
             )
             new_users.append(plan.user)
-            new_accounts.append((plan.entry.username, password))
+            if password:
+                new_accounts.append((plan.entry.username, password))
     if new_users:
         User.objects.bulk_create(new_users)
         if any(u.pk is None for u in new_users):  # databases without RETURNING
@@ -306,7 +324,7 @@ def _create_locked(req: _Request, plans: list[_Plan]) -> BatchResult:
         expires_at=req.expires_at,
     )
     lab.instructors.add(req.instructor)
-    new_users, new_accounts = _create_accounts(plans)
+    new_users, new_accounts = _create_accounts(plans, req.campus)
     guests = Guest.objects.bulk_create(
         [_guest(lab, plan, ip, mac, req.memory_mb) for plan, ip, mac in zip(plans, ips, macs, strict=True)]
     )
@@ -338,7 +356,8 @@ def _create_locked(req: _Request, plans: list[_Plan]) -> BatchResult:
         get_user_model().objects.filter(pk__in=new_user_pks).delete()
 
     queueing.enqueue_after_commit(tasks, undo)
-    return BatchResult(lab=lab, guests=guests, new_accounts=new_accounts, enrolled=enrolled)
+    campus_accounts = [u.username for u in new_users if u.username in req.campus]
+    return BatchResult(lab, guests, new_accounts, enrolled, campus_accounts)
 
 
 def _guest(lab: Lab, plan: _Plan, ip: str, mac: str, memory_mb: int) -> Guest:
@@ -378,7 +397,12 @@ def _events(
         ),
         *(
             AuditEvent(
-                actor=req.instructor, action=action, target=u.username, lab=lab, result=AuditEvent.Result.SUCCEEDED
+                actor=req.instructor,
+                action=action,
+                target=u.username,
+                lab=lab,
+                result=AuditEvent.Result.SUCCEEDED,
+                message=_("campus account") if u.username in req.campus else "",
             )
             for action, users in (("create_account", new_users), ("enrol_account", enrolled))
             for u in users

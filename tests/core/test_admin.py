@@ -8,10 +8,11 @@ from django.contrib import admin
 from django.urls import reverse
 
 from labs.models import AuditEvent, IpPool, Lab, SshKey, StudentQuota, Task
+from labs.services import api_tokens
 
 REGISTERED = sorted(m._meta.label for m in admin.site._registry)
 # Rows the service layer creates; the admin shows them but offers no add page.
-NO_ADD = {"labs.Guest", "labs.Task", "labs.AuditEvent", "labs.SshKey", "django_rq.Dashboard"}
+NO_ADD = {"labs.Guest", "labs.Task", "labs.AuditEvent", "labs.SshKey", "labs.ApiToken", "django_rq.Dashboard"}
 # Not a table: the django-rq dashboard link has a changelist only.
 NO_ROWS = {"django_rq.Dashboard"}
 
@@ -36,6 +37,7 @@ def every_row(instructors_group, alice, bob, host, template, pool, lab, alice_gu
         "labs.Task": task,
         "labs.AuditEvent": event,
         "labs.SshKey": key,
+        "labs.ApiToken": api_tokens.create_token(alice, "script", 1)[0],
     }
     assert set(rows) | NO_ROWS == set(REGISTERED), "a newly registered model needs a row here"
     return rows
@@ -208,3 +210,14 @@ def test_pool_list_survives_a_row_that_skipped_validation(client, admin_user):
     r = client.get(url("labs.IpPool", "changelist"))
     assert r.status_code == 200
     assert '<td class="field-usable">?</td>' in r.content.decode()
+
+
+def test_staff_revoke_a_token_in_the_admin_audited_as_theirs(client, admin_user, alice):
+    token = api_tokens.create_token(alice, "script", 1)[0]
+    client.force_login(admin_user)
+    page = client.get(url("labs.ApiToken", "change", token.pk)).content.decode()
+    assert token.digest not in page
+    client.post(url("labs.ApiToken", "changelist"), {"action": "revoke", "_selected_action": [token.pk]})
+    token.refresh_from_db()
+    assert token.revoked_at is not None
+    assert AuditEvent.objects.get(action="revoke_api_token").actor == admin_user

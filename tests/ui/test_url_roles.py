@@ -12,7 +12,8 @@ import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from labs.models import SshKey
+from labs.models import ApiToken, SshKey, Task
+from labs.services import api_tokens
 
 SKIPPED_PREFIXES = ("admin/", "rq/", "i18n/")
 ROLES = ("anonymous", "owner", "other_student", "other_instructor", "lab_instructor", "admin")
@@ -36,6 +37,10 @@ INSTRUCTORS = _statuses(302, 404, 404, 200, 200, 200)
 LAB_PAGE = _statuses(302, 404, 404, 404, 200, 200)
 LAB_POST = _statuses(302, 404, 404, 404, 302, 302)
 POST_ONLY = _statuses(405, 405, 405, 405, 405, 405)
+# The JSON API, here by session cookie (tests/ui/test_api.py: by token): no login redirect, a 401.
+API_ANY_USER = _statuses(401, 200, 200, 200, 200, 200)
+API_GUEST = _statuses(401, 200, 404, 404, 200, 200)
+API_LAB = _statuses(401, 404, 404, 404, 200, 200)
 
 TABLE = {
     "home": [("get", lambda o: [], REDIRECT)],
@@ -102,20 +107,45 @@ TABLE = {
         ("post", lambda o: [o["lab"].pk, "retry_failed"], LAB_POST),
         ("post", lambda o: [o["lab"].pk, "explode"], _statuses(302, 404, 404, 404, 404, 404)),
     ],
+    # My API tokens: only the token's owner (alice) may revoke it; admins too get a 404.
+    "api_tokens": [("get", lambda o: [], ANY_USER), ("post", lambda o: [], ANY_USER)],
+    "api_token_revoke": [
+        ("get", lambda o: [o["token"].pk], _statuses(302, 200, 404, 404, 404, 404)),
+        ("post", lambda o: [o["token"].pk], _statuses(302, 302, 404, 404, 404, 404)),
+    ],
+    "api:guests": [("get", lambda o: [], API_ANY_USER)],
+    "api:guest": [("get", lambda o: [o["guest"].pk], API_GUEST)],
+    # The guest is not running: reboot conflicts with its state (409) for whoever may ask.
+    "api:guest_action": [
+        ("get", lambda o: [o["guest"].pk, "reboot"], POST_ONLY),
+        ("post", lambda o: [o["guest"].pk, "reboot"], _statuses(401, 409, 404, 404, 409, 409)),
+        ("post", lambda o: [o["guest"].pk, "teardown"], _statuses(401, 404, 404, 404, 400, 400)),
+        ("post", lambda o: [o["guest"].pk, "format-disk"], _statuses(401, 404, 404, 404, 404, 404)),
+    ],
+    "api:task": [("get", lambda o: [o["task"].pk], API_GUEST)],
+    # An empty object lacks the batch's fields for anyone signed in (422); a whole one gets students a 404
+    # (test_api.py).
+    "api:labs": [("get", lambda o: [], POST_ONLY), ("post", lambda o: [], _statuses(401, 422, 422, 422, 422, 422))],
+    "api:lab": [("get", lambda o: [o["lab"].pk], API_LAB)],
+    "api:lab_teardown": [("post", lambda o: [o["lab"].pk], _statuses(401, 404, 404, 404, 400, 400))],
+    # /api/v1/ itself is nothing (ninja's placeholder; its docs are at /api/v1/docs).
+    "api:api-root": [("get", lambda o: [], _statuses(404, 404, 404, 404, 404, 404))],
+    "api:openapi-json": [("get", lambda o: [], PUBLIC)],
+    "api:openapi-view": [("get", lambda o: [], PUBLIC)],
     "host_list": [("get", lambda o: [], INSTRUCTORS)],
     "host_detail": [("get", lambda o: [o["host"].pk], INSTRUCTORS)],
 }
 
 
-def _walk(patterns, prefix: str = ""):
+def _walk(patterns, prefix: str = "", namespace: str = ""):
     for p in patterns:
         route = prefix + str(p.pattern)
         if route.startswith(SKIPPED_PREFIXES):
             continue
         if isinstance(p, URLResolver):
-            yield from _walk(p.url_patterns, route)
+            yield from _walk(p.url_patterns, route, f"{p.namespace}:" if p.namespace else namespace)
         elif isinstance(p, URLPattern):
-            yield route, p.name
+            yield route, p.name and namespace + p.name
 
 
 def test_every_url_has_a_row():
@@ -135,7 +165,12 @@ def alice_key(alice) -> SshKey:
 
 
 @pytest.fixture
-def cast(alice, bob, charlie, ivy, admin_user, alice_guest, bob_guest, lab, host, alice_key):
+def alice_token(alice) -> ApiToken:
+    return api_tokens.create_token(alice, "script", 30)[0]
+
+
+@pytest.fixture
+def cast(alice, bob, charlie, ivy, admin_user, alice_guest, bob_guest, lab, host, alice_key, alice_token):
     return {
         "users": {
             "anonymous": None,
@@ -145,7 +180,15 @@ def cast(alice, bob, charlie, ivy, admin_user, alice_guest, bob_guest, lab, host
             "lab_instructor": ivy,
             "admin": admin_user,
         },
-        "objects": {"guest": alice_guest, "lab": lab, "host": host, "no_guest": charlie, "key": alice_key},
+        "objects": {
+            "guest": alice_guest,
+            "lab": lab,
+            "host": host,
+            "no_guest": charlie,
+            "key": alice_key,
+            "token": alice_token,
+            "task": Task.objects.create(kind="start", guest=alice_guest, lab=lab, actor=alice, steps_total=1),
+        },
     }
 
 
@@ -157,7 +200,13 @@ def _requests(client, cast, role: str):
     for name, rows in TABLE.items():
         for method, args, expected in rows:
             url = reverse(name, args=args(cast["objects"]))
-            yield method, url, name, expected[role], getattr(client, method)(url)
+            # The API takes JSON: an empty object, which confirms nothing.
+            body = (
+                {"data": "{}", "content_type": "application/json"}
+                if name.startswith("api:") and method == "post"
+                else {}
+            )
+            yield method, url, name, expected[role], getattr(client, method)(url, **body)
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -176,9 +225,11 @@ def test_every_post_needs_the_csrf_token(cast, role):
     # The test client skips CSRF checks unless told; a forged cross-site POST
     # carries no token and must change nothing.
     client = Client(enforce_csrf_checks=True)
+    # The API without a session cookie is a 401 before anything (a script's token needs no CSRF token).
     wrong = [
-        f"POST {url} ({name}): {response.status_code}, expected 403"
+        f"POST {url} ({name}): {response.status_code}, expected {expected}"
         for method, url, name, _expected, response in _requests(client, cast, role)
-        if method == "post" and response.status_code != 403
+        if method == "post"
+        and response.status_code != (expected := 401 if role == "anonymous" and name.startswith("api:") else 403)
     ]
     assert not wrong, "\n".join(wrong)

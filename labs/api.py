@@ -1,0 +1,252 @@
+"""The JSON API for scripts (/api/v1/): a thin layer over `labs.access` and `labs.services`.
+
+The same rules as the pages: `labs.access` finds what the user may see (a
+stranger gets 404), the action registry says which actions exist and which
+need `confirm: true`, and the services decide and queue. An action answers
+202 with its Task, to poll at GET /api/v1/tasks/{id}.
+
+Two ways in: a personal API token (`Authorization: Bearer xp_...`, made on
+"My API tokens"; no CSRF, since a browser never sends it by itself; each
+token throttled to XENPANEL_API_RATE requests a minute) or the panel's
+session cookie, for which a POST needs the CSRF token as the pages do.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db.models import Model
+from django.http import Http404, HttpRequest, HttpResponse
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
+from ninja import NinjaAPI, Query, Status
+from ninja.security import APIKeyCookie, HttpBearer
+
+from labs import access, services
+from labs.api_schemas import (
+    AccountsToConfirm,
+    ActionIn,
+    ConfirmIn,
+    Error,
+    Errors,
+    GuestDetail,
+    GuestPage,
+    LabCreated,
+    LabIn,
+    LabOut,
+    LabTasks,
+    TaskOut,
+    guest_detail_json,
+    guest_json,
+    lab_json,
+    task_json,
+)
+from labs.models import Host, IpPool, LabTemplate
+from labs.services import api_tokens
+from labs.services.registry import LAB_ACTIONS, guest_action_def
+
+MAX_PAGE = 500
+
+
+class Throttled(Exception):
+    def __init__(self, wait: int) -> None:
+        self.wait = wait
+
+
+class TokenAuth(HttpBearer):
+    """A personal API token; a wrong, expired or revoked one falls through to the cookie, then 401."""
+
+    def authenticate(self, request: HttpRequest, token: str):
+        found = api_tokens.authenticate(token)
+        if found is None:
+            return None
+        wait = api_tokens.throttled(found)
+        if wait:
+            raise Throttled(wait)
+        # labs.access reads the request's user, as for a page.
+        request.user = found.user
+        return found.user
+
+
+class SessionAuth(APIKeyCookie):
+    """The panel's session cookie, with the CSRF check on unsafe methods; no cookie is no session (401, not 403)."""
+
+    param_name = settings.SESSION_COOKIE_NAME
+
+    def _get_key(self, request: HttpRequest) -> str | None:
+        if self.param_name not in request.COOKIES:
+            return None
+        return super()._get_key(request)
+
+    def authenticate(self, request: HttpRequest, key: str | None):
+        user = request.user
+        return user if user.is_authenticated and user.is_active else None
+
+
+api = NinjaAPI(
+    title="xenpanel",
+    version="1",
+    description="Guests, their actions and tasks, and lab batches. Authorization: Bearer <token from My API tokens>.",
+    urls_namespace="api",
+    auth=[TokenAuth(), SessionAuth()],
+)
+
+
+@api.exception_handler(Throttled)
+def _throttled(request: HttpRequest, exc: Throttled) -> HttpResponse:
+    response = api.create_response(
+        request, {"detail": _("Too many requests with this token: wait a minute.")}, status=429
+    )
+    response["Retry-After"] = str(exc.wait)
+    return response
+
+
+@api.exception_handler(services.ServiceError)
+def _refused(request: HttpRequest, exc: services.ServiceError) -> HttpResponse:
+    """A refusal: 503 when Redis is down, 400 for a bad value, 409 when the state does not allow it."""
+    if isinstance(exc, services.QueueUnavailable):
+        status = 503
+    else:
+        status = 400 if exc.field else 409
+    return api.create_response(request, {"detail": exc.message}, status=status)
+
+
+# ---------------------------------------------------------------- guests and tasks
+
+
+@api.get("/guests", response=GuestPage, url_name="guests", summary="The guests you may see")
+def guests(request: HttpRequest, limit: int = Query(100, ge=1, le=MAX_PAGE), offset: int = Query(0, ge=0)):
+    qs = access.guests_for(request.user).distinct().select_related("lab", "student", "host").order_by("pk")
+    return {"count": qs.count(), "items": [guest_json(g) for g in qs[offset : offset + limit]]}
+
+
+@api.get("/guests/{guest_id}", response={200: GuestDetail, 404: Error}, url_name="guest")
+def guest(request: HttpRequest, guest_id: int):
+    guest = access.get_guest_for_user(request, guest_id, related=("lab__template", "host", "student"))
+    role = access.guest_role(request.user, guest)
+    assert role is not None  # get_guest_for_user found it
+    latest = guest.tasks.order_by("-created_at").first()
+    return guest_detail_json(guest, role, services.allowed_actions(guest), latest)
+
+
+@api.post(
+    "/guests/{guest_id}/actions/{action}",
+    response={202: TaskOut, 400: Error, 404: Error, 409: Error, 503: Error},
+    url_name="guest_action",
+    summary="Ask for an action on a guest: 202 with its task",
+)
+def guest_action(request: HttpRequest, guest_id: int, action: str, body: ActionIn | None = None):
+    body = body or ActionIn(confirm=False, memory_mb=None)
+    guest = access.get_guest_for_user(request, guest_id)
+    definition = guest_action_def(action)
+    role = access.guest_role(request.user, guest)
+    if definition is None or role is None or role < definition.role:
+        raise Http404
+    if definition.confirm is not None and not body.confirm:
+        return Status(
+            400, {"detail": _("Nothing was done: send confirm: true. %(why)s") % {"why": definition.confirm.text}}
+        )
+    task = services.guest_action(request.user, guest, action, memory_mb=body.memory_mb)
+    return Status(202, task_json(task))
+
+
+@api.get("/tasks/{task_id}", response={200: TaskOut, 404: Error}, url_name="task", summary="Poll a task")
+def task(request: HttpRequest, task_id: int):
+    return task_json(access.get_task_for_user(request, task_id))
+
+
+# ---------------------------------------------------------------- labs
+
+
+def _by_id_or_name(model: type[Model], value: int | str | None, field: str, queryset=None):
+    """The row whose id or name is `value`; a LineError dict when there is none."""
+    qs = queryset if queryset is not None else model._default_manager.all()
+    lookup: dict[str, object] = {"pk": value} if isinstance(value, int) else {"name": value}
+    row = qs.filter(**lookup).first()
+    if row is None:
+        return None, {
+            "line": None,
+            "field": field,
+            "message": _("There is no %(field)s %(value)r.") % {"field": field, "value": value},
+        }
+    return row, None
+
+
+def _roster_errors(text: str):
+    entries, errors = services.parse_roster(text)
+    rows = [{"line": e.line, "field": e.field, "message": e.message} for e in errors]
+    return entries, rows
+
+
+@api.post(
+    "/labs",
+    response={202: LabCreated, 404: Error, 409: AccountsToConfirm, 422: Errors, 503: Error},
+    url_name="labs",
+    summary="Create a lab batch: 202, its VMs being provisioned",
+)
+def create_lab(request: HttpRequest, body: LabIn):
+    access.require_instructor(request)
+    template, template_error = _by_id_or_name(LabTemplate, body.template, "template")
+    pool, pool_error = _by_id_or_name(IpPool, body.pool, "pool")
+    host, host_error = (None, None)
+    if body.host is not None:
+        host, host_error = _by_id_or_name(Host, body.host, "host", Host.objects.filter(enabled=True))
+    roster, errors = _roster_errors(body.roster)
+    errors = [e for e in (template_error, pool_error, host_error) if e] + errors
+    if errors:
+        n = len(errors)
+        detail = ngettext("%(n)d problem; nothing was created.", "%(n)d problems; nothing was created.", n) % {"n": n}
+        return Status(422, {"detail": detail, "errors": errors})
+    try:
+        result = services.create_lab_batch(
+            request.user,
+            template,
+            pool,
+            roster,
+            body.memory_mb,
+            hosts=[host] if host else None,
+            expires_at=body.expires_at,
+            name=body.name,
+            slug=body.slug or None,
+            confirm_existing=body.confirm_existing,
+        )
+    except services.AccountsToConfirm as e:
+        accounts = [{"username": u.username, "full_name": u.get_full_name()} for u in e.accounts]
+        return Status(409, {"detail": e.message, "accounts": accounts, "confirm_existing": e.token})
+    except services.QueueUnavailable:
+        raise
+    except services.ServiceError as e:
+        return Status(
+            422, {"detail": e.message, "errors": [{"line": None, "field": e.field or "", "message": e.message}]}
+        )
+    lab = result.lab
+    return Status(
+        202,
+        {
+            "lab": lab_json(lab, services.lab_progress(lab)),
+            "tasks": list(lab.tasks.order_by("pk").values_list("pk", flat=True)),
+            "new_accounts": [{"username": u, "password": p} for u, p in result.new_accounts],
+            "campus_accounts": result.campus_accounts,
+            "enrolled": [u.username for u in result.enrolled],
+        },
+    )
+
+
+@api.get("/labs/{lab_id}", response={200: LabOut, 404: Error}, url_name="lab", summary="A lab and its progress")
+def lab(request: HttpRequest, lab_id: int):
+    lab = access.get_lab_for_user(request, lab_id)
+    return lab_json(lab, services.lab_progress(lab))
+
+
+@api.post(
+    "/labs/{lab_id}/teardown",
+    response={202: LabTasks, 400: Error, 404: Error, 409: Error, 503: Error},
+    url_name="lab_teardown",
+    summary="Delete every VM of the lab (confirm: true): 202 with their tasks",
+)
+def lab_teardown(request: HttpRequest, lab_id: int, body: ConfirmIn | None = None):
+    lab = access.get_lab_for_user(request, lab_id)
+    if not (body and body.confirm):
+        why = str(LAB_ACTIONS["teardown"].confirm) % {"n": lab.guests.count()}
+        return Status(400, {"detail": _("Nothing was done: send confirm: true. %(why)s") % {"why": why}})
+    tasks = services.lab_action(request.user, lab, "teardown")
+    return Status(202, {"lab": lab_json(lab, services.lab_progress(lab)), "tasks": [task_json(t) for t in tasks]})

@@ -1,0 +1,267 @@
+"""What the JSON API takes and gives: request bodies and the JSON of guests, tasks and labs.
+
+The `*_json` functions turn rows into the dicts the response schemas check;
+they read only what the routes in `labs.api` already loaded or looked up.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.urls import reverse
+from ninja import Field, Schema
+
+from labs.access import Role
+from labs.models import Guest, Lab, Task
+from labs.services.registry import GUEST_ACTIONS
+from labs.templatetags.xenpanel import state_word
+
+
+class Error(Schema):
+    detail: str
+
+
+class LineError(Schema):
+    line: int | None = Field(None, description="the roster's line, for a roster problem")
+    field: str
+    message: str
+
+
+class Errors(Schema):
+    detail: str
+    errors: list[LineError]
+
+
+class ExistingAccount(Schema):
+    username: str
+    full_name: str
+
+
+class AccountsToConfirm(Schema):
+    detail: str
+    accounts: list[ExistingAccount]
+    confirm_existing: str = Field(description="send the batch again with this value to enrol exactly these accounts")
+
+
+class ActionIn(Schema):
+    confirm: bool = Field(False, description="required true for destructive actions (their `confirm` text says why)")
+    memory_mb: int | None = Field(None, description="the new size, for mem_set")
+
+
+class ConfirmIn(Schema):
+    confirm: bool = False
+
+
+class LabIn(Schema):
+    template: int | str = Field(description="the template's id or name")
+    pool: int | str = Field(description="the IP pool's id or name")
+    memory_mb: int
+    roster: str = Field(description="one student per line: username, full name, e-mail (as the batch form)")
+    name: str = ""
+    slug: str = ""
+    host: int | str | None = Field(None, description="a host's id or name; none: spread over the enabled hosts")
+    expires_at: datetime | None = None
+    confirm_existing: str = ""
+
+
+class TaskOut(Schema):
+    id: int
+    kind: str
+    status: str
+    step: str
+    steps_done: int
+    steps_total: int
+    error: str
+    log: str
+    target: str
+    guest: int | None
+    lab: int | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    url: str
+
+
+class ActionOut(Schema):
+    name: str
+    label: str
+    allowed: bool = Field(description="whether the guest's state allows it now")
+    confirm: str | None = Field(description="what it destroys, for the actions that need confirm: true")
+    url: str
+
+
+class GuestOut(Schema):
+    id: int
+    name: str
+    hostname: str
+    ip: str
+    memory_mb: int
+    status: str
+    state: str = Field(description="in words, as the pages show it")
+    observed_state: str = Field(description="xl list's letter (r b p s c d), empty without a domain")
+    busy_with: str
+    lab: int
+    lab_name: str
+    student: str
+    host: str
+    url: str
+
+
+class GuestPage(Schema):
+    count: int
+    items: list[GuestOut]
+
+
+class GuestDetail(GuestOut):
+    last_error: str
+    actions: list[ActionOut]
+    latest_task: TaskOut | None
+
+
+class LabGuest(Schema):
+    id: int
+    student: str
+    name: str
+    status: str
+    state: str
+
+
+class Progress(Schema):
+    total: int
+    done: int
+    failed: int
+    pending: int
+    provisioning: int
+    tearing_down: int
+    running: int
+    paused: int
+    stopped: int
+    busy: int
+    percent: int
+    finished: bool
+
+
+class LabOut(Schema):
+    id: int
+    name: str
+    slug: str
+    status: str
+    template: str
+    pool: str
+    memory_mb: int
+    expires_at: datetime | None
+    created_at: datetime
+    progress: Progress
+    guests: list[LabGuest]
+    url: str
+
+
+class NewAccount(Schema):
+    username: str
+    password: str
+
+
+class LabCreated(Schema):
+    lab: LabOut
+    tasks: list[int]
+    new_accounts: list[NewAccount] = Field(description="initial passwords, shown this once")
+    campus_accounts: list[str] = Field(description="new accounts that sign in with their campus password")
+    enrolled: list[str] = Field(description="existing accounts that got a VM")
+
+
+class LabTasks(Schema):
+    lab: LabOut
+    tasks: list[TaskOut]
+
+
+def task_json(task: Task) -> dict:
+    return {
+        **{
+            name: getattr(task, name)
+            for name in (
+                "id",
+                "kind",
+                "status",
+                "step",
+                "steps_done",
+                "steps_total",
+                "error",
+                "log",
+                "target",
+                "created_at",
+                "started_at",
+                "finished_at",
+            )
+        },
+        "guest": task.guest_id,
+        "lab": task.lab_id,
+        "url": reverse("api:task", args=[task.pk]),
+    }
+
+
+def guest_json(guest: Guest) -> dict:
+    """A guest loaded with its lab, student and host."""
+    return {
+        "id": guest.pk,
+        "name": guest.domain_name,
+        "hostname": guest.hostname,
+        "ip": guest.ip,
+        "memory_mb": guest.memory_mb,
+        "status": guest.status,
+        "state": str(state_word(guest)),
+        "observed_state": guest.observed_state,
+        "busy_with": guest.busy_with,
+        "lab": guest.lab_id,
+        "lab_name": guest.lab.name,
+        "student": guest.student.username,
+        "host": guest.host.name,
+        "url": reverse("api:guest", args=[guest.pk]),
+    }
+
+
+def guest_detail_json(guest: Guest, role: Role, allowed: set[str], latest: Task | None) -> dict:
+    """The guest with the actions the user's role may ask for (the page's buttons, mem_set included)."""
+    actions = [
+        {
+            "name": a.name,
+            "label": str(a.label),
+            "allowed": a.name in allowed,
+            "confirm": str(a.confirm.text) if a.confirm else None,
+            "url": reverse("api:guest_action", args=[guest.pk, a.name]),
+        }
+        for a in GUEST_ACTIONS.values()
+        if a.requestable and role >= a.role
+    ]
+    return {
+        **guest_json(guest),
+        "last_error": guest.last_error,
+        "actions": actions,
+        "latest_task": task_json(latest) if latest else None,
+    }
+
+
+def lab_json(lab: Lab, progress: dict) -> dict:
+    guests = lab.guests.select_related("student", "lab").order_by("student__username", "pk")
+    return {
+        "id": lab.pk,
+        "name": lab.name,
+        "slug": lab.slug,
+        "status": lab.status,
+        "template": lab.template.name,
+        "pool": lab.pool.name,
+        "memory_mb": lab.memory_mb,
+        "expires_at": lab.expires_at,
+        "created_at": lab.created_at,
+        "progress": progress,
+        "guests": [
+            {
+                "id": g.pk,
+                "student": g.student.username,
+                "name": g.domain_name,
+                "status": g.status,
+                "state": str(state_word(g)),
+            }
+            for g in guests
+        ],
+        "url": reverse("api:lab", args=[lab.pk]),
+    }
