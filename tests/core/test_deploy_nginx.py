@@ -25,6 +25,7 @@ from tests.core.test_deploy_scratch import (
     ROOT,
     Browser,
     Scratch,
+    csrf_token,
     make_certificate,
     multipart,
     snapshot_repository,
@@ -153,7 +154,7 @@ def test_login_a_page_and_csrf_over_the_forwarded_scheme(site):
     # Django knows the request came over HTTPS (X-Forwarded-Proto): a POST with neither Origin nor
     # Referer fails the check Django makes on HTTPS requests only...
     form = b.get("/login/")
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text).group(1)
+    token = csrf_token(form.text)
     bare = f"csrfmiddlewaretoken={token}&username=instructor&password=wrong".encode()
     headers = {"Content-Type": "application/x-www-form-urlencoded"}
     refused = b.request("POST", "/login/", bare, headers, origin=False)
@@ -191,7 +192,7 @@ def test_a_roster_upload_at_the_body_limit_reaches_the_panel_and_one_byte_more_g
     assert b.login("instructor", PASSWORD).status == 302
     form = b.get("/labs/new/")
     assert form.status == 200
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text).group(1)
+    token = csrf_token(form.text)
     fields = {"csrfmiddlewaretoken": token, "name": "Networks 101", "memory_mb": "256"}
     headers = {"Accept-Language": "en"}
 

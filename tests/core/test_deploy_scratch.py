@@ -657,7 +657,7 @@ class Scratch:
             return f"{indent}listen 127.0.0.1:{mapped}{rest};"
 
         def render(text: str) -> str:
-            text = re.sub(r"^(\s*)listen\s+(\S+?)(\s[^;]*)?;", lambda m: listen(m), text, flags=re.M)
+            text = re.sub(r"^(\s*)listen\s+(\S+?)(\s[^;]*)?;", listen, text, flags=re.M)
             text = re.sub(r"(?<![\w.~/$-])/etc/nginx(?=/|;|\s)", str(out), text)
             text = re.sub(r"\bload_module\s+modules/", "load_module /usr/share/nginx/modules/", text)
             return self.rewrite(text)
