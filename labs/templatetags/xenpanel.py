@@ -7,6 +7,7 @@ depends on colour alone; the CSS class only decorates.
 from __future__ import annotations
 
 from django import template
+from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
@@ -141,3 +142,9 @@ def host_thin_pool(host: Host) -> dict:
 def user_roles(context) -> dict:
     """What the navigation shows: the instructor pages, the admin link."""
     return roles_for(context["request"])
+
+
+@register.simple_tag
+def campus_login() -> bool:
+    """Whether campus accounts sign in here (XENPANEL_LDAP_URI is set)."""
+    return bool(settings.XENPANEL_LDAP_URI)

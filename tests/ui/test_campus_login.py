@@ -81,6 +81,10 @@ def login(client, username: str, password: str):
 
 
 def test_a_good_campus_password_signs_in_and_fills_the_account_from_the_directory(client, campus):
+    assert (
+        "Campus accounts: sign in with your campus username and password."
+        in client.get(reverse("login")).content.decode()
+    )
     r = login(client, "maria", "maria-campus-pass")
     assert r.status_code == 302 and r["Location"] == reverse("home")
     maria = User.objects.get(username="maria")
@@ -155,6 +159,8 @@ def test_slapd_stopped_the_login_page_says_so_and_local_accounts_still_sign_in(c
     body = r.content.decode()
     assert r.status_code == 200 and DOWN in body and WRONG not in body
     assert "Local panel accounts still sign in." in body
+    r = client.post(reverse("login"), {"username": "maria", "password": "x"}, HTTP_ACCEPT_LANGUAGE="pt-BR")
+    assert "O diretório do campus não está respondendo" in r.content.decode()
     assert login(client, "alice", PASSWORD).status_code == 302
     # A local account's wrong password is just that: the directory is not asked.
     client.logout()
@@ -219,6 +225,7 @@ def test_without_a_uri_nothing_asks_the_directory(client, settings, ivy, form_da
     assert settings.XENPANEL_LDAP_URI == "" and settings.AUTHENTICATION_BACKENDS == [
         "django.contrib.auth.backends.ModelBackend"
     ]
+    assert "Campus accounts" not in client.get(reverse("login")).content.decode()
     client.force_login(ivy)
     r = client.post(reverse("lab_create"), {**form_data, "roster_text": ROSTER, "confirm_existing": ""})
     assert r.status_code == 302
