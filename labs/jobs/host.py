@@ -1,29 +1,42 @@
-"""Host upkeep jobs the sync loop queues: state sync (`xl list`, `xl info`) and health checks."""
+"""Host upkeep jobs the sync loop queues: state sync (`xl list`, `xl info`, usage samples) and health checks."""
 
 from __future__ import annotations
 
+import logging
 import time
+from datetime import datetime
 from typing import Any
 
 from django.utils import timezone
 
-from labs.dom0.base import Dom0Host
+from labs.dom0.base import Dom0Host, Domain, DomainCounters
 from labs.dom0.errors import Dom0Error
 from labs.jobs import connect
 from labs.models import Guest, Host
+from labs.services import usage
 from labs.services.thin_pool import PoolFill
 
+log = logging.getLogger(__name__)
 
-def sync_host(host_id: int) -> str:
-    """State sync: one `xl list` and one `xl info`, written to the Host and its Guests."""
+
+def sync_host(host_id: int, samples: bool = True) -> str:
+    """State sync: one `xl list` and one `xl info`, written to the Host and its Guests.
+
+    With `samples` (always, from the sync loop) the same list feeds the usage
+    charts, and once a minute `xentop` adds the network and disk counters.
+    """
     host = Host.objects.filter(pk=host_id).first()
     if host is None:
         return "no such host"
+    return sync_once(host, connect.connect_host(host), timezone.now(), samples)
+
+
+def sync_once(host: Host, h: Dom0Host, now: datetime, samples: bool = True) -> str:
+    """One sync of `host` through `h` as of `now` (the job; benchmarks and tests call it with their own)."""
     started = time.monotonic()
-    h = connect.connect_host(host)
     info = h.info()
-    letters = {d.name: d.letter for d in h.list_domains() if d.domid != 0}
-    now = timezone.now()
+    domains = h.list_domains()
+    letters = {d.name: d.letter for d in domains if d.domid != 0}
     Host.objects.filter(pk=host.pk).update(
         total_memory_mb=info.total_memory_mb,
         free_memory_mb=max(info.free_memory_mb, 0),
@@ -31,7 +44,10 @@ def sync_host(host_id: int) -> str:
         last_seen=now,
     )
     changed = []
-    for guest in Guest.objects.filter(host=host).only("pk", "domain_name", "observed_state", "busy_with"):
+    guests = list(
+        Guest.objects.filter(host=host).only("pk", "domain_name", "observed_state", "busy_with", "lab", "student")
+    )
+    for guest in guests:
         letter = letters.get(guest.domain_name, "")
         if letter != guest.observed_state:
             guest.observed_state = letter
@@ -39,7 +55,23 @@ def sync_host(host_id: int) -> str:
     if changed:
         Guest.objects.bulk_update(changed, ["observed_state"])
     Guest.objects.filter(host=host).update(observed_at=now)
-    return f"{len(letters)} domains, {len(changed)} changed, {time.monotonic() - started:.3f} s"
+    note = _sample(host, h, now, domains, info.nr_cpus, guests) if samples else ""
+    return f"{len(letters)} domains, {len(changed)} changed{note}, {time.monotonic() - started:.3f} s"
+
+
+def _sample(host: Host, h: Dom0Host, now: datetime, domains: list[Domain], nr_cpus: int, guests: list[Guest]) -> str:
+    """Feed the tick to the host's usage meter; xentop only on the tick that ends a minute."""
+    meter = usage.load_meter(host)
+    ts = now.timestamp()
+    counters: list[DomainCounters] | None = None
+    if meter.meter.due(ts):
+        try:
+            counters = h.domain_counters()
+        except Dom0Error as e:
+            # Charts lose that minute's network and disk figures; the sync itself goes on.
+            log.warning("usage: xentop on %s failed: %s", host.name, e.detail())
+    closed = usage.record(meter, ts, domains, nr_cpus, {g.domain_name: g for g in guests}, counters)
+    return f", minute written ({len(closed.points)} points)" if closed else ""
 
 
 class _Checks:

@@ -25,9 +25,35 @@ from django.db import connection
 from psycopg import sql
 from redis import Redis
 
-from labs.models import AuditEvent, Guest, Host, IpPool, Lab, LabTemplate, SshKey, Task
+from labs.models import (
+    AuditEvent,
+    Guest,
+    Host,
+    HostUsageSample,
+    IpPool,
+    Lab,
+    LabTemplate,
+    SshKey,
+    Task,
+    UsageCursor,
+    UsageSample,
+    UsageTotal,
+)
 from labs.services import queueing
 
+# A usage ring's point is overwritten in place (labs.services.usage).
+_RING_COLUMNS = (
+    "bucket",
+    "n",
+    "cpu",
+    "cpu_max",
+    "mem_mb",
+    "mem_max_mb",
+    "net_rx",
+    "net_tx",
+    "disk_read",
+    "disk_write",
+)
 # What a dom0's jobs write, by model: every other column is read-only to it.
 # (SELECT is granted on the whole row of the models in READ.)
 UPDATES: dict[type, tuple[str, ...]] = {
@@ -45,12 +71,18 @@ UPDATES: dict[type, tuple[str, ...]] = {
     Guest: ("status", "last_error", "observed_state", "observed_at", "busy_with", "memory_mb"),
     Task: ("status", "started_at", "finished_at", "error", "log", "dom0_seconds", "step", "steps_done", "guest_id"),
     AuditEvent: ("result", "message", "guest_id"),
+    UsageSample: _RING_COLUMNS,
+    HostUsageSample: _RING_COLUMNS,
+    UsageTotal: ("run_seconds", "cpu_seconds", "peak_memory_mb", "last_seen", "guest_id"),
+    UsageCursor: ("state",),
 }
-READ: tuple[type, ...] = (Host, Guest, Task, AuditEvent, Lab, LabTemplate, IpPool, SshKey)
-# Template builds register their result; a teardown deletes its guest.
-INSERT: tuple[type, ...] = (LabTemplate,)
+_USAGE: tuple[type, ...] = (UsageSample, HostUsageSample, UsageTotal, UsageCursor)
+READ: tuple[type, ...] = (Host, Guest, Task, AuditEvent, Lab, LabTemplate, IpPool, SshKey, *_USAGE)
+# Template builds register their result; the sync writes usage samples; a teardown deletes its guest
+# (and with it the guest's samples).
+INSERT: tuple[type, ...] = (LabTemplate, *_USAGE)
 UPDATE_ALL: tuple[type, ...] = (LabTemplate,)
-DELETE: tuple[type, ...] = (Guest,)
+DELETE: tuple[type, ...] = (Guest, UsageSample)
 # Models whose rows a dom0 sees only for its own host, and how to say which. A dom0 is its queue
 # name, not its row's id, which a re-created Host row would change under a running worker.
 _MINE = "(SELECT id FROM labs_host WHERE queue_name = {queue})"
@@ -65,6 +97,12 @@ ROW_POLICIES: dict[type, str] = {
     ),
     # The public keys of its guests' students, which provisioning writes into the guests.
     SshKey: f"user_id IN (SELECT student_id FROM labs_guest WHERE host_id IN {_MINE})",
+    # Usage: its guests' samples, its own host's, and the totals and cursor it keeps (by host: a total
+    # outlives its guest, and the teardown that deletes the guest sets the total's guest to null).
+    UsageSample: f"guest_id IN (SELECT id FROM labs_guest WHERE host_id IN {_MINE})",
+    HostUsageSample: f"host_id IN {_MINE}",
+    UsageTotal: f"host_id IN {_MINE}",
+    UsageCursor: f"host_id IN {_MINE}",
 }
 
 

@@ -108,3 +108,12 @@ def test_set_load_keeps_the_counter_continuous(sim):
     assert load.cpu_seconds("g2", d, now + 60) - load.cpu_seconds("g2", d, now) > 50
     with pytest.raises(ValueError):
         sim.set_load("g2", "melt")
+
+
+def test_backdate_ages_a_domain_past_its_boot(sim):
+    _start(sim, "g1")
+    _start(sim, "g2")
+    sim.backdate("g2", 3600)
+    d = sim.domains()["g2"]
+    assert load.run_seconds(d, d["run_at"]) == 3600
+    assert 0.1 <= _percent("g2", d, d["run_at"], d["run_at"] + 60) <= 1.2  # idle, not booting

@@ -15,7 +15,7 @@ import redis
 from django.core.management import call_command
 from django.db import connection
 
-from labs.models import Guest, Task
+from labs.models import Guest, Task, UsageCursor, UsageSample, UsageTotal
 from labs.services import credentials, guest_action, lab_action
 from labs.services.batch import create_lab_batch
 from labs.services.upkeep import enqueue_health_check, enqueue_sync, tick
@@ -68,6 +68,28 @@ def test_a_dom0_role_sees_its_own_rows_and_no_secrets(two_labs, creds_a, host, s
     assert Guest.objects.get(pk=theirs.pk).status == "pending"
 
 
+def test_a_dom0_role_reads_and_writes_its_own_guests_usage_only(two_labs, creds_a, host, second_host):
+    mine = Guest.objects.get(host=host)
+    theirs = Guest.objects.get(host=second_host)
+    point = dict(tier=0, slot=1, bucket=1, cpu=5.0, cpu_max=9.0, mem_mb=256.0, mem_max_mb=256)
+    UsageSample.objects.create(guest=mine, **point)
+    UsageSample.objects.create(guest=theirs, **point)
+    UsageCursor.objects.create(host=second_host, state={"minute": 1})
+    with _db(creds_a) as db:
+        assert [r[0] for r in db.execute("SELECT guest_id FROM labs_usagesample")] == [mine.pk]
+        assert db.execute("SELECT count(*) FROM labs_usagecursor").fetchone() == (0,)
+        assert db.execute("UPDATE labs_usagesample SET cpu = 99 WHERE guest_id = %s", [theirs.pk]).rowcount == 0
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):  # row-level security: not its guest
+            db.execute(
+                "INSERT INTO labs_usagesample (guest_id, tier, slot, bucket, n, cpu, cpu_max, mem_mb, mem_max_mb)"
+                " VALUES (%s, 0, 2, 2, 1, 1, 1, 1, 1)",
+                [theirs.pk],
+            )
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):  # a column it never writes
+            db.execute("UPDATE labs_usagesample SET guest_id = %s WHERE guest_id = %s", [theirs.pk, mine.pk])
+    assert UsageSample.objects.get(guest=theirs).cpu == 5.0
+
+
 def test_a_dom0_redis_user_reaches_its_own_queue_and_jobs_only(two_labs, creds_a, host, second_host):
     theirs = Task.objects.get(host=second_host)
     r = redis.Redis.from_url(creds_a.redis_url)
@@ -100,6 +122,15 @@ def test_the_pipeline_runs_on_the_dom0_credentials(two_labs, creds_a, host, sim_
     run()
     host.refresh_from_db()
     assert host.last_seen is not None and host.health_ok, host.health_report
+    # Usage samples: two more syncs, the second ending a minute (xentop, the rings, the totals).
+    enqueue_sync(host)
+    run()
+    cursor = UsageCursor.objects.get(host=host)
+    cursor.state["minute"] -= 1
+    cursor.save()
+    enqueue_sync(host)
+    run()
+    assert UsageSample.objects.filter(guest=guest).count() == 3 and UsageTotal.objects.filter(guest=guest).exists()
     for action, kwargs in (("reboot", {}), ("mem_set", {"memory_mb": 384}), ("shutdown", {})):
         task = guest_action(alice, guest, action, **kwargs)
         run()
@@ -109,6 +140,9 @@ def test_the_pipeline_runs_on_the_dom0_credentials(two_labs, creds_a, host, sim_
     lab_action(ivy, lab_a, "teardown")
     run()
     assert not Guest.objects.filter(host=host).exists()
+    # The guest's samples went with it; its total stays for the lab's usage report.
+    assert not UsageSample.objects.filter(guest_id=guest.pk).exists()
+    assert UsageTotal.objects.get(lab=lab_a).guest_id is None
     tick()
     lab_a.refresh_from_db()
     assert lab_a.status == "torn_down"

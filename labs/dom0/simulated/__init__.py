@@ -39,7 +39,7 @@ inspect it; `volume_serial(name)` tells a recreated volume from the old one;
 `history` lists the argv each operation would have run; `busy_seconds`
 counts the time spent in simulated commands; `crash(name)` and `reset()`;
 `guest_writes(name, mb)` and `set_thin_pool_size(mb)` fill and size the thin pool;
-`set_load(name, "idle" | "spin")` picks a guest's load.
+`set_load(name, "idle" | "spin")` picks a guest's load and `backdate(name, s)` ages it past its boot.
 
 Delays: `config.sim_delay` multiplies STEP_SECONDS (roughly what each step
 costs on a real server, so 1.0 models one); `config.extra["delays"]`

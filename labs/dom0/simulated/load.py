@@ -152,7 +152,7 @@ def dom0_cpu_seconds(state: State, now: float) -> float:
 
 
 class LoadMixin(FaultsMixin):
-    """`domain_counters()` (xentop), `set_load()` for tests."""
+    """`domain_counters()` (xentop); `set_load()` and `backdate()` for tests."""
 
     def domain_counters(self) -> list[DomainCounters]:
         with self._op("xentop", [list(XENTOP_ARGV)], readonly=True) as state:
@@ -178,6 +178,15 @@ class LoadMixin(FaultsMixin):
             vbd_wsect=0,
         )
         return [dom0, *rows]
+
+    def backdate(self, name: str, seconds: float) -> None:
+        """Make a domain look as if it had been running `seconds` longer (tests: past its boot)."""
+        names.domain_name(name)
+        with self._locked() as state:
+            d = state["domains"].get(name)
+            if d is None:
+                raise KeyError(name)
+            d["run_s"] = float(d.get("run_s", 0.0)) + seconds
 
     def set_load(self, name: str, load: str) -> None:
         """Give a domain the "idle" or "spin" profile from now on (its CPU time so far is kept)."""
