@@ -4,7 +4,10 @@ the ASGI process for the browser console and a console agent for each simulated 
 Called by `make run` after setup.sh. Ctrl+C (or SIGTERM) stops everything
 this started: each child runs in its own process group, gets SIGTERM, and
 after a grace period its whole group is killed, so no gunicorn worker or RQ
-work-horse outlives us. A second Ctrl+C skips the grace period.
+work-horse outlives us. A second Ctrl+C skips the grace period. Until then it
+supervises: a child that dies (a killed worker, a crashed gunicorn) is logged
+and started again after a pause that grows while it keeps dying, so the
+panel keeps answering whatever part of it fails.
 
 It runs as production does, with DEBUG off (Django's debug pages would show
 any visitor the settings and every URL), on a SECRET_KEY made once into
@@ -34,6 +37,9 @@ from django.core.exceptions import ImproperlyConfigured
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 GRACE_SECONDS = 10
+# Pauses before restarting a child that died: longer each time it dies again soon after starting.
+RESTART_PAUSES = (1, 2, 4, 8, 16, 30)
+STABLE_SECONDS = 60
 SECRET_KEY_FILE = ROOT / "var" / "secret_key"
 
 
@@ -125,21 +131,61 @@ def demo_secret_key(path: Path = SECRET_KEY_FILE) -> str:
     return key
 
 
-def stop_all(children: list[subprocess.Popen], hurry: list[bool]) -> None:
-    for p in children:
+class Child:
+    """One supervised process: started again with a growing pause when it dies, until we stop."""
+
+    def __init__(self, name: str, argv: list[str], env: dict) -> None:
+        self.name, self.argv, self.env = name, argv, env
+        self.proc: subprocess.Popen | None = None
+        self.started = 0.0
+        self.failures = 0
+        self.restart_at = 0.0
+
+    def start(self) -> None:
+        # Its own process group, so it and everything it forked can be stopped together.
+        self.proc = subprocess.Popen(self.argv, env=self.env, cwd=ROOT, start_new_session=True)
+        self.started = time.monotonic()
+
+    def check(self, now: float) -> None:
+        """Notice a death (and schedule the restart), or restart when its pause is over."""
+        if self.proc is None:
+            if now >= self.restart_at:
+                self.start()
+                print(f"run: {self.name} restarted", file=sys.stderr, flush=True)
+            return
+        if self.proc.poll() is None:
+            return
+        rc = self.proc.returncode
+        kill_group(self.proc)  # what it forked (gunicorn's workers, say) must not hold its port
+        # One that ran a while starts its pauses over; one that keeps dying waits longer each time.
+        if now - self.started >= STABLE_SECONDS:
+            self.failures = 0
+        pause = RESTART_PAUSES[min(self.failures, len(RESTART_PAUSES) - 1)]
+        self.failures += 1
+        print(f"run: {self.name} exited with {rc}; restarting in {pause:g} s", file=sys.stderr, flush=True)
+        self.proc, self.restart_at = None, now + pause
+
+
+def kill_group(p: subprocess.Popen) -> None:
+    # The leader may be gone while its workers linger; the group goes either way.
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    p.wait()
+
+
+def stop_all(children: list[Child], hurry: list[bool]) -> None:
+    procs = [c.proc for c in children if c.proc is not None]
+    for p in procs:
         if p.poll() is None:
             p.terminate()
     deadline = time.monotonic() + GRACE_SECONDS
-    for p in children:
+    for p in procs:
         while p.poll() is None and time.monotonic() < deadline and not hurry[0]:
             time.sleep(0.1)
-    for p in children:
-        # The leader may be gone while its workers linger; the group goes either way.
-        try:
-            os.killpg(p.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        p.wait()
+    for p in procs:
+        kill_group(p)
 
 
 def main() -> int:
@@ -154,7 +200,7 @@ def main() -> int:
         print(f"run: {e}", file=sys.stderr)
         return 1
     env["REDIS_URL"] = redis_url
-    children: list[subprocess.Popen] = []
+    children: list[Child] = []
     stopping = [False]
     hurry = [False]
 
@@ -169,22 +215,22 @@ def main() -> int:
         manage = [sys.executable, str(ROOT / "manage.py")]
         if stopping[0]:
             return 0
-        names = {}
         for name, argv in processes(manage, queues, commands, env, hosts):
-            child = subprocess.Popen(argv, env=env, cwd=ROOT, start_new_session=True)
+            child = Child(name, argv, env)
+            child.start()
             children.append(child)
-            names[child.pid] = name
         bind = env.get("XENPANEL_BIND", "127.0.0.1:8000")
         print(f"\nxenpanel is running at http://{bind}/  (Redis: {ensure_redis.redacted(redis_url)})")
         print(f"Console websockets on {env.get('XENPANEL_ASGI_BIND', '127.0.0.1:8001')}")
         print(seeded.strip())
         print("Press Ctrl+C to stop.\n", flush=True)
+        # Supervise: a child that dies (a killed worker, a crashed gunicorn) is started again;
+        # only Ctrl+C or SIGTERM stops them all.
         while not stopping[0]:
+            now = time.monotonic()
             for child in children:
-                if child.poll() is not None:
-                    print(f"run: {names[child.pid]} exited with {child.returncode}; stopping", file=sys.stderr)
-                    return 1
-            time.sleep(0.3)
+                child.check(now)
+            time.sleep(0.2)
         return 0
     except ImproperlyConfigured as e:  # a bad setting: the message says which and why
         print(f"run: {e}", file=sys.stderr)

@@ -69,6 +69,20 @@ def alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has exited; only its parent's wait() is left
 
 
+def stop_tree(proc: subprocess.Popen) -> None:
+    """Kill run.py and everything below it: a failed test must leave no worker behind to take the next one's jobs."""
+    if proc.poll() is not None:
+        return
+    below = descendants(proc.pid)
+    proc.kill()
+    proc.wait()
+    for pid in below:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 def wait_for_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120) -> bytes:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -180,9 +194,7 @@ def test_run_serves_the_panel_and_sigint_stops_every_child(tmp_path):
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 0, log.read_text()[-3000:]
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stop_tree(proc)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and any(alive(pid) for pid in children):
         time.sleep(0.2)
@@ -207,3 +219,109 @@ def test_the_demo_secret_key_is_made_once_and_kept_private(tmp_path, monkeypatch
     path.write_text("short\n")
     with pytest.raises(run.ImproperlyConfigured, match="holds no usable SECRET_KEY"):
         run.demo_secret_key(path)
+
+
+BATCH = """
+from django.contrib.auth.models import User
+from labs.models import IpPool, LabTemplate
+from labs.roster import RosterEntry
+from labs.services import create_lab_batch
+roster = [RosterEntry(i, f"sup{i}", f"Student {i}", f"sup{i}@example.edu") for i in range(1, 5)]
+create_lab_batch(User.objects.get(username="instructor"), LabTemplate.objects.get(name="debian-12"),
+                 IpPool.objects.get(name="lab-net"), roster, 256, slug="sup")
+"""
+
+
+def _rows(db: Path, sql: str) -> list[tuple]:
+    import sqlite3
+
+    with sqlite3.connect(db, timeout=20) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def _worker_pids(run_pid: int) -> set[int]:
+    """run.py's rqworker children (not the scheduler each forks)."""
+    return {pid for pid, cmd in descendants(run_pid).items() if " rqworker " in cmd and _parent(pid) == run_pid}
+
+
+def _parent(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return 0
+
+
+def test_a_killed_worker_is_replaced_and_its_batch_ends_ready(tmp_path):
+    """SIGKILL the worker in the middle of a batch: the panel keeps answering, a new worker takes over
+    within 5 s, and the batch ends with every guest ready and nothing leaked."""
+    port, asgi_port = free_port(), free_port()
+    base = f"http://127.0.0.1:{port}"
+    db = tmp_path / "demo.sqlite3"
+    redis_url = with_db(os.environ["REDIS_URL"], int(os.environ.get("XENPANEL_TEST_RUN_REDIS_DB", "12")))
+    env = dict(
+        os.environ,
+        DATABASE_URL=f"sqlite:///{db}",
+        XENPANEL_BIND=f"127.0.0.1:{port}",
+        XENPANEL_ASGI_BIND=f"127.0.0.1:{asgi_port}",
+        XENPANEL_SIM_DIR=str(tmp_path / "simdom0"),
+        WEB_CONCURRENCY="2",
+        REDIS_URL=redis_url,
+    )
+    env.pop("DEBUG", None)
+    env.pop("SECRET_KEY", None)
+    log = tmp_path / "run.log"
+    import redis
+
+    redis.Redis.from_url(redis_url).flushdb()  # no jobs from another run
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "scripts" / "run.py")], cwd=ROOT, env=env, stdout=out, stderr=out
+        )
+    try:
+        wait_for_http(f"{base}/login/", proc, log)
+        deadline = time.monotonic() + 60  # the sync loop's first tick reports the host's memory
+        while _rows(db, "SELECT total_memory_mb FROM labs_host") in ([], [(None,)]):
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        made = subprocess.run(
+            [sys.executable, str(ROOT / "manage.py"), "shell", "-c", BATCH],
+            cwd=ROOT,
+            env={**env, "DEBUG": "true"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert made.returncode == 0, made.stderr[-3000:]
+        # The worker is in the middle of the batch (each simulated step takes 0.5 s under make run).
+        deadline = time.monotonic() + 60
+        while not _rows(db, "SELECT 1 FROM labs_task WHERE status = 'running'"):
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.1)
+        [old] = _worker_pids(proc.pid)
+        os.kill(old, signal.SIGKILL)
+        killed = time.monotonic()
+        while not (_worker_pids(proc.pid) - {old}):
+            assert time.monotonic() - killed < 5, f"no new worker within 5 s:\n{log.read_text()[-3000:]}"
+            # The panel keeps answering meanwhile.
+            with urllib.request.urlopen(f"{base}/login/", timeout=5) as r:
+                assert r.status == 200
+            time.sleep(0.1)
+        assert "run: rqworker exited with -9; restarting in 1 s" in log.read_text()
+        # The lost job is found (its heartbeat lapses) and queued again by itself: every guest ends ready.
+        deadline = time.monotonic() + 120
+        while _rows(db, "SELECT count(*) FROM labs_guest WHERE status = 'ready'") != [(4,)]:
+            assert time.monotonic() < deadline, _rows(db, "SELECT domain_name, status, last_error FROM labs_guest")
+            time.sleep(0.5)
+        tasks = _rows(db, "SELECT status, args FROM labs_task ORDER BY id")
+        assert sorted(s for s, _ in tasks) == ["failed"] + ["succeeded"] * 4, tasks  # the lost one, retried once
+        # Nothing leaked: two volumes and one domain per guest, no more.
+        from labs.dom0.base import HostConfig
+        from labs.dom0.simulated import SimulatedHost
+
+        sim = SimulatedHost(HostConfig(name="sim-dom0", volume_group="vg0", sim_dir=str(tmp_path / "simdom0")))
+        assert sorted(sim.domains()) == [f"sup-sup{i}" for i in range(1, 5)]
+        assert len(sim.volumes()) == 8 and len(sim.configs()) == 4
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0, log.read_text()[-3000:]
+    finally:
+        stop_tree(proc)
