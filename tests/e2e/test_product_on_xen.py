@@ -230,7 +230,7 @@ def test_batch_to_booted_vms_reboot_and_teardown_on_real_xen(
         host = health_check(dom0, host)
     report = host.health_report
     assert host.health_ok is True, report
-    assert set(report) == {"xen", "volume_group", "bridge", "dom0_reserve"}
+    assert set(report) == {"xen", "volume_group", "bridge", "guest_network", "dom0_reserve"}
     assert report["xen"]["detail"].startswith("Xen 4.17"), report
     assert f"bridge {BRIDGE} exists" == report["bridge"]["detail"]
     assert report["volume_group"]["detail"].startswith(f"{VG}: ")
