@@ -94,6 +94,14 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
+def redis_cpu() -> float:
+    """redis-server's CPU seconds so far (INFO cpu; shared with whoever else uses that server)."""
+    import django_rq
+
+    info = django_rq.get_connection("default").info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 # ------------------------------------------------------------ the echo host's agent (a child process)
 
 
@@ -104,7 +112,7 @@ def agent_main(host_name: str, echo_dir: str) -> None:
     sys.path.insert(0, str(ROOT))
     django.setup()
     from labs.dom0 import names
-    from labs.dom0.console import PtyProcess
+    from labs.dom0.pty import PtyProcess
     from labs.jobs.console import Agent
     from labs.models import Host
 
@@ -120,7 +128,30 @@ def agent_main(host_name: str, echo_dir: str) -> None:
             loop.add_signal_handler(sig, agent.stop.set)
         await agent.run()
 
-    asyncio.run(main())
+    try:  # as labs.jobs.console.run_agent does
+        import uvloop
+    except ImportError:
+        asyncio.run(main())
+    else:
+        uvloop.run(main())
+
+
+def profiled_uvicorn(out: str, port: int) -> None:
+    """`--profiled-uvicorn`: uvicorn as the bench runs it, under cProfile; SIGUSR1 writes the profile."""
+    import cProfile
+
+    import uvicorn
+
+    profile = cProfile.Profile()
+
+    def dump(*_args: object) -> None:
+        profile.disable()
+        profile.dump_stats(out)
+
+    signal.signal(signal.SIGUSR1, dump)
+    sys.path.insert(0, str(ROOT))
+    profile.enable()
+    uvicorn.run("xenpanel.asgi:application", host="127.0.0.1", port=port, lifespan="off", access_log=False)
 
 
 # ------------------------------------------------------------ set-up
@@ -318,9 +349,12 @@ class Typist:
                 hello = hello or json.loads(message).get("t") == "hello"
                 message = b""
             if not self.ready.is_set():
+                if not hello:  # the scrollback: an earlier session's banner and echoes, none of it ours
+                    self._banner += message
+                    continue
                 self._banner += message
-                if hello and self.marker in self._banner:
-                    rest = self._banner.rsplit(self.marker, 1)[1]
+                if self.marker in self._banner:
+                    rest = b"" if not message else self._banner.rsplit(self.marker, 1)[1]
                     self.got += rest
                     self.got_at += [now] * len(rest)
                     self.ready.set()
@@ -362,7 +396,7 @@ async def wait_echo(typist: Typist, count: int, timeout: float = 5.0) -> None:
 
 async def baseline(keys: int, gap: float, scratch: Path) -> list[float]:
     """The echo program straight through a pty from here: no websocket, no Redis, no agent."""
-    from labs.dom0.console import PtyProcess
+    from labs.dom0.pty import PtyProcess
 
     proc = PtyProcess([sys.executable, str(ECHO), "baseline", str(scratch)])
     loop = asyncio.get_running_loop()
@@ -415,6 +449,7 @@ async def many_consoles(asgi_port: int, clients: list[tuple[int, str, str, str]]
     await asyncio.sleep(1.0)
     cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
     echo0 = tree_cpu_seconds(pids["agent"])
+    me0, redis0 = cpu_seconds(os.getpid()), redis_cpu()
     t0 = time.perf_counter()
 
     async def type_keys(typist: Typist) -> None:
@@ -429,6 +464,8 @@ async def many_consoles(asgi_port: int, clients: list[tuple[int, str, str, str]]
     wall = time.perf_counter() - t0
     cpu = {name: (cpu_seconds(pid) - cpu0[name]) / wall for name, pid in pids.items()}
     cpu["echo programs"] = (tree_cpu_seconds(pids["agent"]) - echo0) / wall
+    cpu["clients (this process)"] = (cpu_seconds(os.getpid()) - me0) / wall
+    cpu["redis-server (all its users)"] = (redis_cpu() - redis0) / wall
     await asyncio.sleep(2.0)  # the last keys' echoes
     trips, lost, wrong, keys = [], 0, 0, 0
     for typist in typists:
@@ -469,10 +506,15 @@ def main() -> int:
     parser.add_argument("--keys", type=int, default=400, help="keystrokes for the one-console and baseline phases")
     parser.add_argument("--opens", type=int, default=30, help="console openings on the simulated dom0")
     parser.add_argument("--keep", action="store_true", help="keep the scratch directory (logs)")
+    parser.add_argument("--profile", action="store_true", help="run uvicorn and the echo agent under cProfile")
     parser.add_argument("--agent", nargs=2, metavar=("HOST", "ECHO_DIR"), help=argparse.SUPPRESS)
+    parser.add_argument("--profiled-uvicorn", nargs=2, metavar=("OUT", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.agent:
         agent_main(*args.agent)
+        return 0
+    if args.profiled_uvicorn:
+        profiled_uvicorn(args.profiled_uvicorn[0], int(args.profiled_uvicorn[1]))
         return 0
     if not (1 <= args.consoles <= 300 and 1 <= args.duration <= 600 and 1 <= args.opens <= 100):
         parser.error("at most 300 consoles, 600 s and 100 openings")
@@ -488,19 +530,23 @@ def main() -> int:
         asgi_port, web_port = free_port(), free_port()
         echo_dir = scratch / "echo"
         echo_dir.mkdir()
-        asgi = start(
-            [str(ROOT / ".venv" / "bin" / "uvicorn"), "xenpanel.asgi:application", "--host", "127.0.0.1"]
-            + ["--port", str(asgi_port), "--lifespan", "off", "--no-access-log", "--log-level", "warning"],
-            env,
-            scratch / "uvicorn.log",
-        )
+        prof = (lambda name: [PY, "-m", "cProfile", "-o", str(scratch / f"{name}.prof")]) if args.profile else None
+        uvicorn = [str(ROOT / ".venv" / "bin" / "uvicorn"), "xenpanel.asgi:application", "--host", "127.0.0.1"]
+        uvicorn += ["--port", str(asgi_port), "--lifespan", "off", "--no-access-log", "--log-level", "warning"]
+        if args.profile:  # uvicorn re-raises SIGTERM, so cProfile would never write: SIGUSR1 makes it
+            uvicorn = [PY, __file__, "--profiled-uvicorn", str(scratch / "uvicorn.prof"), str(asgi_port)]
+        asgi = start(uvicorn, env, scratch / "uvicorn.log")
         web = start(
             [str(ROOT / ".venv" / "bin" / "gunicorn"), "xenpanel.wsgi", "--bind", f"127.0.0.1:{web_port}"]
             + ["--workers", "2", "--no-control-socket"],
             env,
             scratch / "gunicorn.log",
         )
-        agent = start([PY, __file__, "--agent", "bench-echo", str(echo_dir)], env, scratch / "agent-echo.log")
+        agent = start(
+            (prof("agent") if prof else [PY]) + [__file__, "--agent", "bench-echo", str(echo_dir)],
+            env,
+            scratch / "agent-echo.log",
+        )
         sim_agent = start(
             [PY, str(ROOT / "manage.py"), "console_agent", "--host", "bench-sim"],
             dict(env, XENPANEL_SIM_DELAY="0.5"),
@@ -534,6 +580,9 @@ def main() -> int:
         open_times = asyncio.run(opens(asgi_port, web_port, sim_guests, seeded["csrf"]))
         load["end"] = os.getloadavg()
     finally:
+        if args.profile and procs:
+            os.kill(procs[0].pid, signal.SIGUSR1)
+            time.sleep(2)
         for p in reversed(procs):
             stop(p)
         if not args.keep:

@@ -63,6 +63,8 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             log.exception("console: Redis failed while opening %s", target.domain)
             await self.close(CLOSE_NO_AGENT)
             return
+        if not valid or not running:
+            await link.close()
         if not valid:
             await self.close(CLOSE_BAD_TICKET)
             return
@@ -78,6 +80,15 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         await self.send(json.dumps({"t": "hello", "mode": self._mode(), "takeover": target.can_take_over}))
         await link.attach()
         self.pump = asyncio.get_running_loop().create_task(self._pump(last))
+
+    async def dispatch(self, message: dict) -> None:
+        """Channels closes stale database connections before every message, through a thread hop that cost
+        more than a keystroke's own work; this consumer reaches the database only through
+        database_sync_to_async, which does that itself."""
+        handler = getattr(self, message["type"].replace(".", "_"), None)
+        if handler is None:
+            raise ValueError(f"no handler for message type {message['type']}")
+        await handler(message)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.link is None:
@@ -108,6 +119,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
             return
         with contextlib.suppress(RedisError):
             await self.link.detach()
+            await self.link.close()
         seconds = time.monotonic() - self.opened
         await database_sync_to_async(console.record_close)(self.target, self.user_id, seconds, self.took_over)
         self.link = None

@@ -28,28 +28,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import fcntl
 import logging
-import os
-import shutil
-import signal
-import struct
-import termios
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from . import names
 from .base import Domain
 from .errors import Dom0Error, InvalidName
+from .pty import MAX_COLS, MAX_ROWS, READ_SIZE, PtyProcess
 
 log = logging.getLogger(__name__)
 
-READ_SIZE = 65536
-# How often the domains of open sessions are checked in `xl list`, and viewers and idle times looked at.
+# How often viewers and idle times are looked at, and `xl list` run while a domain restarts or for a
+# console that does not end with its domain; with only `xl console`s open, `xl list` runs every POLL_SECONDS.
 WATCH_SECONDS = 2.0
+POLL_SECONDS = 30.0
 # A restarting domain must be back within this (a reset rebuilds the disk first: longer).
 RESTART_SECONDS = 180.0
 RESET_SECONDS = 900.0
@@ -59,7 +54,6 @@ GONE_SECONDS = 30.0
 VIEWER_TIMEOUT = 90.0
 DEFAULT_IDLE_SECONDS = 20 * 60
 LINGER_SECONDS = 30.0
-MAX_ROWS, MAX_COLS = 500, 1000
 # Input kept while a session opens (typed before the console program is up).
 EARLY_BYTES = 4096
 
@@ -80,12 +74,10 @@ END_HINTS = ("shutdown", "destroyed", "deleted")
 LIVE_LETTERS = ("r", "b", "p")
 
 
-class ConsoleError(Dom0Error):
-    """The console program could not be started."""
-
-
 class Backend(Protocol):
-    """One open console: a pty with `xl console` in it, or the simulated console."""
+    """One open console: a pty with `xl console` in it (pty.PtyProcess), or the simulated console."""
+
+    ends_with_domain: bool  # it ends by itself when its domain goes (else only `xl list` tells)
 
     def fileno(self) -> int: ...
     def read(self) -> bytes | None: ...  # None: nothing now; b"": the console ended
@@ -114,100 +106,6 @@ class Sink(Protocol):
 
 Spawner = Callable[[str], Backend]
 Hint = Callable[[str], Awaitable[str]]
-
-
-def winsize(rows: int, cols: int) -> bytes:
-    rows = min(max(int(rows), 1), MAX_ROWS)
-    cols = min(max(int(cols), 1), MAX_COLS)
-    return struct.pack("HHHH", rows, cols, 0, 0)
-
-
-class PtyProcess:
-    """A program in a new pty (its controlling terminal), read and written through the master side."""
-
-    def __init__(
-        self, argv: Sequence[str], env: Mapping[str, str] | None = None, rows: int = 24, cols: int = 80
-    ) -> None:
-        args = [str(a) for a in argv]
-        if not args or not args[0] or any("\x00" in a for a in args):
-            raise ConsoleError("empty command or NUL byte in the console command", argv=args)
-        path = shutil.which(args[0])
-        if path is None:
-            raise ConsoleError(f"{args[0]}: command not found", argv=args, rc=127)
-        environ = dict(env) if env is not None else {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
-        environ.setdefault("TERM", "xterm-256color")
-        environ.setdefault("LC_ALL", "C.UTF-8")
-        self.argv = args
-        # forkpty: the child gets the pty as its controlling terminal, so a
-        # window size change reaches it as SIGWINCH. It execs at once.
-        pid, fd = os.forkpty()
-        if pid == 0:  # pragma: no cover (the child)
-            try:
-                os.execve(path, args, environ)
-            finally:
-                os._exit(127)
-        self.pid, self.fd = pid, fd
-        os.set_blocking(fd, False)
-        self._out = bytearray()
-        self._closed = False
-        self.resize(rows, cols)
-
-    def fileno(self) -> int:
-        return self.fd
-
-    def read(self) -> bytes | None:
-        try:
-            return os.read(self.fd, READ_SIZE)
-        except BlockingIOError:
-            return None
-        except OSError as e:
-            if e.errno == errno.EIO:  # the slave side is closed: the program has ended
-                return b""
-            raise
-
-    def write(self, data: bytes) -> None:
-        self._out += data
-        self.flush()
-
-    @property
-    def pending(self) -> bool:
-        return bool(self._out)
-
-    def flush(self) -> None:
-        while self._out and not self._closed:
-            try:
-                n = os.write(self.fd, self._out)
-            except BlockingIOError:
-                return
-            except OSError as e:
-                if e.errno == errno.EIO:
-                    self._out.clear()
-                    return
-                raise
-            del self._out[:n]
-
-    def resize(self, rows: int, cols: int) -> None:
-        if not self._closed:
-            fcntl.ioctl(self.fd, termios.TIOCSWINSZ, winsize(rows, cols))
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._out.clear()
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.pid, signal.SIGTERM)
-        os.close(self.fd)
-
-    def reap(self, force: bool = False) -> bool:
-        if force:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
-        try:
-            pid, _ = os.waitpid(self.pid, 0 if force else os.WNOHANG)
-        except ChildProcessError:
-            return True
-        return pid != 0
 
 
 @dataclass
@@ -246,6 +144,7 @@ class ConsoleManager:
         idle_seconds: float = DEFAULT_IDLE_SECONDS,
         linger_seconds: float = LINGER_SECONDS,
         watch_seconds: float = WATCH_SECONDS,
+        poll_seconds: float = POLL_SECONDS,
         restart_seconds: float = RESTART_SECONDS,
         gone_seconds: float = GONE_SECONDS,
         viewer_timeout: float = VIEWER_TIMEOUT,
@@ -258,6 +157,8 @@ class ConsoleManager:
         self.idle_seconds = idle_seconds
         self.linger_seconds = linger_seconds
         self.watch_seconds = watch_seconds
+        self.poll_seconds = poll_seconds
+        self._polled_at = float("-inf")
         self.restart_seconds = restart_seconds
         self.gone_seconds = gone_seconds
         self.viewer_timeout = viewer_timeout
@@ -384,8 +285,9 @@ class ConsoleManager:
             elif session.alone_since is not None and now - session.alone_since >= self.linger_seconds:
                 self._end(session, "closed")
         watched = [s for s in self.sessions.values() if s.state in ("open", "restarting")]
-        if not watched:
+        if not watched or not self._poll_due(watched, now):
             return
+        self._polled_at = now
         domains = await self._domains()
         if domains is None:
             return
@@ -398,6 +300,14 @@ class ConsoleManager:
             elif session.state == "restarting":
                 await self._reaped(session.domain)
                 self._maybe_back(session, d, now)
+
+    def _poll_due(self, watched: list[Session], now: float) -> bool:
+        """Whether to run `xl list` now: every tick while a domain restarts or a console would not notice
+        its domain going (the simulated one), else every `poll_seconds` (`xl console` exits with its domain;
+        this only catches what it might miss). `xl list -l` on a busy dom0 is not free."""
+        if now - self._polled_at >= self.poll_seconds:
+            return True
+        return any(s.state == "restarting" or s.backend is None or not s.backend.ends_with_domain for s in watched)
 
     def _drop_stale_viewers(self, session: Session, now: float) -> None:
         for viewer, seen in list(session.viewers.items()):

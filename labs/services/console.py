@@ -274,10 +274,17 @@ def _items(entries: list[tuple[bytes, dict[bytes, bytes]]]) -> list[Item]:
 
 
 class ConsoleLink:
-    """One viewer's end of a console: replay, follow, type, resize, come and go."""
+    """One viewer's end of a console: replay, follow, type, resize, come and go.
+
+    Two connections of its own, one blocked reading the output, one for the
+    rest: commands on a held connection skip the pool's per-command checks,
+    which cost more than the command on a busy ASGI process. `close()` gives
+    them back.
+    """
 
     def __init__(self, client: aioredis.Redis, target: ConsoleTarget, viewer: str) -> None:
-        self.r = client
+        self.r = client.client()
+        self.rd = client.client()
         self.target = target
         self.viewer = viewer
         self.control = control_key(target.queue)
@@ -295,7 +302,7 @@ class ConsoleLink:
 
     async def follow(self, last: str, block_ms: int) -> tuple[list[Item], str]:
         """What came after `last`, waiting up to block_ms for something."""
-        answer = await self.r.xread({self.output: last}, block=block_ms, count=500)
+        answer = await self.rd.xread({self.output: last}, block=block_ms, count=500)
         if not answer:
             return [], last
         entries = answer[0][1]
@@ -323,6 +330,10 @@ class ConsoleLink:
     async def announce(self, event: str, detail: str = "") -> None:
         """An event every viewer of the console sees (and later ones in the scrollback)."""
         await self.r.xadd(self.output, {"e": event, "a": detail})
+
+    async def close(self) -> None:
+        for client in (self.rd, self.r):
+            await client.aclose()
 
 
 # ---------------------------------------------------------------- the agent's side
@@ -357,12 +368,18 @@ class AgentStreams:
     """The console agent's Redis side for one host: it reads requests and is the `Sink` of its ConsoleManager."""
 
     def __init__(self, client: aioredis.Redis, queue: str, is_open: Callable[[str], bool]) -> None:
-        self.r = client
+        self.pool = client.connection_pool
+        self.r = client.client()  # every write: one held connection, no pool checks per command
+        self._reader: Any = None  # the connection the XREAD blocks on (`start`)
         self.queue = queue
         self.is_open = is_open
         self.control = control_key(queue)
-        self.control_last = "$"
-        self.inputs: dict[str, str] = {}  # domain -> last input id read
+        self._control_b = self.control.encode()
+        self._control_bulk = _bulk(self._control_b)
+        self.control_last = b"$"
+        self.inputs: dict[str, bytes] = {}  # domain -> the last input id read
+        self._input_keys: dict[str, bytes] = {}
+        self._domains_by_key: dict[bytes, str] = {}
         # Per domain: (id, size) of the output entries in the stream, to keep it at SCROLLBACK_BYTES.
         self._scroll: dict[str, deque[tuple[str, int]]] = {}
         self._scroll_bytes: dict[str, int] = {}
@@ -370,7 +387,14 @@ class AgentStreams:
     async def start(self) -> None:
         """Read control messages from now on (older ones were for an agent that is gone)."""
         last = await self.r.xrevrange(self.control, "+", "-", count=1)
-        self.control_last = last[0][0].decode() if last else "0-0"
+        self.control_last = last[0][0] if last else b"0-0"
+        self._reader = await self.pool.get_connection()
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            await self.pool.release(self._reader)
+            self._reader = None
+        await self.r.aclose()
 
     async def beat(self, owner: str) -> None:
         await self.r.set(agent_key(self.queue), owner, ex=AGENT_TTL)
@@ -388,21 +412,35 @@ class AgentStreams:
             await self.r.delete(key)
 
     async def read(self, block_ms: int) -> list[Request]:
-        streams: dict[Any, Any] = {self.control: self.control_last}
-        streams.update({input_key(self.queue, d): last for d, last in self.inputs.items()})
-        answer = await self.r.xread(streams, block=block_ms, count=1000)
+        """One XREAD on the control stream and every open console's input stream.
+
+        With a hundred consoles this command has two hundred arguments and runs
+        a few hundred times a second: they are kept encoded, not rebuilt.
+        """
+        domains = list(self.inputs)
+        keys = [self._input_keys.get(d) or self._input_key(d) for d in domains]
+        ids = [_bulk(self.inputs[d]) for d in domains]
+        head = [b"XREAD", b"COUNT", b"1000", b"BLOCK", str(block_ms).encode(), b"STREAMS"]
+        parts = [_bulk(word) for word in head] + [self._control_bulk, *keys, _bulk(self.control_last), *ids]
+        await self._reader.send_packed_command(b"*%d\r\n%s" % (len(parts), b"".join(parts)))
+        answer = await self._reader.read_response()
         requests: list[Request] = []
         for key, entries in answer or []:
-            name = key.decode()
-            if name == self.control:
-                self.control_last = entries[-1][0].decode()
-                requests += [r for r in (self._control(i.decode(), f) for i, f in entries) if r is not None]
+            if key == self._control_b:
+                self.control_last = entries[-1][0]
+                requests += [r for r in (self._control(i.decode(), _fields(f)) for i, f in entries) if r is not None]
                 continue
-            domain = name[len(prefix(self.queue)) + 1 : -len(":in")]
-            if domain in self.inputs:
-                self.inputs[domain] = entries[-1][0].decode()
-                requests += [Request("input", domain, data=f.get(b"d", b"")) for _i, f in entries]
+            domain = self._domains_by_key.get(key)
+            if domain is not None and domain in self.inputs:
+                self.inputs[domain] = entries[-1][0]
+                requests += [Request("input", domain, data=_fields(f).get(b"d", b"")) for _i, f in entries]
         return requests
+
+    def _input_key(self, domain: str) -> bytes:
+        key = input_key(self.queue, domain).encode()
+        self._input_keys[domain] = _bulk(key)
+        self._domains_by_key[key] = domain
+        return self._input_keys[domain]
 
     def _control(self, entry_id: str, fields: dict[bytes, bytes]) -> Request | None:
         op = fields.get(b"op", b"").decode(errors="replace")
@@ -415,7 +453,7 @@ class AgentStreams:
             return None
         if op == "attach" and domain not in self.inputs:
             # Input typed from the moment of the attach on (the viewer types only after it).
-            self.inputs[domain] = _id_before(entry_id)
+            self.inputs[domain] = _id_before(entry_id).encode()
         rows, cols = _int(fields.get(b"rows")), _int(fields.get(b"cols"))
         return Request(op, domain, fields.get(b"viewer", b"").decode(errors="replace")[:64], rows, cols)
 
@@ -451,6 +489,18 @@ class AgentStreams:
             self.inputs.pop(domain, None)
             await self.r.delete(input_key(self.queue, domain))
             await self.r.expire(out, OUTPUT_TTL)
+
+
+def _bulk(value: bytes) -> bytes:
+    """One argument of a Redis command as the protocol (RESP) sends it."""
+    return b"$%d\r\n%s\r\n" % (len(value), value)
+
+
+def _fields(flat: list[bytes] | dict[bytes, bytes]) -> dict[bytes, bytes]:
+    """A stream entry's fields from the raw reply ([f1, v1, f2, v2...])."""
+    if isinstance(flat, dict):
+        return flat
+    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 def _next_id(stream_id: str) -> str:

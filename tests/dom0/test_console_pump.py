@@ -243,7 +243,9 @@ def test_a_reboot_shows_restarting_and_reattaches_to_the_new_domain(fake_dir):
         watch = asyncio.create_task(manager.run(stop))
         assert await manager.attach("web1", "v1")
         await until(lambda: len(starts(fake_dir, "web1")) == 1)
-        host.set("web1", None)  # xl destroys the old domain ...
+        [pid] = starts(fake_dir, "web1")
+        host.set("web1", None)  # xl destroys the old domain, and its xl console exits ...
+        os.kill(pid, 9)
         await until(lambda: ("web1", "restarting", "") in sink.events)
         assert not manager.write("web1", b"lost while down")
         host.set("web1", 2)  # ... and builds it again under a new domid
@@ -285,10 +287,29 @@ def test_destroy_shutdown_and_deletion_end_the_session_with_their_reason(fake_di
     run(test)
 
 
+def test_xl_list_catches_a_domain_change_the_console_program_did_not_notice(fake_dir):
+    async def test() -> None:
+        host, sink = Host("web1"), Sink()
+        manager = ConsoleManager(host, sink, watch_seconds=0.05, poll_seconds=0.3)
+        stop = asyncio.Event()
+        watch = asyncio.create_task(manager.run(stop))
+        assert await manager.attach("web1", "v1")
+        await until(lambda: len(starts(fake_dir, "web1")) == 1)
+        host.set("web1", 9)  # a new domid under the same name; the old program still runs
+        await until(lambda: ("web1", "back", "") in sink.events)
+        assert sink.events.index(("web1", "restarting", "")) < sink.events.index(("web1", "back", ""))
+        await until(lambda: len(starts(fake_dir, "web1")) == 2)
+        stop.set()
+        await watch
+        await manager.close_all()
+
+    run(test)
+
+
 def test_a_domain_that_goes_away_for_no_known_reason_ends_as_off(fake_dir):
     async def test() -> None:
         host, sink = Host("web1"), Sink()
-        manager = ConsoleManager(host, sink, watch_seconds=0.05, gone_seconds=0.3)
+        manager = ConsoleManager(host, sink, watch_seconds=0.05, poll_seconds=0.05, gone_seconds=0.3)
         stop = asyncio.Event()
         watch = asyncio.create_task(manager.run(stop))
         assert await manager.attach("web1", "v1")

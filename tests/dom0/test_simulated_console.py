@@ -15,8 +15,9 @@ import time
 import pytest
 
 from labs.dom0.base import DomainSpec, GuestFiles, HostConfig
-from labs.dom0.console import ConsoleError, ConsoleManager
+from labs.dom0.console import ConsoleManager
 from labs.dom0.errors import InvalidName
+from labs.dom0.pty import ConsoleError
 from labs.dom0.simulated import SimulatedHost
 
 SPAWN_EVENTS = ("subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.fork", "os.forkpty", "os.spawn")

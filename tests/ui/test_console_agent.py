@@ -144,6 +144,7 @@ def test_a_reboot_from_the_panel_says_restarting_and_comes_back_and_a_destroy_en
             await asyncio.to_thread(running.destroy, alice_guest.domain_name)
             await screen.until(lambda: screen.closed is not None)
             assert screen.events[-1] == ("ended", "destroyed") and screen.closed == 1000
+            await ws.disconnect()  # the browser's side of the closing handshake
         finally:
             agent.stop.set()
             await served
