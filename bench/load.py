@@ -17,7 +17,10 @@ Phases and figures (goals in brackets):
    (what htmx does), and 30 actions a minute (a reboot POST with CSRF,
    then the redirected page) hit random students; p50/p95/p99 latency,
    HTTP statuses and error count for each kind of request [p95 < 100 ms
-   over all of them, 0 errors].
+   over all of them, 0 errors]. Beside them, `--api-scripts` scripts each
+   poll the JSON API with their student's API token every `--api-poll`
+   seconds, a guest's details and the guest list in turn [API GETs: p95 <
+   50 ms].
 2. Throughput: closed-loop requests against the baseline, the full guest
    page and the live fragment, in the same run, in short rounds whose order
    rotates; ratio guest page / baseline, median of the rounds [>= 0.5]. The
@@ -117,6 +120,7 @@ class Student:
     csrf: str = ""
     form_token: str = ""
     version: str = ""  # the live fragment's digest, sent back on each poll as htmx does
+    token: str = ""  # an API token of the student's, for the scripts' API polls
 
 
 @dataclass
@@ -148,10 +152,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def request(port: int, method: str, path: str, student: Student | None, body: str = "", hx: bool = False):
-    """One HTTP request on its own connection (gunicorn's sync workers close after each)."""
+def request(
+    port: int, method: str, path: str, student: Student | None, body: str = "", hx: bool = False, api: bool = False
+):
+    """One HTTP request on its own connection (gunicorn's sync workers close after each); `api`: by token."""
     headers = {"Host": f"127.0.0.1:{port}"}
-    if student is not None:
+    if api and student is not None:
+        headers["Authorization"] = f"Bearer {student.token}"
+    elif student is not None:
         headers["Cookie"] = f"sessionid={student.session}" + (f"; csrftoken={student.csrf}" if student.csrf else "")
     if hx:
         headers["HX-Request"] = "true"
@@ -223,7 +231,7 @@ def seed(n_students: int) -> tuple[list[Student], int]:
     from labs.access import INSTRUCTORS_GROUP
     from labs.models import Host, IpPool, LabTemplate
     from labs.roster import RosterEntry
-    from labs.services import create_lab_batch
+    from labs.services import api_tokens, create_lab_batch
 
     call_command("migrate", verbosity=0)
     django_rq.get_connection("default").flushdb()
@@ -247,7 +255,8 @@ def seed(n_students: int) -> tuple[list[Student], int]:
         s[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
         s[HASH_SESSION_KEY] = user.get_session_auth_hash()
         s.create()
-        students.append(Student(user.username, guest.pk, s.session_key))
+        token = api_tokens.create_token(user, "bench", 1)[1]
+        students.append(Student(user.username, guest.pk, s.session_key, token=token))
     return students, host.pk
 
 
@@ -330,6 +339,12 @@ def load_phase(port: int, students: list[Student], stats: Stats, args) -> float:
         while offset + k * args.poll < args.duration:
             events.append((t0 + offset + k * args.poll, "poll", st))
             k += 1
+    for st in students[: args.api_scripts]:
+        offset = random.uniform(0, args.api_poll)
+        k = 0
+        while offset + k * args.api_poll < args.duration:
+            events.append((t0 + offset + k * args.api_poll, "api detail" if k % 2 == 0 else "api list", st))
+            k += 1
     n_actions = int(args.duration * args.actions / 60)
     for i in range(n_actions):
         events.append((t0 + (i + random.random()) * 60 / args.actions, "action", random.choice(students)))
@@ -351,6 +366,13 @@ def load_phase(port: int, students: list[Student], stats: Stats, args) -> float:
             _s, _l, _c, data = timed(stats, "page (after action)", (200,), port, "GET", location, st)
             remember_version(st, data)
 
+    def api_detail(st: Student) -> None:
+        timed(stats, "API GET guest", (200,), port, "GET", f"/api/v1/guests/{st.guest_pk}", st, api=True)
+
+    def api_list(st: Student) -> None:
+        timed(stats, "API GET guest list", (200,), port, "GET", "/api/v1/guests", st, api=True)
+
+    handlers = {"poll": poll, "action": action, "api detail": api_detail, "api list": api_list}
     with ThreadPoolExecutor(args.clients) as pool:
         for when, kind, st in events:
             delay = when - time.monotonic()
@@ -358,7 +380,7 @@ def load_phase(port: int, students: list[Student], stats: Stats, args) -> float:
                 time.sleep(delay)
             else:
                 lag.append(-delay)
-            pool.submit(poll if kind == "poll" else action, st)
+            pool.submit(handlers[kind], st)
     return max(lag, default=0.0)
 
 
@@ -528,6 +550,8 @@ def main() -> int:
     parser.add_argument("--poll", type=float, default=5.0, help="seconds between polls per student")
     parser.add_argument("--actions", type=float, default=30.0, help="actions per minute overall")
     parser.add_argument("--clients", type=int, default=48, help="client threads of the load phase")
+    parser.add_argument("--api-scripts", type=int, default=30, help="students whose script polls the JSON API")
+    parser.add_argument("--api-poll", type=float, default=2.0, help="seconds between a script's API requests")
     parser.add_argument("--ratio-seconds", type=float, default=12.0, help="closed-loop seconds per kind, in all")
     parser.add_argument("--ratio-rounds", type=int, default=4, help="rounds the closed-loop seconds are split into")
     parser.add_argument("--ratio-clients", type=int, default=4)
@@ -549,12 +573,12 @@ def main() -> int:
         t = time.monotonic()
         students, _host_pk = seed(args.students)
         manage = [PY, str(ROOT / "manage.py")]
-        # Provision without a fork per job (setup only), then a normal worker for the load.
-        simple = ["--burst", "--worker-class", "rq.worker.SimpleWorker"]
-        setup_worker = start([*manage, "rqworker", *simple, "default", "load-dom0"], env, scratch / "setup.log")
+        # The dom0's own worker class (JSON jobs, no fork per job): a burst to provision, then one for the load.
+        worker = ["rqworker", "--worker-class", "labs.jobs.HostWorker"]
+        setup_worker = start([*manage, *worker, "--burst", "default", "load-dom0"], env, scratch / "setup.log")
         setup_worker.wait(timeout=900)
         wait_provisioned(args.students, timeout=60)
-        procs.append(start([*manage, "rqworker", "default", "load-dom0"], env, scratch / "rqworker.log"))
+        procs.append(start([*manage, *worker, "default", "load-dom0"], env, scratch / "rqworker.log"))
         print(f"setup: {args.students} students provisioned in {time.monotonic() - t:.1f} s", flush=True)
         procs.append(start([*manage, "sync_loop"], env, scratch / "sync.log"))
         gunicorn = [str(ROOT / ".venv" / "bin" / "gunicorn"), "xenpanel.wsgi", "-c", str(Path(__file__).resolve())]
@@ -627,10 +651,13 @@ def main() -> int:
             + " ".join(f"{code}:{n}" for code, n in sorted(load_stats.statuses[kind].items()))
         )
     p95 = pct(all_lat, 95) * 1000
+    api_lat = [x for kind, lat in load_stats.latencies.items() if kind.startswith("API GET") for x in lat]
+    api_p95 = pct(api_lat, 95) * 1000
     print(
         f"{'all':26} {len(all_lat):6d} {pct(all_lat, 50) * 1000:8.1f} {p95:8.1f} "
         f"{pct(all_lat, 99) * 1000:8.1f} {max(all_lat) * 1000:8.1f} {all_err:6d}"
     )
+    print(f"{'API GETs (token)':26} {len(api_lat):6d} {pct(api_lat, 50) * 1000:8.1f} {api_p95:8.1f}")
     print(f"achieved rate: {len(all_lat) / args.duration:.1f} req/s; worst scheduling lag {max_lag * 1000:.0f} ms")
     for kind, errs in load_stats.errors.items():
         for e in errs[:3]:
@@ -677,6 +704,7 @@ def main() -> int:
         print(f"  spawn: {s['event']} {s['args']} at {' < '.join(reversed(s['where'][-3:]))}")
     goals = {
         "p95 < 100 ms": p95 < 100,
+        "API GETs p95 < 50 ms": api_p95 < 50 if api_lat else args.api_scripts == 0,
         "0 errors": all_err == 0 and ratio_errors == 0,
         "ratio >= 0.5 (guest page poll)": ratio_poll >= 0.5,
         "ratio >= 0.5 (full guest page)": ratio >= 0.5,

@@ -86,8 +86,12 @@ def authenticate(plain: str) -> ApiToken | None:
     """The live token of an active user that `plain` is, with its user; None for anything else."""
     if not plain.startswith(TOKEN_PREFIX) or len(plain) > 100:
         return None
-    token = ApiToken.objects.select_related("user").filter(digest=digest(plain)).first()
-    if token is None or not token.is_live or not token.user.is_active:
+    try:
+        # get(), not first(): no ORDER BY to build for a unique column.
+        token = ApiToken.objects.select_related("user").get(digest=digest(plain))
+    except ApiToken.DoesNotExist:
+        return None
+    if not token.is_live or not token.user.is_active:
         return None
     now = timezone.now()
     if token.last_used_at is None or now - token.last_used_at >= LAST_USED_PRECISION:
