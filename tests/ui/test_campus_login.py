@@ -9,6 +9,9 @@ so, local accounts still sign in), and rosters naming campus usernames.
 from __future__ import annotations
 
 import json
+import socket
+import time
+from pathlib import Path
 
 import ldap
 import pytest
@@ -230,3 +233,18 @@ def test_without_a_uri_nothing_asks_the_directory(client, settings, ivy, form_da
     r = client.post(reverse("lab_create"), {**form_data, "roster_text": ROSTER, "confirm_existing": ""})
     assert r.status_code == 302
     assert User.objects.get(username="maria").has_usable_password()
+
+
+def test_a_directory_that_never_answers_is_given_up_after_the_timeout(client, settings, alice):
+    # A port that takes connections (the kernel's backlog) and never answers: a hung slapd.
+    with socket.socket() as hung:
+        hung.bind(("127.0.0.1", 0))
+        hung.listen(8)
+        port = hung.getsockname()[1]
+        server = slapd.Slapd(Path("/nonexistent"), port)
+        use_directory(settings, server, timeout=1)
+        started = time.monotonic()
+        body = login(client, "maria", "maria-campus-pass").content.decode()
+        assert DOWN in body
+        assert time.monotonic() - started < 10
+        assert login(client, "alice", PASSWORD).status_code == 302
