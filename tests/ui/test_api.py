@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 
 import pytest
@@ -321,3 +322,43 @@ def test_schema_and_docs_are_served_without_a_cdn(client):
     docs = client.get("/api/v1/docs").content.decode()
     assert "/static/ninja/swagger-ui-bundle.js" in docs
     assert "cdn" not in docs.lower() and "https://" not in docs
+
+
+ODD_BODIES = [
+    {},
+    [],
+    "text",
+    {"confirm": "yes please"},
+    {"confirm": True, "memory_mb": -5},
+    {"confirm": True, "memory_mb": 10**12},
+    {"template": None, "pool": [], "memory_mb": "x", "roster": 5},
+    {"template": 10**15, "pool": "no such pool", "memory_mb": 256, "roster": "\x00\n" * 3, "expires_at": "yesterday"},
+]
+ODD_IDS = ["0", "-1", "99999999999999999999", "abc"]
+
+
+def _operations(client):
+    schema = client.get("/api/v1/openapi.json").json()
+    for path, methods in schema["paths"].items():
+        for method in methods:
+            yield method, path
+
+
+def test_no_input_makes_a_server_error(client, settings, users, running_guest, task, lab):
+    """Schemathesis-style, cheaply: every operation of the schema, odd ids, actions and bodies, for two roles."""
+    settings.XENPANEL_API_RATE = 0  # hundreds of requests a token: the rate limit would answer them all
+    actions = ["reboot", "mem_set", "teardown", "provision", "x" * 300, "%00"]
+    wrong, statuses = [], set()
+    for role in ("owner", "admin"):
+        token = token_for(users[role])
+        for method, path in _operations(client):
+            ids = [*ODD_IDS, str(running_guest.pk), str(task.pk), str(lab.pk)]
+            urls = {re.sub(r"\{action\}", a, re.sub(r"\{\w+_id\}", i, path)) for i in ids for a in actions}
+            for url in sorted(urls):
+                for body in ODD_BODIES if method == "post" else [None]:
+                    r = call(client, method, url, token, body)
+                    statuses.add(r.status_code)
+                    if r.status_code >= 500 or r.status_code == 200 and method == "post":
+                        wrong.append(f"{role} {method.upper()} {url} {body!r}: {r.status_code}")
+    assert not wrong, "\n".join(wrong[:20])
+    assert {200, 202, 400, 404, 409, 422} <= statuses and 429 not in statuses
