@@ -16,7 +16,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
 from django.core.paginator import Page, Paginator
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -42,7 +42,7 @@ from labs.access import (
 from labs.auth_views import NEW_ACCOUNTS_KEY
 from labs.forms import ConfirmForm, LabBatchForm, MemoryForm
 from labs.models import Guest, Host, Lab, Task, Xl
-from labs.services import ssh_keys
+from labs.services import ssh_keys, usage
 from labs.services.registry import GUEST_ACTIONS, LAB_ACTIONS, GuestAction, guest_action_def
 from labs.spreadsheet import write_csv
 from labs.templatetags.xenpanel import state_word
@@ -66,6 +66,8 @@ STATE_FILTERS = {
     "failed": (gettext_lazy("failed"), Q(status=Guest.Status.FAILED)),
     "busy": (gettext_lazy("working"), ~Q(busy_with="")),
 }
+# The lab page's usage sorts, busiest first: the annotation each sorts on (labs.services.usage.with_recent).
+USAGE_SORTS = {"cpu": "recent_cpu", "mem": "recent_mem"}
 # The service layer names its arguments; the form names its fields.
 SERVICE_FIELDS = {"hosts": "host", "roster": "roster_text"}
 # The guest list's columns: stable names, for scripts that read the file.
@@ -418,8 +420,16 @@ def lab_guests_csv(request: HttpRequest, pk: int) -> HttpResponse:
     return response
 
 
+def _sorted(qs: QuerySet[Guest], sort: str) -> QuerySet[Guest]:
+    """By student (default), or busiest first: CPU or memory over the last minutes (labs.services.usage)."""
+    if sort in USAGE_SORTS:
+        key = USAGE_SORTS[sort]
+        return usage.with_recent(qs).order_by(F(key).desc(nulls_last=True), "student__username")
+    return qs.order_by("student__username")
+
+
 def _lab_guests(request: HttpRequest, lab: Lab) -> tuple[Page, str, str]:
-    qs = lab.guests.select_related("student", "host").order_by("student__username")
+    qs = _sorted(lab.guests.select_related("student", "host"), request.GET.get("sort", ""))
     state = request.GET.get("state", "")
     if state in STATE_FILTERS:
         qs = qs.filter(STATE_FILTERS[state][1])
@@ -443,9 +453,16 @@ def _lab_live_context(request: HttpRequest, lab: Lab) -> dict:
     busy = bool(progress["busy"] or progress["pending"] or progress["provisioning"]) or any(
         _guest_in_transition(g) for g in page
     )
-    rows = [{"guest": g, "allowed": services.allowed_actions(g)} for g in page]
+    recent = usage.recent_cpu([g.pk for g in page])
+    rows = [{"guest": g, "allowed": services.allowed_actions(g), "usage": recent.get(g.pk)} for g in page]
+    sort = request.GET.get("sort", "")
     return {
         "lab": lab,
+        "runaways": usage.runaways(lab),
+        "runaway_percent": usage.RUNAWAY_PERCENT,
+        "runaway_minutes": usage.RUNAWAY_MINUTES,
+        "sort": sort if sort in USAGE_SORTS else "",
+        "sparklines_url": reverse("lab_sparklines", args=[lab.pk]),
         "progress": progress,
         "page": page,
         "rows": rows,

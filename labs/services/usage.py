@@ -366,16 +366,19 @@ def _window(tier: Tier, now: float | None) -> tuple[int, int]:
 def series(qs: QuerySet, tier: Tier, now: float | None = None) -> Series:
     """The points of `qs` (one owner's UsageSample or HostUsageSample rows) in the tier's whole ring."""
     start, end = _window(tier, now)
-    index = {b: i for i, b in enumerate(range(start, end + 1))}
-    cols: dict[str, list[float | None]] = {c: [None] * tier.size for c in SERIES_COLUMNS}
+    columns: list[list[float | None]] = [[None] * tier.size for _ in SERIES_COLUMNS]
+    rates = [columns[SERIES_COLUMNS.index(c)] for c in _MERGE_COLUMNS]
     rows = qs.filter(tier=tier.level, bucket__gte=start, bucket__lte=end).values_list("bucket", "n", *SERIES_COLUMNS)
     for bucket, n, *values in rows:
-        i = index[bucket]
-        for name, value in zip(SERIES_COLUMNS, values, strict=True):
-            if value is not None and name in _MERGE_COLUMNS:
-                value = value / (n * MINUTE)  # bytes per second over the minutes it covers
-            cols[name][i] = value
-    return Series(tier, [b * tier.step for b in range(start, end + 1)], cols)
+        i = bucket - start
+        for column, value in zip(columns, values, strict=True):
+            column[i] = value
+        for column in rates:  # bytes per second over the minutes the point covers
+            if column[i] is not None:
+                column[i] = round(column[i] / (n * MINUTE), 1)  # type: ignore[operator]
+    return Series(
+        tier, [b * tier.step for b in range(start, end + 1)], dict(zip(SERIES_COLUMNS, columns, strict=True))
+    )
 
 
 def guest_series(guest: Guest, tier: Tier, now: float | None = None) -> Series:
@@ -457,16 +460,16 @@ def runaways(lab: Lab, now: float | None = None) -> list[Guest]:
     return list(Guest.objects.filter(pk__in=list(flagged)).order_by("domain_name"))
 
 
-def with_recent_cpu(qs: QuerySet[Guest], now: float | None = None) -> QuerySet[Guest]:
-    """Guests annotated with `recent_cpu`: their average CPU % over the last minutes (None without points)."""
+def with_recent(qs: QuerySet[Guest], now: float | None = None) -> QuerySet[Guest]:
+    """Guests annotated with `recent_cpu` (%) and `recent_mem` (MiB): their averages over the last
+    RUNAWAY_MINUTES minute points (None without points), to sort the lab page by."""
     start, end = _recent_window(now)
-    average = (
-        UsageSample.objects.filter(guest=OuterRef("pk"), tier=0, bucket__gte=start, bucket__lte=end)
-        .values("guest")
-        .annotate(a=Avg("cpu"))
-        .values("a")
-    )
-    return qs.annotate(recent_cpu=Subquery(average))
+    points = UsageSample.objects.filter(guest=OuterRef("pk"), tier=0, bucket__gte=start, bucket__lte=end)
+
+    def average(column: str) -> Subquery:
+        return Subquery(points.values("guest").annotate(a=Avg(column)).values("a"))
+
+    return qs.annotate(recent_cpu=average("cpu"), recent_mem=average("mem_mb"))
 
 
 def sparklines(guest_ids: Sequence[int], now: float | None = None) -> dict[str, Any]:

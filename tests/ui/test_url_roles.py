@@ -134,6 +134,14 @@ TABLE = {
     "api:openapi-view": [("get", lambda o: [], PUBLIC)],
     "host_list": [("get", lambda o: [], INSTRUCTORS)],
     "host_detail": [("get", lambda o: [o["host"].pk], INSTRUCTORS)],
+    # Usage charts: the same rules as the pages they sit on (the guest's, the lab's, the host's).
+    "guest_usage": [("get", lambda o: [o["guest"].pk], GUEST_PAGE)],
+    "guest_usage_json": [("get", lambda o: [o["guest"].pk], GUEST_PAGE)],
+    "lab_sparklines": [("get", lambda o: [o["lab"].pk], LAB_PAGE)],
+    "lab_usage": [("get", lambda o: [o["lab"].pk], LAB_PAGE)],
+    "lab_usage_csv": [("get", lambda o: [o["lab"].pk], LAB_PAGE)],
+    "host_usage": [("get", lambda o: [o["host"].pk], INSTRUCTORS)],
+    "host_usage_json": [("get", lambda o: [o["host"].pk], INSTRUCTORS)],
 }
 
 
