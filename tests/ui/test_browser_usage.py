@@ -57,8 +57,10 @@ def test_the_lab_page_flags_the_spinning_vm(browser, spinning, ivy, lab):  # noq
     # The table is polled (htmx swaps it every few seconds): the sparklines come back in the new one.
     browser.execute_script("document.getElementById('guest-table').dataset.old = '1';")
     wait(browser, 15).until(
-        lambda d: d.execute_script("return !document.getElementById('guest-table').dataset.old")
-        and canvases(d, f"{bob_row} .xp-spark")
+        lambda d: (
+            d.execute_script("return !document.getElementById('guest-table').dataset.old")
+            and canvases(d, f"{bob_row} .xp-spark")
+        )
     )
     assert rows(browser) == [bob_guest.domain_name, alice_guest.domain_name]  # still sorted
     shot(browser, "usage-lab-runaway")
@@ -76,11 +78,13 @@ def test_the_guest_page_draws_its_charts_and_switches_range(browser, spinning, i
 
     click(browser, browser.find_element(By.XPATH, "//div[@id='usage']//button[normalize-space()='30 days']"))
     wait(browser, 15).until(
-        lambda d: d.find_element(By.XPATH, "//div[@id='usage']//button[normalize-space()='30 days']").get_attribute(
-            "aria-pressed"
+        lambda d: (
+            d.find_element(By.XPATH, "//div[@id='usage']//button[normalize-space()='30 days']").get_attribute(
+                "aria-pressed"
+            )
+            == "true"
+            and canvases(d, "#usage .xp-chart") == 4
         )
-        == "true"
-        and canvases(d, "#usage .xp-chart") == 4
     )
     assert "CPU: average 97 %" in text_of(browser, '[data-summary="cpu"]')
 
