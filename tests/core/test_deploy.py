@@ -19,7 +19,7 @@ from rq.worker import BaseWorker
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 INSTALL_DIR = "/opt/xenpanel"
-UNITS = ["xenpanel-web.service", "xenpanel-sync.service", "xenpanel-rqworker@.service"]
+UNITS = ["xenpanel-web.service", "xenpanel-asgi.service", "xenpanel-sync.service", "xenpanel-rqworker@.service"]
 
 
 def unit(name: str) -> dict[str, list[str]]:
@@ -61,6 +61,10 @@ def test_units_run_programs_and_commands_that_exist(name):
     if argv[1] == "manage.py":
         assert (ROOT / "manage.py").exists()
         assert argv[2] in get_commands(), f"manage.py {argv[2]} does not exist"
+    elif argv[0].endswith("/uvicorn"):
+        module, attribute = argv[1].split(":")
+        source = ROOT / (module.replace(".", "/") + ".py")
+        assert re.search(rf"^{attribute} = ", source.read_text(), re.M), argv[1]
     else:
         assert argv[0].endswith("/gunicorn")
         module = argv[1].split(":")[0]
@@ -81,6 +85,10 @@ def test_nginx_proxies_to_the_web_units_address_and_serves_collected_static():
     argv = exec_start("xenpanel-web.service")
     bind = argv[argv.index("--bind") + 1]
     assert re.search(rf"proxy_pass http://{re.escape(bind)};", conf)
+    # /ws/ (the console's websockets) goes to the ASGI unit.
+    asgi = exec_start("xenpanel-asgi.service")
+    address = f"{asgi[asgi.index('--host') + 1]}:{asgi[asgi.index('--port') + 1]}"
+    assert re.search(rf"location /ws/ \{{\s*proxy_pass http://{re.escape(address)};", conf)
     static_root = Path(settings.STATIC_ROOT).relative_to(settings.BASE_DIR)
     location = re.search(r"location /(\S+)/ \{\s*alias (\S+);", conf)
     assert location.group(1) == settings.STATIC_URL.strip("/")

@@ -157,7 +157,7 @@ def test_the_env_file_is_private_and_the_settings_take_it(deployed):
 
 def test_the_units_run_as_enabled_and_the_panel_answers_through_nginx(deployed):
     s, v = deployed.scratch, deployed.values
-    wanted = {"xenpanel-web.service", "xenpanel-sync.service", "xenpanel-rqworker@default.service"}
+    wanted = {f"xenpanel-{u}.service" for u in ("web", "asgi", "sync", "rqworker@default")}
     assert {p.name for p in s.path("/etc/systemd/system/multi-user.target.wants").iterdir()} == wanted
     assert wanted | {"nginx.service", "redis-server.service", "postgresql.service"} <= set(s.running())
     # gunicorn's command line is the unit's ExecStart (after the interpreter of its #! line).
@@ -169,6 +169,7 @@ def test_the_units_run_as_enabled_and_the_panel_answers_through_nginx(deployed):
     admin = b.get("/admin/")
     assert admin.status == 200 and "Site administration" in admin.text
     assert b.get("/static/css/xenpanel.css").status == 200
+    assert b.get("/ws/healthz").text == "ok\n"  # uvicorn, the console's websockets
 
 
 def test_redis_keeps_what_it_was_given_across_a_crash(deployed):

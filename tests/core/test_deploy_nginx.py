@@ -2,14 +2,15 @@
 
 The site goes in as deploy/README.md puts it (sites-available, sites-enabled, Debian's default site
 out, `nginx -t`, reload) into Debian's /etc/nginx, in a scratch root (test_deploy_scratch.py). Only
-paths, ports (nginx on 127.0.0.1 only) and a throwaway certificate are the test's own. gunicorn runs
-with xenpanel-web.service's ExecStart and the example env file, with the ports in its URLs, a SQLite
-database and a Redis of its own in place of the panel server's. A drop-in adds an access log format
-that shows the headers nginx passes.
+paths, ports (nginx on 127.0.0.1 only) and a throwaway certificate are the test's own. gunicorn and
+uvicorn (the console's websockets) run with their units' ExecStart and the example env file, with a
+SQLite database and a Redis of its own in place of the panel server's. A drop-in adds an access log
+format that shows the headers nginx passes to gunicorn.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import socket
@@ -18,8 +19,11 @@ import time
 from pathlib import Path
 
 import pytest
+import websockets.sync.client
 
 from tests.core.test_deploy_scratch import (
+    DEMO_LAB,
+    DEMO_PASSWORD,
     DEPLOY,
     NGINX,
     ROOT,
@@ -34,13 +38,6 @@ from tests.core.test_deploy_scratch import (
 NAME = "panel.example.edu"  # the example's name, kept: the test never looks it up
 BODY_LIMIT = 2 * 1024 * 1024  # client_max_body_size 2m
 STATIC = "css/xenpanel.css"
-PASSWORD = "nginx-test-5b1d"
-MAKE_INSTRUCTOR = f"""
-from django.contrib.auth.models import Group, User
-from labs.access import INSTRUCTORS_GROUP
-User.objects.create_user("instructor", password="{PASSWORD}").groups.add(Group.objects.create(name=INSTRUCTORS_GROUP))
-"""
-
 pytestmark = [
     pytest.mark.skipif(not Path(NGINX).exists(), reason="Debian's nginx is not installed (scripts/setup.sh --dev)"),
     pytest.mark.timeout(300),
@@ -67,13 +64,14 @@ def server():
         )
         s.manage("migrate", "-v0")
         s.manage("collectstatic", "--noinput", "-v0")
-        s.manage("shell", "-c", MAKE_INSTRUCTOR)
+        s.manage("seed_demo")
         units = s.path("/etc/systemd/system")
-        (units / "xenpanel-web.service").write_text((DEPLOY / "xenpanel-web.service").read_text())
+        for unit in ("xenpanel-web.service", "xenpanel-asgi.service"):
+            (units / unit).write_text((DEPLOY / unit).read_text())
         (units / "xenpanel-web.service.d").mkdir()
         log_format = shlex.quote(f"GUNICORN_CMD_ARGS=--access-logformat {shlex.quote(ACCESS_LOG)}")
         (units / "xenpanel-web.service.d" / "access-log.conf").write_text(f"[Service]\nEnvironment={log_format}\n")
-        s.systemctl("start", "xenpanel-web")
+        s.systemctl("start", "xenpanel-web", "xenpanel-asgi")
         # The guide's nginx block, with the test's certificate.
         r = s.sh(
             f"install -m 644 {cert} /etc/ssl/certs/xenpanel.pem\n"
@@ -100,14 +98,30 @@ def browser(s: Scratch) -> Browser:
     return Browser(NAME, s.ports["https"], s.path("/etc/ssl/certs/xenpanel.pem"))
 
 
-def gunicorn_saw(s: Scratch, method: str, path: str) -> list[str]:
-    """The access log's lines for `method path`, once every request before this call is in it."""
+def gunicorn_saw(s: Scratch, method: str, path: str, at_least: int = 0, having: str = "") -> list[str]:
+    """The access log's lines for `method path` (and `having`).
+
+    A worker logs a request after it has answered it: wait up to 10 s for `at_least` lines; for none,
+    until a request made now is in the log, and a moment more.
+    """
+
+    def found() -> list[str]:
+        prefix = f"access {method} {path} "
+        return [
+            line for line in s.log("xenpanel-web.service").splitlines() if line.startswith(prefix) and having in line
+        ]
+
+    deadline = time.monotonic() + 10
+    if at_least:
+        while len(lines := found()) < at_least and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return lines
     marker = f"sync={time.monotonic_ns()}"
     Browser(NAME, s.ports["web"], None, scheme="http").get(f"/healthz/?{marker}")
-    deadline = time.monotonic() + 10
-    while marker not in (log := s.log("xenpanel-web.service")) and time.monotonic() < deadline:
+    while marker not in s.log("xenpanel-web.service") and time.monotonic() < deadline:
         time.sleep(0.05)
-    return [line for line in log.splitlines() if line.startswith(f"access {method} {path} ")]
+    time.sleep(0.3)
+    return found()
 
 
 def test_debian_nginx_accepts_the_site(server):
@@ -140,7 +154,7 @@ def test_https_offers_http2_and_sends_hsts_as_the_guide_promises(site):
 
 def test_login_a_page_and_csrf_over_the_forwarded_scheme(site):
     b = browser(site)
-    login = b.login("instructor", PASSWORD)
+    login = b.login("instructor", DEMO_PASSWORD)
     assert login.status == 302, login.text[:2000]
     assert login.header("Location") == "/"
     # SECURE_PROXY_SSL=true: the cookies Django sets behind nginx are Secure.
@@ -149,7 +163,7 @@ def test_login_a_page_and_csrf_over_the_forwarded_scheme(site):
     page = b.get("/labs/")
     assert page.status == 200 and "instructor" in page.text
     assert page.header("Strict-Transport-Security")
-    assert gunicorn_saw(site, "GET", "/labs/")
+    assert gunicorn_saw(site, "GET", "/labs/", at_least=1)
 
     # Django knows the request came over HTTPS (X-Forwarded-Proto): a POST with neither Origin nor
     # Referer fails the check Django makes on HTTPS requests only...
@@ -159,7 +173,6 @@ def test_login_a_page_and_csrf_over_the_forwarded_scheme(site):
     headers = {"Content-Type": "application/x-www-form-urlencoded"}
     refused = b.request("POST", "/login/", bare, headers, origin=False)
     assert refused.status == 403, refused.text[:1000]
-    gunicorn_saw(site, "POST", "/login/")  # its log is written
     assert "Forbidden (Referer checking failed - no Referer.): /login/" in site.log("xenpanel-web.service")
     # ...which the same POST straight to gunicorn (plain HTTP, no X-Forwarded-Proto) does not meet:
     # the login form again, for the wrong password.
@@ -172,7 +185,7 @@ def test_login_a_page_and_csrf_over_the_forwarded_scheme(site):
 def test_gunicorn_gets_the_forwarded_headers(site):
     b = browser(site)
     assert b.get("/healthz/").status == 200
-    (line,) = [line for line in gunicorn_saw(site, "GET", "/healthz/") if "proto=https" in line][-1:]
+    line = gunicorn_saw(site, "GET", "/healthz/", at_least=1, having="proto=https")[-1]
     assert f"host={NAME} " in line and "for=127.0.0.1 " in line and line.endswith("proto=https"), line
     guide = (DEPLOY / "README.md").read_text()
     assert "`X-Forwarded-For`" in guide and "`X-Forwarded-Proto: https`" in guide
@@ -189,7 +202,7 @@ def test_static_files_are_served_by_nginx(site):
 
 def test_a_roster_upload_at_the_body_limit_reaches_the_panel_and_one_byte_more_gets_413(site):
     b = browser(site)
-    assert b.login("instructor", PASSWORD).status == 302
+    assert b.login("instructor", DEMO_PASSWORD).status == 302
     form = b.get("/labs/new/")
     assert form.status == 200
     token = csrf_token(form.text)
@@ -201,7 +214,7 @@ def test_a_roster_upload_at_the_body_limit_reaches_the_panel_and_one_byte_more_g
     # Through nginx whole: the panel read the file and answers with its own, smaller limit.
     assert r.status == 200, r.text[:1000]
     assert "The roster file is too large (at most 512 KiB)." in r.text
-    assert len(gunicorn_saw(site, "POST", "/labs/new/")) == 1
+    assert len(gunicorn_saw(site, "POST", "/labs/new/", at_least=1)) == 1
 
     body, content_type = multipart(fields, "roster_file", "roster.csv", BODY_LIMIT + 1)
     r = b.request("POST", "/labs/new/", body, {**headers, "Content-Type": content_type})
@@ -219,3 +232,34 @@ def test_nginx_waits_for_gunicorn_as_long_as_gunicorn_lets_a_worker_run(site):
     argv = shlex.split(re.search(r"^ExecStart=(.*)$", (DEPLOY / "xenpanel-web.service").read_text(), re.M).group(1))
     assert read_timeout == argv[argv.index("--timeout") + 1]
     assert f"nginx waits {read_timeout} s for gunicorn" in (DEPLOY / "README.md").read_text()
+
+
+def test_the_console_websocket_opens_through_nginx(site):
+    """/ws/ reaches uvicorn as a websocket, signed in by the session cookie; the panel's side of a console.
+
+    The guest's dom0 runs no console agent here (that is a dom0's service), so the socket, once open,
+    says so and closes with 4503: past the upgrade, the Origin check, the session and the ticket.
+    """
+    assert browser(site).get("/ws/healthz").text == "ok\n"
+    guest = int(site.manage("shell", "-v0", "-c", DEMO_LAB).stdout.split()[1])
+    b = browser(site)
+    assert b.login("student1", DEMO_PASSWORD).status == 302
+    assert b.get(f"/vms/{guest}/").status == 200
+    r = b.request("POST", f"/vms/{guest}/console/ticket/", b"", {"X-CSRFToken": b.cookies["csrftoken"]})
+    assert r.status == 200, r.text[:1000]
+    ticket = json.loads(r.text)["ticket"]
+    context = ssl.create_default_context(cafile=str(site.path("/etc/ssl/certs/xenpanel.pem")))
+    sock = socket.create_connection(("127.0.0.1", site.ports["https"]), timeout=10)
+    with websockets.sync.client.connect(
+        f"wss://{NAME}/ws/console/{guest}/?ticket={ticket}",
+        sock=sock,
+        ssl=context,
+        server_hostname=NAME,
+        origin=f"https://{NAME}",
+        additional_headers={"Cookie": "; ".join(f"{k}={v}" for k, v in b.cookies.items())},
+        open_timeout=10,
+    ) as ws:
+        assert json.loads(ws.recv(timeout=10)) == {"t": "event", "e": "no_agent", "a": ""}
+        with pytest.raises(websockets.exceptions.ConnectionClosed):
+            ws.recv(timeout=10)
+    assert ws.close_code == 4503

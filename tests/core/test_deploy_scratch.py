@@ -5,7 +5,7 @@ No tests here. Run as a program, this file is also the scratch root's `systemctl
 
 - Paths: /etc, /opt, /run and /var of the guide, the units and the packages' files live under the root.
 - Ports: each service listens on a free loopback port instead of its usual one (nginx 80 and 443,
-  gunicorn 8000, PostgreSQL 5432, Redis 6379); nginx listens on 127.0.0.1 only.
+  gunicorn 8000, uvicorn 8001, PostgreSQL 5432, Redis 6379); nginx listens on 127.0.0.1 only.
 - `scratch-install postgresql|redis-server|nginx` stands in for `apt-get install`: the package's own
   files (Debian's /etc/nginx, /etc/redis/redis.conf; a cluster laid out as pg_createcluster does),
   and its service started, as Debian does on install.
@@ -41,11 +41,30 @@ from urllib.parse import urlencode
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 # The well-known ports of the guide and the units, and what each becomes in the root.
-PORTS = {"http": 80, "https": 443, "web": 8000, "postgresql": 5432, "redis": 6379}
+PORTS = {"http": 80, "https": 443, "web": 8000, "asgi": 8001, "postgresql": 5432, "redis": 6379}
 # systemd's PATH for services.
 UNIT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PACKAGES = ("postgresql", "redis-server", "nginx")
 NGINX = "/usr/sbin/nginx"
+
+
+# `manage.py shell -c` after `manage.py seed_demo`: a lab of the demo's instructor with the demo students'
+# guests, as a batch leaves them before its jobs run (the fields are those of every release so far).
+DEMO_PASSWORD = "xenpanel-demo"
+DEMO_LAB = """
+from django.contrib.auth.models import User
+from labs.models import Guest, Host, IpPool, Lab, LabTemplate
+lab = Lab.objects.create(name="Networks 101", slug="net101", template=LabTemplate.objects.get(name="debian-12"),
+                         pool=IpPool.objects.get(name="lab-net"), memory_mb=256)
+lab.instructors.add(User.objects.get(username="instructor"))
+for n, username in enumerate(("student1", "student2"), 1):
+    name = f"net101-{username}"
+    Guest.objects.create(lab=lab, student=User.objects.get(username=username), host=Host.objects.get(name="sim-dom0"),
+                         pool=lab.pool, domain_name=name, hostname=name, ip=f"10.10.0.{10 + n}",
+                         mac=f"00:16:3e:00:00:{n:02x}", root_lv=f"vm-{name}.raiz", swap_lv=f"vm-{name}.swap",
+                         memory_mb=256)
+print(lab.pk, *lab.guests.order_by("pk").values_list("pk", flat=True))
+"""
 
 
 class ScratchError(RuntimeError):
@@ -199,6 +218,8 @@ class Scratch:
         """The guide's paths and well-known ports, as they are in the root."""
         text = re.sub(r"(?<![\w.~/$-])/(etc|opt|run|var)(?=/)", lambda m: f"{self.root}/{m.group(1)}", text)
         text = re.sub(r"\b127\.0\.0\.1:8000\b", f"127.0.0.1:{self.ports['web']}", text)
+        text = re.sub(r"\b127\.0\.0\.1:8001\b", f"127.0.0.1:{self.ports['asgi']}", text)
+        text = re.sub(r"--port 8001\b", f"--port {self.ports['asgi']}", text)
         text = re.sub(r":5432\b", f":{self.ports['postgresql']}", text)
         return re.sub(r":6379\b", f":{self.ports['redis']}", text)
 
@@ -421,10 +442,11 @@ class Scratch:
                 raise ScratchError(f"{name}: EnvironmentFile {env_file} does not exist")
         cwd = Path(self.rewrite(unit.get("WorkingDirectory") or "/"))
         pid = self._spawn(name, argv, cwd, env)
-        # Type=notify: systemd waits for READY=1, which gunicorn sends once it listens.
-        if unit.get("Type") == "notify" and "--bind" in argv:
-            port = int(argv[argv.index("--bind") + 1].rsplit(":", 1)[1])
-            self._wait_ready(name, pid, [port])
+        # Type=notify (gunicorn): systemd waits for READY=1, sent once it listens. Here every unit that
+        # listens (--bind, --port) is waited for, so that a test's next request finds it up.
+        ports = [int(argv[i + 1].rsplit(":", 1)[-1]) for i, a in enumerate(argv[:-1]) if a in ("--bind", "--port")]
+        if ports:
+            self._wait_ready(name, pid, ports)
 
     def stop(self, name: str, timeout: float = 30) -> None:
         name = self.unit_name(name)

@@ -19,26 +19,18 @@ from pathlib import Path
 import pytest
 
 from tests.core.test_deploy_guide import guide_sections, panel_guide, run_in
-from tests.core.test_deploy_scratch import ROOT, Browser, Scratch, postgres_bindir, snapshot_repository
+from tests.core.test_deploy_scratch import (
+    DEMO_LAB,
+    DEMO_PASSWORD,
+    ROOT,
+    Browser,
+    Scratch,
+    postgres_bindir,
+    snapshot_repository,
+)
 
 DB_PASSWORD = "upgrade-db-5e2a"
-DEMO_PASSWORD = "xenpanel-demo"  # manage.py seed_demo's
-UNITS = ("xenpanel-web.service", "xenpanel-sync.service", "xenpanel-rqworker@.service")
-# With the previous release's ORM: what an instructor's batch leaves behind, without running its jobs.
-MAKE_LAB = """
-from django.contrib.auth.models import User
-from labs.models import Guest, Host, IpPool, Lab, LabTemplate
-lab = Lab.objects.create(name="Networks 101", slug="net101", template=LabTemplate.objects.get(name="debian-12"),
-                         pool=IpPool.objects.get(name="lab-net"), memory_mb=256)
-lab.instructors.add(User.objects.get(username="instructor"))
-for n, username in enumerate(("student1", "student2"), 1):
-    name = f"net101-{username}"
-    Guest.objects.create(lab=lab, student=User.objects.get(username=username), host=Host.objects.get(name="sim-dom0"),
-                         pool=lab.pool, domain_name=name, hostname=name, ip=f"10.10.0.{10 + n}",
-                         mac=f"00:16:3e:00:00:{n:02x}", root_lv=f"vm-{name}.raiz", swap_lv=f"vm-{name}.swap",
-                         memory_mb=256)
-print(lab.pk)
-"""
+SERVICES = ("xenpanel-web", "xenpanel-asgi", "xenpanel-sync")  # and xenpanel-rqworker@default
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="PostgreSQL's throwaway cluster runs as the postgres account"),
@@ -84,14 +76,14 @@ def upgraded():
         )
         env = s.path("/etc/xenpanel/xenpanel.env")
         env.write_text(s.rewrite(env.read_text()))  # this root's ports
-        # The previous release, installed and running as its guide said.
+        # The previous release: migrated, the demo's data and a lab, its units running.
         s.manage("migrate", "-v0")
-        s.manage("collectstatic", "--noinput", "-v0")
         s.manage("seed_demo")
-        lab = int(s.manage("shell", "-c", MAKE_LAB).stdout.split()[-1])
-        for unit in UNITS:
-            (s.path("/etc/systemd/system") / unit).write_text((app / "deploy" / unit).read_text())
-        s.systemctl("enable", "--now", "xenpanel-web", "xenpanel-sync", "xenpanel-rqworker@default")
+        lab = int(s.manage("shell", "-v0", "-c", DEMO_LAB).stdout.split()[0])
+        for unit in app.glob("deploy/xenpanel-*.service"):
+            (s.path("/etc/systemd/system") / unit.name).write_text(unit.read_text())
+        old_units = [u for u in SERVICES if s.path(f"/etc/systemd/system/{u}.service").exists()]
+        s.systemctl("enable", "--now", *old_units, "xenpanel-rqworker@default")
         before = rows(s)
         web_before = s.pid("xenpanel-web.service")
 
@@ -129,7 +121,9 @@ def test_nothing_is_lost(upgraded):
 
 def test_the_panel_restarted_on_the_new_code_shows_the_lab(upgraded):
     s, _, lab, _, _, web_before = upgraded
-    assert {"xenpanel-web.service", "xenpanel-sync.service", "xenpanel-rqworker@default.service"} <= set(s.running())
+    units = {f"{u}.service" for u in SERVICES} | {"xenpanel-rqworker@default.service"}
+    assert units <= set(s.running())
+    assert {p.name for p in s.path("/etc/systemd/system/multi-user.target.wants").iterdir()} == units
     assert s.pid("xenpanel-web.service") != web_before
     b = Browser("panel.example.edu", s.ports["web"], None, scheme="http")
     assert b.login("instructor", DEMO_PASSWORD).status == 302
