@@ -42,7 +42,7 @@ from labs.access import (
 from labs.auth_views import NEW_ACCOUNTS_KEY
 from labs.forms import ConfirmForm, LabBatchForm, MemoryForm
 from labs.models import Guest, Host, Lab, Task, Xl
-from labs.services import ssh_keys, usage
+from labs.services import ssh_keys, upkeep, usage
 from labs.services.registry import GUEST_ACTIONS, LAB_ACTIONS, GuestAction, guest_action_def
 from labs.spreadsheet import write_csv
 from labs.templatetags.xenpanel import state_word
@@ -458,6 +458,8 @@ def _lab_live_context(request: HttpRequest, lab: Lab) -> dict:
     sort = request.GET.get("sort", "")
     return {
         "lab": lab,
+        # From the rows already loaded: no query of its own on every poll.
+        "silent_hosts": upkeep.silent_hosts(g.host for g in page),
         "runaways": usage.runaways(lab),
         "runaway_percent": usage.RUNAWAY_PERCENT,
         "runaway_minutes": usage.RUNAWAY_MINUTES,
@@ -550,5 +552,9 @@ def host_list(request: HttpRequest) -> HttpResponse:
 def host_detail(request: HttpRequest, pk: int) -> HttpResponse:
     host = get_host_for_user(request, pk)
     qs = guests_for(request.user).filter(host=host).select_related("student", "lab").order_by("domain_name")
-    ctx = {"host": host, "page": _paginate(request, qs.distinct(), GUESTS_PER_PAGE)}
+    ctx = {
+        "host": host,
+        "page": _paginate(request, qs.distinct(), GUESTS_PER_PAGE),
+        "silent_hosts": upkeep.silent_hosts([host]),
+    }
     return render(request, "labs/host_detail.html", ctx)

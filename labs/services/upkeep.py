@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,6 +33,18 @@ LOST_GRACE_SECONDS = 30
 SYNC_JOB_TIMEOUT = 60
 SYNC_JOB_TTL = 30  # a sync nobody picked up within this is stale: drop it
 HEALTH_JOB_TIMEOUT = 120
+
+
+# The sync loop queues a state sync on every host every few seconds, and the
+# host's worker stamps Host.last_seen when it runs one: a host silent this
+# long has no live worker (or the sync loop or Redis is down), and its jobs wait.
+SILENT_AFTER_SECONDS = 30
+
+
+def silent_hosts(hosts: Iterable[Host], now: datetime | None = None) -> list[Host]:
+    """The hosts no worker has answered for lately (never, or not for SILENT_AFTER_SECONDS), by name."""
+    cutoff = (now or timezone.now()) - timedelta(seconds=SILENT_AFTER_SECONDS)
+    return sorted({h for h in hosts if h.last_seen is None or h.last_seen < cutoff}, key=lambda h: h.name)
 
 
 def _lost_reason(status: str | None) -> str:
