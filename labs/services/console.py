@@ -162,6 +162,11 @@ def why_down(host_id: int, domain: str) -> str:
     return ""
 
 
+def agent_running(queue: str) -> bool:
+    """Whether the host's console agent has checked in with Redis lately (its key lives AGENT_TTL seconds)."""
+    return bool(redis_connection(queue).exists(agent_key(queue)))
+
+
 # ---------------------------------------------------------------- tickets
 
 

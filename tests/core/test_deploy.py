@@ -19,7 +19,13 @@ from rq.worker import BaseWorker
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 INSTALL_DIR = "/opt/xenpanel"
-UNITS = ["xenpanel-web.service", "xenpanel-asgi.service", "xenpanel-sync.service", "xenpanel-rqworker@.service"]
+UNITS = [
+    "xenpanel-web.service",
+    "xenpanel-asgi.service",
+    "xenpanel-sync.service",
+    "xenpanel-rqworker@.service",
+    "xenpanel-console-agent@.service",
+]
 
 
 def unit(name: str) -> dict[str, list[str]]:
@@ -78,6 +84,18 @@ def test_worker_unit_is_a_template_over_the_queue_name_with_the_host_worker_clas
     worker_class = argv[argv.index("--worker-class") + 1]
     module, name = worker_class.rsplit(".", 1)
     assert issubclass(getattr(importlib.import_module(module), name), BaseWorker)
+
+
+def test_console_agent_unit_is_a_template_over_the_host_name_run_as_root():
+    u = unit("xenpanel-console-agent@.service")
+    argv = exec_start("xenpanel-console-agent@.service")
+    assert argv[1:] == ["manage.py", "console_agent", "--host", "%i"]
+    assert u["User"] == ["root"]  # xl console needs root
+    assert u["Restart"] == ["always"]
+    # The guide installs and starts it on each dom0, named after the Host.
+    guide = (DEPLOY / "dom0-setup.md").read_text()
+    assert 'systemctl enable --now "xenpanel-console-agent@$HOST"' in guide
+    assert 'console_agent --host "$HOST" --check' in guide
 
 
 def test_nginx_proxies_to_the_web_units_address_and_serves_collected_static():

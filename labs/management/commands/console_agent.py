@@ -1,11 +1,17 @@
-"""`manage.py console_agent --host <name>`: serve the browser consoles of one dom0 (see labs.jobs.console)."""
+"""`manage.py console_agent --host <name>`: serve the browser consoles of one dom0 (see labs.jobs.console).
+
+`--check [--wait SECONDS]` serves nothing: it exits 0 once the host's agent
+has checked in with Redis (what deploy/dom0-setup.md runs after starting it).
+"""
 
 from __future__ import annotations
 
+import time
+
 from django.core.management.base import BaseCommand, CommandError
 
-from labs.jobs.console import run_agent
 from labs.models import Host
+from labs.services import console
 
 
 class Command(BaseCommand):
@@ -13,14 +19,29 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--host", required=True, help="the Host's name, as in the admin")
+        parser.add_argument("--check", action="store_true", help="only check that the host's agent is running")
+        parser.add_argument("--wait", type=float, default=0, help="with --check: wait up to this many seconds")
 
-    def handle(self, *args, host: str, **options) -> None:
+    def handle(self, *args, host: str, check: bool, wait: float, **options) -> None:
         row = Host.objects.filter(name=host).first()
         if row is None:
             raise CommandError(f"no host named {host!r}")
+        if check:
+            self.check_running(row, wait)
+            return
+        from labs.jobs.console import run_agent  # the agent's code, only when serving
+
         self.stdout.write(f"console_agent: serving the consoles of {row.name} (queue {row.queue_name})")
         try:
             run_agent(row)
         except RuntimeError as e:
             raise CommandError(str(e)) from None
         self.stdout.write("console_agent: stopped")
+
+    def check_running(self, row: Host, wait: float) -> None:
+        deadline = time.monotonic() + wait
+        while not console.agent_running(row.queue_name):
+            if time.monotonic() >= deadline:
+                raise CommandError(f"no console agent has checked in for {row.name} (queue {row.queue_name})")
+            time.sleep(1)
+        self.stdout.write(f"console_agent: the agent for {row.name} is running")
