@@ -24,6 +24,11 @@ if os.environ.get("SECRET_KEY"):
         "SECRET_KEY is set in this dom0's environment: a dom0 must not hold the panel's web secret (with it,"
         " a dom0 could forge any user's session). Remove it from the environment file; this profile needs none."
     )
+if os.environ.get("XENPANEL_LDAP_BIND_PASSWORD"):
+    raise ImproperlyConfigured(
+        "XENPANEL_LDAP_BIND_PASSWORD is set in this dom0's environment: the campus directory's password is the"
+        " panel server's alone (a dom0 never signs anyone in). Remove the XENPANEL_LDAP_* lines from it."
+    )
 os.environ["SECRET_KEY"] = secrets.token_urlsafe(50)
 try:
     from xenpanel.settings import *  # noqa: F403  (the panel's settings, then narrowed below)

@@ -33,3 +33,10 @@ def test_two_dom0_processes_have_different_keys(tmp_path: Path):
         start(tmp_path, code, DJANGO_SETTINGS_MODULE="xenpanel.settings_dom0", SECRET_KEY=None).stdout for _ in "ab"
     }
     assert len(keys) == 2
+
+
+def test_a_dom0_given_the_directory_password_refuses_to_start(tmp_path: Path):
+    env = {"XENPANEL_LDAP_URI": "ldaps://ldap.example.edu", "XENPANEL_LDAP_BIND_PASSWORD": "directory-secret"}
+    out = start(tmp_path, SHOW, DJANGO_SETTINGS_MODULE="xenpanel.settings_dom0", SECRET_KEY=None, **env)
+    assert out.returncode != 0
+    assert "XENPANEL_LDAP_BIND_PASSWORD is set in this dom0's environment" in out.stderr
