@@ -37,11 +37,11 @@ READ_BLOCK_MS = 1000
 CLAIM_WAIT_SECONDS = console.AGENT_TTL + 5
 
 
-def _why_down(host_id: int) -> Callable[[str], Awaitable[str]]:
+def _why_down(queue: str) -> Callable[[str], Awaitable[str]]:
     def why(domain: str) -> str:
         # A pool thread, seldom used (a domain went away): its own connection, closed after.
         try:
-            return console.why_down(host_id, domain)
+            return console.why_down(queue, domain)
         finally:
             connection.close()
 
@@ -72,7 +72,7 @@ class Agent:
             dom0,
             self.streams,
             spawn=spawn,
-            hint=_why_down(host.pk),
+            hint=_why_down(host.queue_name),
             idle_seconds=settings.XENPANEL_CONSOLE_IDLE if idle_seconds is None else idle_seconds,
             **manager_options,
         )

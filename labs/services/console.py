@@ -143,9 +143,12 @@ def authorize(user: AbstractBaseUser | AnonymousUser, guest_id: int) -> ConsoleT
     )
 
 
-def why_down(host_id: int, domain: str) -> str:
-    """Why a guest's domain went away, for the agent: reboot, reset, shutdown, destroyed, deleted or "" (unknown)."""
-    guest = Guest.objects.select_related("lab").filter(host_id=host_id, domain_name=domain).first()
+def why_down(queue: str, domain: str) -> str:
+    """Why a guest's domain went away, for the agent: reboot, reset, shutdown, destroyed, deleted or "" (unknown).
+
+    The host by its queue, as a dom0's credentials know it (a re-created Host row keeps its dom0).
+    """
+    guest = Guest.objects.select_related("lab").filter(host__queue_name=queue, domain_name=domain).first()
     if guest is None or guest.status == Guest.Status.TEARING_DOWN or guest.lab.status != Lab.Status.ACTIVE:
         return "deleted"
     # The action running now, or else the last one if it is recent (a quick destroy may be over before
