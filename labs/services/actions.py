@@ -6,7 +6,9 @@ from collections import Counter
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.utils import timezone
 from django.utils.translation import gettext as _
+from redis.exceptions import RedisError
 
 from labs.access import may_act_on_guest, may_manage_lab
 from labs.models import AuditEvent, Guest, Host, Lab, Task, Xl
@@ -258,6 +260,36 @@ def lab_action(actor, lab: Lab, action: str) -> list[Task]:
     return _lab_action(actor, lab, action)
 
 
+def cancel_waiting_jobs(lab: Lab) -> list[Task]:
+    """Cancel the lab's guest jobs that no worker has started: they would only build what the teardown deletes.
+
+    The Task goes from queued to failed in one conditional UPDATE, so a worker
+    that dequeues the job anyway finds it finished and does nothing (its claim
+    needs "queued"); the job is also taken off the queue when Redis answers.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        waiting = list(
+            Task.objects.select_for_update(of=("self",))
+            .select_related("host")
+            .filter(lab=lab, status=Task.Status.QUEUED, guest__isnull=False)
+        )
+        reason = _("Canceled: the lab is being torn down.")
+        Task.objects.filter(pk__in=[t.pk for t in waiting], status=Task.Status.QUEUED).update(
+            status=Task.Status.FAILED, error=reason, finished_at=now
+        )
+        AuditEvent.objects.filter(task__in=waiting).update(result=AuditEvent.Result.FAILED, message=reason)
+        for t in waiting:
+            if t.guest_id is not None:  # the filter above says so; this tells mypy
+                Guest.objects.filter(pk=t.guest_id, busy_with=t.kind).update(busy_with="")
+    for t in waiting:
+        try:
+            queueing.remove(t)
+        except RedisError:
+            pass  # the worker that takes it finds its task failed and runs nothing
+    return waiting
+
+
 def _lab_action(actor, lab: Lab, action: str) -> list[Task]:
     lab.refresh_from_db(fields=["status"])
     idle = lab.guests.filter(busy_with="")
@@ -272,8 +304,9 @@ def _lab_action(actor, lab: Lab, action: str) -> list[Task]:
             result=AuditEvent.Result.REQUESTED,
             message="" if _user_or_none(actor) else _("The lab expired."),
         )
-        # A guest busy with another action is torn down by the sync loop once
-        # that job ends (see labs.services.upkeep.continue_teardowns).
+        cancel_waiting_jobs(lab)
+        # A guest busy with a job already running is torn down by the sync loop
+        # once that job ends (see labs.services.upkeep.continue_teardowns).
         return queue_for_guests(
             actor, lab, "teardown", list(idle), lab_status=Lab.Status.TEARING_DOWN, lab_event=event
         )

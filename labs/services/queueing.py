@@ -129,6 +129,13 @@ def send(jobs: dict[str, list[EnqueueData]]) -> list[Job]:
     return sent
 
 
+def remove(task: Task) -> None:
+    """Take a task's job off its queue (it has not started); RedisError when Redis fails."""
+    assert task.host is not None
+    conn = redis_connection(task.host.queue_name)
+    django_rq.get_queue(task.host.queue_name, connection=conn).remove(task.rq_job_id)
+
+
 def _send(tasks: list[Task]) -> None:
     by_queue: dict[str, list[EnqueueData]] = {}
     for task in tasks:

@@ -155,7 +155,9 @@ def test_expired_lab_is_torn_down(running_guest, host, sim):
 
 
 def test_busy_guests_are_torn_down_after_their_job(running_guest, alice, ivy, host, sim):
-    guest_action(alice, running_guest, "pause")
+    pause = guest_action(alice, running_guest, "pause")
+    # A worker has started it (a job still waiting would be canceled by the teardown instead).
+    Task.objects.filter(pk=pause.pk).update(status="running")
     tasks = lab_action(ivy, running_guest.lab, "teardown")
     assert [t.target for t in tasks] == ["net-bob"]  # alice's guest is busy pausing
     work(host.queue_name)
