@@ -24,6 +24,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from django.db import connection
 from psycopg import sql
 from redis import Redis
+from redis.exceptions import ResponseError
 
 from labs.models import (
     AuditEvent,
@@ -111,6 +112,8 @@ class Dom0Credentials:
     host: Host
     database_url: str
     redis_url: str
+    # Where Redis keeps the new user across its restarts: "aclfile", "config" (CONFIG REWRITE), or "" (nowhere).
+    redis_saved: str = ""
 
     def env_file(self) -> str:
         """The dom0's /etc/xenpanel/xenpanel.env: its own credentials and profile, no panel secret."""
@@ -228,6 +231,7 @@ def provision(host: Host, database_host: str | None = None, redis_host: str | No
             cursor.execute(stmt)
     conn: Redis = queueing.redis_connection(host.queue_name)
     conn.execute_command("ACL", "SETUSER", redis_user(host), "reset", "on", f">{redis_password}", *redis_rules(host))
+    saved = persist_redis_users(conn)
     db = connection.settings_dict
     address = f"{database_host or db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
     database_url = urlunsplit(
@@ -238,7 +242,7 @@ def provision(host: Host, database_host: str | None = None, redis_host: str | No
     if panel_redis.port:
         netloc += f":{panel_redis.port}"
     redis_url = urlunsplit((panel_redis.scheme, netloc, panel_redis.path, panel_redis.query, ""))
-    return Dom0Credentials(host, database_url, redis_url)
+    return Dom0Credentials(host, database_url, redis_url, saved)
 
 
 def revoke(host: Host) -> None:
@@ -252,7 +256,25 @@ def revoke(host: Host) -> None:
         if cursor.fetchone():
             cursor.execute(sql.SQL("DROP OWNED BY {role}").format(role=role))
             cursor.execute(sql.SQL("DROP ROLE {role}").format(role=role))
-    queueing.redis_connection(host.queue_name).execute_command("ACL", "DELUSER", redis_user(host))
+    conn = queueing.redis_connection(host.queue_name)
+    conn.execute_command("ACL", "DELUSER", redis_user(host))
+    persist_redis_users(conn)
+
+
+def persist_redis_users(conn: Redis) -> str:
+    """Save Redis's users where it reads them at start-up; a user only in memory is gone after a restart.
+
+    "aclfile" with an ACL file configured (ACL SAVE), "config" when Redis can
+    rewrite its configuration file (CONFIG REWRITE keeps the users there),
+    "" when it has neither (a Redis started without a configuration file).
+    """
+    for how, command in (("aclfile", ("ACL", "SAVE")), ("config", ("CONFIG", "REWRITE"))):
+        try:
+            conn.execute_command(*command)
+        except ResponseError:
+            continue
+        return how
+    return ""
 
 
 def _panel_redis_url() -> str:

@@ -28,3 +28,9 @@ class Command(BaseCommand):
         except ValueError as e:
             raise CommandError(str(e)) from None
         self.stdout.write(made.env_file(), ending="")
+        if not made.redis_saved:
+            self.stderr.write(
+                f"warning: Redis could not save the user {credentials.redis_user(row)} (no ACL file, no configuration"
+                " file to rewrite): it is lost when Redis restarts. Configure an aclfile (or start Redis from its"
+                " configuration file) and run this again."
+            )
