@@ -45,8 +45,9 @@ log = logging.getLogger(__name__)
 # console that does not end with its domain; with only `xl console`s open, `xl list` runs every POLL_SECONDS.
 WATCH_SECONDS = 2.0
 POLL_SECONDS = 30.0
-# A restarting domain must be back within this (a reset rebuilds the disk first: longer).
-RESTART_SECONDS = 180.0
+# A restarting domain must be back within this (a reset rebuilds the disk first: longer). As the reboot
+# job's own wait (labs.jobs.guest.REBOOT_TIMEOUT): a loaded dom0's hotplug scripts can take minutes.
+RESTART_SECONDS = 600.0
 RESET_SECONDS = 900.0
 # After its console ended on its own, a domain absent this long is taken as off.
 GONE_SECONDS = 30.0
@@ -145,6 +146,7 @@ class ConsoleManager:
         linger_seconds: float = LINGER_SECONDS,
         watch_seconds: float = WATCH_SECONDS,
         poll_seconds: float = POLL_SECONDS,
+        restart_poll_seconds: float | None = None,  # None: every watch
         restart_seconds: float = RESTART_SECONDS,
         gone_seconds: float = GONE_SECONDS,
         viewer_timeout: float = VIEWER_TIMEOUT,
@@ -158,6 +160,7 @@ class ConsoleManager:
         self.linger_seconds = linger_seconds
         self.watch_seconds = watch_seconds
         self.poll_seconds = poll_seconds
+        self.restart_poll_seconds = watch_seconds if restart_poll_seconds is None else restart_poll_seconds
         self._polled_at = float("-inf")
         self.restart_seconds = restart_seconds
         self.gone_seconds = gone_seconds
@@ -302,12 +305,16 @@ class ConsoleManager:
                 self._maybe_back(session, d, now)
 
     def _poll_due(self, watched: list[Session], now: float) -> bool:
-        """Whether to run `xl list` now: every tick while a domain restarts or a console would not notice
-        its domain going (the simulated one), else every `poll_seconds` (`xl console` exits with its domain;
-        this only catches what it might miss). `xl list -l` on a busy dom0 is not free."""
-        if now - self._polled_at >= self.poll_seconds:
+        """Whether to run `xl list` now: every tick for a console that would not notice its domain going (the
+        simulated one), every `restart_poll_seconds` while a domain restarts, else every `poll_seconds`
+        (`xl console` exits with its domain; this only catches what it might miss). `xl list -l` is not
+        free on a busy dom0, least of all while the hotplug scripts of a reboot need it."""
+        since = now - self._polled_at
+        if since >= self.poll_seconds:
             return True
-        return any(s.state == "restarting" or s.backend is None or not s.backend.ends_with_domain for s in watched)
+        if any(s.state == "open" and s.backend is not None and not s.backend.ends_with_domain for s in watched):
+            return True
+        return since >= self.restart_poll_seconds and any(s.state == "restarting" for s in watched)
 
     def _drop_stale_viewers(self, session: Session, now: float) -> None:
         for viewer, seen in list(session.viewers.items()):

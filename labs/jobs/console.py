@@ -68,6 +68,9 @@ class Agent:
             spawn = dom0.open_console  # type: ignore[attr-defined]
         # The streams ask the manager whether a domain's console is open again (a reload re-attaching).
         self.streams = console.AgentStreams(self.client, host.queue_name, lambda d: d in self.manager.sessions)
+        if settings.XENPANEL_DOM0 == "xen":
+            # Each `xl list` forks twice on the dom0: while a guest reboots, look every 5 s, not every 2.
+            manager_options.setdefault("restart_poll_seconds", 5.0)
         self.manager = ConsoleManager(
             dom0,
             self.streams,

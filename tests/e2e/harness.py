@@ -33,6 +33,9 @@ TEMPLATE_DIR = "/srv/xenpanel/templates/tiny"
 RAMDISK = "/boot/initrd-domu.img"
 WORKER_PID = "/run/xenpanel-rqworker.pid"
 WORKER_LOG = "/var/log/xenpanel-rqworker.log"
+# The console agent the guide starts beside the worker (deploy/dom0-setup.md, step 6).
+AGENT_PID = "/run/xenpanel-console-agent.pid"
+AGENT_LOG = "/var/log/xenpanel-console-agent.log"
 # The guide's `pvcreate/vgcreate` run on a loop device of their own, removed afterwards.
 GUIDE_VG = "guidevg"
 GUIDE_PV_FILE = "/var/tmp/xenpanel-guide-pv.img"
@@ -72,6 +75,9 @@ class Dom0:
 
     def worker_log(self, lines: int = 60) -> str:
         return self.sh(["tail", "-n", str(lines), WORKER_LOG], check=False)
+
+    def agent_log(self, lines: int = 60) -> str:
+        return self.sh(["tail", "-n", str(lines), AGENT_LOG], check=False)
 
     def worker_pid(self) -> int | None:
         out = self.sh(["cat", WORKER_PID], check=False).strip()
@@ -136,8 +142,14 @@ class Dom0:
 
 
 def stop_worker(testbed: Testbed, timeout: float = 120) -> None:
-    """Stop the worker the guide started (if any): SIGTERM to its process group, SIGKILL if it lingers."""
-    pid = testbed.ssh(["cat", WORKER_PID], check=False).stdout.strip()
+    """Stop the worker and the console agent the guide started (if any): SIGTERM to each one's process
+    group, SIGKILL if it lingers."""
+    for pid_file in (AGENT_PID, WORKER_PID):
+        _stop_group(testbed, pid_file, timeout)
+
+
+def _stop_group(testbed: Testbed, pid_file: str, timeout: float) -> None:
+    pid = testbed.ssh(["cat", pid_file], check=False).stdout.strip()
     if not pid.isdigit():
         return
     # setsid made the worker a process group leader: signal the whole group,
@@ -149,7 +161,7 @@ def stop_worker(testbed: Testbed, timeout: float = 120) -> None:
             testbed.ssh(["/bin/kill", "-s", "KILL", "--", f"-{pid}"], check=False)
             break
         time.sleep(2)
-    testbed.ssh(["rm", "-f", WORKER_PID], check=False)
+    testbed.ssh(["rm", "-f", pid_file], check=False)
 
 
 def set_up_dom0_for_this_panel(testbed: Testbed) -> Dom0:

@@ -1,0 +1,255 @@
+"""The browser console on a real Xen 4.17 host: Chromium → uvicorn here → Redis → the agent inside dom0 → `xl console`.
+
+1. The session testbed's dom0 is set up by deploy/dom0-setup.md block by block
+   (harness.set_up_dom0_for_this_panel): its worker and, new in step 6, its
+   console agent (`manage.py console_agent --host xp-dom0`, started from the
+   unit's own lines), both on the dom0's own restricted database role and
+   Redis user, reaching this machine through QEMU guestfwd.
+2. One student's guest is provisioned by that worker and boots the testbed's
+   busybox template, whose hvc0 runs a root shell.
+3. The guide's panel blocks run (check_hosts, and `console_agent --check`:
+   the agent found its Host and checked in with Redis).
+4. uvicorn serves xenpanel.asgi on this machine beside live_server, as
+   `make run` does (XENPANEL_CONSOLE_WS_URL=":<port>/ws/"). In Chromium the
+   student opens the console, types `echo MARK-<random>` and reads
+   MARK-<random> back; xenconsoled's log of the guest (the testbed keeps
+   one) shows it too, so it went through the real `xl console`.
+5. She reboots the VM from the page: the terminal says "VM restarting…",
+   then the console comes back by itself and shows the guest's new boot.
+
+Runs on PostgreSQL (the dom0 shares the panel's database); on SQLite the
+last test runs this module again on the machine's PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import WebDriverWait
+
+from labs.models import Guest
+from labs.roster import RosterEntry
+from labs.services import console, create_lab_batch
+from tests.e2e import test_product_on_xen as product
+from tests.e2e.harness import (
+    BOOTED,
+    MEMORY_MB,
+    QUEUE,
+    Dom0,
+    panel_rows,
+    revoke_dom0_credentials,
+    run_panel_steps,
+    set_up_dom0_for_this_panel,
+    start_sync_loop,
+    stop_process,
+)
+from tests.testbed import fixtures as testbed_fixtures
+from tests.testbed.testbed import Testbed
+from tests.testbed.timing import Phases, until
+from tests.ui import test_browser as shared
+from tests.ui.test_browser import click, login, shot
+
+pytestmark = [pytest.mark.testbed, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+# The session testbed and the shared headless Chromium, by their fixture names.
+testbed = testbed_fixtures.testbed
+testbed_timings = testbed_fixtures.testbed_timings
+driver = shared.driver
+browser = shared.browser
+
+HERE = Path(__file__).resolve()
+ROOT = HERE.parents[2]
+SLUG = "e2ec"
+# Under TCG on a busy 2-core machine: `xl list` and `xl console` take seconds, a boot a minute or more.
+OPEN_TIMEOUT = 300
+ECHO_TIMEOUT = 120
+
+
+@pytest.fixture(scope="module")
+def dom0(testbed: Testbed, testbed_timings, django_db_setup, django_db_blocker) -> Dom0:
+    """The testbed's dom0 set up by the guide: worker and console agent on the dom0's own credentials."""
+    with django_db_blocker.unblock():
+        d = set_up_dom0_for_this_panel(testbed)
+    testbed_timings.add("console: dom0 set up by deploy/dom0-setup.md", d.timings)
+    yield d
+    d.stop_worker()  # the agent too
+    with django_db_blocker.unblock():
+        revoke_dom0_credentials()
+
+
+@pytest.fixture
+def guest(dom0: Dom0, testbed: Testbed, transactional_db, live_server, ivy, alice):
+    """alice's guest, provisioned by the dom0 worker, booted to its shell; removed afterwards."""
+    host, template, pool = panel_rows(dom0, "console-net", "10.78.0.0/24")
+    sync = start_sync_loop(dom0.env)
+    try:
+        create_lab_batch(
+            ivy,
+            template,
+            pool,
+            [RosterEntry(1, "alice", "Alice Student", "alice@example.edu")],
+            MEMORY_MB,
+            name="Console on Xen",
+            slug=SLUG,
+        )
+        g = until(
+            lambda: Guest.objects.filter(status=Guest.Status.READY, observed_state__in=("r", "b")).first(),
+            "alice's guest to be provisioned and running",
+            product.PROVISION_TIMEOUT,
+            interval=3,
+            on_timeout=lambda: f"{product.guests_now()}\n{dom0.worker_log()}",
+        )
+        testbed.wait_console(g.domain_name, BOOTED, timeout=product.BOOT_TIMEOUT)
+        yield g
+    finally:
+        stop_process(sync)
+        dom0.scrub(SLUG, dom0.env, QUEUE)
+
+
+@pytest.fixture
+def asgi(settings, dom0: Dom0, live_server):
+    """uvicorn with xenpanel.asgi on this machine, as `make run` starts it; the pages point their socket at it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(dom0.env, DJANGO_SETTINGS_MODULE="xenpanel.settings", ALLOWED_HOSTS="127.0.0.1,localhost")
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "uvicorn"), "xenpanel.asgi:application", "--host", "127.0.0.1"]
+        + ["--port", str(port), "--lifespan", "off", "--log-level", "warning"],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+    def answers() -> bool:
+        assert proc.poll() is None, "uvicorn exited"
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ws/healthz", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    until(answers, "uvicorn to answer", 60, interval=0.5)
+    settings.XENPANEL_CONSOLE_WS_URL = f":{port}/ws/"
+    yield port
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def screen_text(browser) -> str:  # noqa: F811 (the fixture's name, as a parameter)
+    """The terminal's last lines through the page's text alternative."""
+    click(browser, browser.find_element(By.CSS_SELECTOR, '[data-console="refresh-text"]'))
+    return browser.find_element(By.CSS_SELECTOR, '[data-console="text"]').get_attribute("textContent")
+
+
+def status_of(browser) -> str:  # noqa: F811
+    return browser.find_element(By.CSS_SELECTOR, '[data-console="status"]').text
+
+
+@pytest.mark.needs_postgres
+@pytest.mark.timeout(3600)
+def test_typed_in_chromium_read_back_through_xl_console_and_back_after_a_reboot(
+    dom0,
+    guest,
+    asgi,
+    browser,  # noqa: F811
+    testbed,  # noqa: F811
+    testbed_timings,  # noqa: F811
+):
+    phases = Phases()
+    # The guide's panel blocks: the host is checked, and the console agent started in step 6 found its Host
+    # (created just now, after the dom0 was set up) and checked in with Redis.
+    with phases("guide's panel checks (check_hosts, console_agent --check)"):
+        run_panel_steps(dom0.guide, dom0.values, dom0.env)
+    assert console.agent_running(QUEUE), dom0.agent_log()
+
+    login(browser, "alice")
+    browser.go(f"/vms/{guest.pk}/")
+    with phases("open the console (click to shell prompt)"):
+        click(browser, browser.find_element(By.CSS_SELECTOR, '[data-console="open"]'))
+        WebDriverWait(browser, OPEN_TIMEOUT).until(lambda d: "what you type goes to the VM" in status_of(d))
+        browser.execute_script(
+            "arguments[0].open = true;", browser.find_element(By.CSS_SELECTOR, '[data-console="text-alternative"]')
+        )
+        keys = browser.find_element(By.CSS_SELECTOR, ".xterm-helper-textarea")
+        # xl console shows nothing until the guest prints: Enter gets busybox's prompt ("/ # ").
+        keys.send_keys(Keys.ENTER)
+        WebDriverWait(browser, OPEN_TIMEOUT, poll_frequency=2).until(lambda d: "#" in screen_text(d))
+
+    mark = f"MARK-{secrets.token_hex(4)}"
+    with phases("echo MARK through xl console"):
+        keys.send_keys(f"echo {mark}" + Keys.ENTER)
+        # The command line shows "echo MARK-..."; the shell's answer is the marker alone on its line.
+        WebDriverWait(browser, ECHO_TIMEOUT, poll_frequency=1).until(
+            lambda d: re.search(rf"^{mark}$", screen_text(d), re.M)
+        )
+    # The same bytes went through the guest's real console: xenconsoled logged them.
+    log = testbed.console_log(guest.domain_name)
+    assert f"echo {mark}" in log and re.search(rf"^{mark}\r?$", log, re.M), log[-2000:]
+    shot(browser, "e2e-console-mark")
+
+    # The student reboots the VM from the page: the console says so and comes back by itself.
+    boots = product.console_boots(testbed, guest.domain_name)
+    with phases("reboot (click to the console back, new boot shown)"):
+        click(
+            browser, browser.find_element(By.XPATH, "//section[@id='guest-live']//button[normalize-space()='Reboot']")
+        )
+        WebDriverWait(browser, product.BOOT_TIMEOUT, poll_frequency=2).until(
+            lambda d: "VM restarting…" in screen_text(d)
+        )
+        WebDriverWait(browser, product.BOOT_TIMEOUT, poll_frequency=2).until(
+            lambda d: "The VM is back; the console is attached again." in screen_text(d)
+        )
+        testbed.wait_console(guest.domain_name, BOOTED, count=boots + 1, timeout=product.BOOT_TIMEOUT)
+        # The new boot's marker reaches the terminal through the new xl console.
+        WebDriverWait(browser, product.BOOT_TIMEOUT, poll_frequency=2).until(
+            lambda d: screen_text(d).split("The VM is back")[-1].count(BOOTED) >= 1
+        )
+    assert "what you type goes to the VM" in status_of(browser)
+    shot(browser, "e2e-console-after-reboot")
+    click(browser, browser.find_element(By.CSS_SELECTOR, '[data-console="disconnect"]'))
+    WebDriverWait(browser, 30).until(lambda d: "Disconnected" in status_of(d))
+    testbed_timings.add("console on real Xen", phases.seconds)
+    print("\n" + phases.line("console on real Xen"))
+
+
+@pytest.mark.postgres_relay
+@pytest.mark.timeout(7200)
+def test_console_on_xen_runs_on_postgresql():
+    """This run uses SQLite, which the agent and worker inside QEMU cannot share: run this module on PostgreSQL."""
+    url = os.environ.get("XENPANEL_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/xenpanel_e2e")
+    if not product._postgres_answers(url):
+        tried = product._start_local_postgres()
+        if not product._postgres_answers(url):
+            pytest.fail(
+                f"tests/e2e needs PostgreSQL and none answers at {url.split('@')[-1]} ({tried})", pytrace=False
+            )
+    env = dict(os.environ, DATABASE_URL=url)
+    r = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "--create-db", str(HERE)],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=7000,
+    )
+    print(r.stdout[-6000:])
+    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-3000:]
+    assert re.search(r"\b1 passed\b", r.stdout) and "deselected" in r.stdout, r.stdout[-2000:]
