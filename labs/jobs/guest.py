@@ -21,9 +21,9 @@ from labs.dom0.base import DomainSpec, FsType, GuestFiles, RootDevice, Volume
 from labs.dom0.errors import Dom0Error
 from labs.jobs import connect
 from labs.jobs.progress import Recorder, StepFailed, claim, finish
-from labs.models import Guest, Task, Xl
+from labs.models import Guest, Host, Task, Xl
 from labs.services.limits import template_lab_max_mb
-from labs.services.registry import GUEST_ACTIONS
+from labs.services.registry import GUEST_ACTIONS, GuestAction
 from labs.services.ssh_keys import authorized_keys_for
 
 Handler = Callable[[Recorder, Guest], None]
@@ -363,24 +363,7 @@ def run_task(task_id: int) -> str:
     rec.log(f"{task.kind} {guest.domain_name} on {guest.host.name}")
     try:
         handler(rec, guest)
-        if action.removes_guest:
-            rec.log(f"deleted guest {guest.domain_name}; its IP {guest.ip} and MAC {guest.mac} are free again")
-            with transaction.atomic():
-                finish(task, True)
-                guest.delete()
-            # Whether that was the lab's last guest is the panel's to say (the sync loop closes empty
-            # labs): a dom0 sees only its own host's guests, and a lab may span several hosts.
-            return "ok"
-        observed = _observe(rec, guest)
-        if action.boots and guest.observed_state not in Xl.UP:
-            raise StepFailed(
-                "create",
-                Dom0Error(f"{guest.domain_name} stopped right after xl create: it did not boot (see its console)"),
-            )
-        if action.rebuilds:
-            observed["status"] = Guest.Status.READY
-        rec.log("done")
-        finish(task, True, "", guest, last_error="", **observed)
+        _succeeded(rec, task, guest, action)
         return "ok"
     except (StepFailed, Dom0Error) as e:
         _failed(rec, task, guest, e, action.breaks_guest)
@@ -393,6 +376,49 @@ def run_task(task_id: int) -> str:
         raise
 
 
+def _succeeded(rec: Recorder, task: Task, guest: Guest, action: GuestAction) -> None:
+    """The handler ran: check the domain is up where it must be, and record the outcome."""
+    if action.rebuilds or action.removes_guest:
+        _report_volume_group(rec, guest)
+    if action.removes_guest:
+        rec.log(f"deleted guest {guest.domain_name}; its IP {guest.ip} and MAC {guest.mac} are free again")
+        with transaction.atomic():
+            finish(task, True)
+            guest.delete()
+        # Whether that was the lab's last guest is the panel's to say (the sync loop closes empty
+        # labs): a dom0 sees only its own host's guests, and a lab may span several hosts.
+        return
+    observed = _observe(rec, guest)
+    if action.boots and guest.observed_state not in Xl.UP:
+        raise StepFailed(
+            "create",
+            Dom0Error(f"{guest.domain_name} stopped right after xl create: it did not boot (see its console)"),
+        )
+    if action.rebuilds:
+        observed["status"] = Guest.Status.READY
+    rec.log("done")
+    finish(task, True, "", guest, last_error="", **observed)
+
+
+def _report_volume_group(rec: Recorder, guest: Guest) -> None:
+    """Write the VG's free space to the Host row after volumes were made or removed.
+
+    Placement reads it: left to the periodic health check, a batch right
+    after another was accepted into space the first one had taken, and one
+    right after a teardown was refused space it had freed. Written before
+    the guest counts as built (or gone), so placement never counts the same
+    volumes as both free and promised. A failure to read it fails nothing.
+    """
+    try:
+        vg = rec.call(rec.host.volume_group)
+    except Dom0Error as e:
+        rec.log(f"could not read the volume group's free space: {e}")
+        return
+    mib = 1024 * 1024
+    Host.objects.filter(pk=guest.host_id).update(vg_size_mb=vg.size_bytes // mib, vg_free_mb=vg.free_bytes // mib)
+    rec.log(f"volume group {vg.name}: {vg.free_bytes // mib} of {vg.size_bytes // mib} MiB free")
+
+
 def _failed(rec: Recorder, task: Task, guest: Guest, e: StepFailed | Dom0Error, breaks_guest: bool) -> None:
     """Record a host failure; a guest the job was building or deleting is cleaned up and marked failed."""
     step, error = (e.step, e.error) if isinstance(e, StepFailed) else (task.step or "start", e)
@@ -402,6 +428,7 @@ def _failed(rec: Recorder, task: Task, guest: Guest, e: StepFailed | Dom0Error, 
     fields: dict[str, Any] = {}
     if breaks_guest:
         left = _cleanup_guest(rec, guest)
+        _report_volume_group(rec, guest)
         if left:
             message += "\nleft on the host (remove by hand or retry): " + "; ".join(left)
             rec.log("cleanup could not remove: " + "; ".join(left))

@@ -88,6 +88,8 @@ def place(count: int, hosts: list[Host], memory_mb: int, disk_mb: int, thin: boo
     if not hosts:
         raise ServiceError(_("No host accepts new guests: enable a host first."), field="hosts")
     free_mem, free_disk = _free_memory(hosts), _free_disk(hosts)
+    # A refusal names what each host has, not what is left after the guests placed before it.
+    before = (dict(free_mem), dict(free_disk))
     by_pk = {h.pk: h for h in hosts}
     full_pools = _full_pools(hosts) if thin else {}
     chosen = []
@@ -99,7 +101,7 @@ def place(count: int, hosts: list[Host], memory_mb: int, disk_mb: int, thin: boo
         ]
         fits = [pk for pk in room if pk not in full_pools]
         if not fits:
-            raise _no_room(count, memory_mb, disk_mb, by_pk, free_mem, free_disk, full_pools if room else {})
+            raise _no_room(count, memory_mb, disk_mb, by_pk, free_mem, before, full_pools if room else {})
         best = max(fits, key=lambda pk: (free_mem[pk], -pk))
         chosen.append(by_pk[best])
         free_mem[best] -= memory_mb
@@ -114,10 +116,15 @@ def _no_room(
     disk_mb: int,
     by_pk: dict[int, Host],
     free_mem: dict[int, int],
-    free_disk: dict[int, int | None],
+    before: tuple[dict[int, int], dict[int, int | None]],
     full_pools: dict[int, PoolFill],
 ) -> QuotaExceeded:
-    """Why the next guest fits nowhere: full thin pools (that alone), no disk, or no memory."""
+    """Why the next guest fits nowhere: full thin pools (that alone), no disk, or no memory.
+
+    `free_mem` is what is left now, and says which ran out; the message gives what each host had
+    before this batch (`before`: memory, disk), not what is left after the guests placed first.
+    """
+    free_disk = before[1]
     if full_pools:
         summary = "; ".join(f"{by_pk[pk].name} ({fill.describe()})" for pk, fill in sorted(full_pools.items()))
         return QuotaExceeded(
@@ -143,7 +150,7 @@ def _no_room(
             % {"n": count, "disk": disk_mb, "summary": summary},
             field="hosts",
         )
-    summary = ", ".join(f"{by_pk[pk].name}: {max(free, 0)} MiB" for pk, free in sorted(free_mem.items()))
+    summary = ", ".join(f"{by_pk[pk].name}: {max(free, 0)} MiB" for pk, free in sorted(before[0].items()))
     return QuotaExceeded(
         _(
             "Not enough host capacity: %(n)d guest(s) of %(mem)d MiB do not fit (free memory after the dom0"
