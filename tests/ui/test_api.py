@@ -47,7 +47,9 @@ def call(client, method: str, url: str, token: str | None = None, body: dict | N
 
 @pytest.fixture
 def task(running_guest, alice) -> Task:
-    return Task.objects.create(kind="reboot", guest=running_guest, lab=running_guest.lab, actor=alice, steps_total=1)
+    return Task.objects.create(
+        kind="reboot", guest=running_guest, lab=running_guest.lab, host=running_guest.host, actor=alice, steps_total=1
+    )
 
 
 ROSTER = "new1, New One, new1@example.edu\nnew2, New Two,"

@@ -195,7 +195,9 @@ def cast(alice, bob, charlie, ivy, admin_user, alice_guest, bob_guest, lab, host
             "no_guest": charlie,
             "key": alice_key,
             "token": alice_token,
-            "task": Task.objects.create(kind="start", guest=alice_guest, lab=lab, actor=alice, steps_total=1),
+            "task": Task.objects.create(
+                kind="start", guest=alice_guest, lab=lab, host=host, actor=alice, steps_total=1
+            ),
         },
     }
 
