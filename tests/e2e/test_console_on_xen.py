@@ -58,7 +58,8 @@ from tests.testbed import fixtures as testbed_fixtures
 from tests.testbed.testbed import Testbed
 from tests.testbed.timing import Phases, until
 from tests.ui import test_browser as shared
-from tests.ui.test_browser import click, login, shot
+from tests.ui.console_helpers import click
+from tests.ui.test_browser import login, shot
 
 pytestmark = [pytest.mark.testbed, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 # The session testbed and the shared headless Chromium, by their fixture names.

@@ -1,6 +1,10 @@
-"""Helpers for the console tests: a guest running on the simulated dom0, built as provisioning builds it."""
+"""Helpers for the console tests: a guest running on the simulated dom0, built as provisioning builds it; a click."""
 
 from __future__ import annotations
+
+import time
+
+from selenium.common.exceptions import ElementClickInterceptedException
 
 from labs.dom0.base import DomainSpec, GuestFiles
 from labs.dom0.simulated import SimulatedHost
@@ -31,3 +35,17 @@ def run_on_simulated_host(host: Host, guest: Guest) -> SimulatedHost:
     sim.create(guest.domain_name)
     Guest.objects.filter(pk=guest.pk).update(status=Guest.Status.READY, observed_state="b")
     return sim
+
+
+def click(browser, element) -> None:
+    """tests/ui/test_browser.py's click, tried again while the page still moves (htmx loads cards after it)."""
+    from tests.ui import test_browser
+
+    for attempt in range(40):
+        try:
+            test_browser.click(browser, element)
+            return
+        except ElementClickInterceptedException:
+            if attempt == 39:
+                raise
+            time.sleep(0.25)

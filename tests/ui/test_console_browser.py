@@ -26,8 +26,8 @@ from selenium.webdriver.common.keys import Keys
 from labs.services import console
 from tests.pipeline.helpers import worker_env
 from tests.ui import test_browser as shared
-from tests.ui.console_helpers import run_on_simulated_host
-from tests.ui.test_browser import click, login, shot, wait
+from tests.ui.console_helpers import click, run_on_simulated_host
+from tests.ui.test_browser import login, shot, wait
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 # The shared headless Chromium (one per module) and the logged-out browser on live_server.
