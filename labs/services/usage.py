@@ -151,6 +151,8 @@ class Meter:
             mem += d.memory_mb
         h = s.setdefault("h", [0.0, 0.0, 0.0, 0.0, 0, 0])
         cpus = max(nr_cpus, 1)
+        # The host cannot run more than its CPUs (only a simulated host, or a tick's jitter, says otherwise).
+        busy = min(busy, dt * cpus)
         if valid:
             h[H_BUSY] += busy
             h[H_SECS] += dt

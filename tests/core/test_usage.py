@@ -67,6 +67,15 @@ def test_a_minute_of_ticks_gives_the_guests_cpu_percent():
     assert (run_s, peak) == (55.0, 256) and cpu_s == pytest.approx(4.8 * 11)
 
 
+def test_the_host_never_runs_more_than_its_cpus():
+    meter = usage.Meter()
+    meter.observe(T0, [dom0(0.0), dom("a", 3, 0.0, vcpus=2), dom("b", 4, 0.0, vcpus=2)], nr_cpus=2)
+    meter.observe(T0 + 5, [dom0(1.0), dom("a", 3, 10.0, vcpus=2), dom("b", 4, 10.0, vcpus=2)], nr_cpus=2)
+    closed = meter.observe(T0 + 60, [dom0(1.0), dom("a", 3, 10.0, vcpus=2), dom("b", 4, 10.0, vcpus=2)], nr_cpus=2)
+    assert closed is not None and closed.host is not None
+    assert closed.host.cpu_max == 100.0 and closed.points["a"].cpu_max == 100.0
+
+
 def test_a_reboot_between_two_ticks_is_not_a_negative_cpu():
     meter = usage.Meter()
     meter.observe(T0, [dom("g", 3, 900.0)], 1)
