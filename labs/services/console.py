@@ -459,6 +459,10 @@ class AgentStreams:
             return None  # no key is ever made from a name that breaks the rules
         if op not in ("attach", "detach", "beat", "resize"):
             return None
+        if op == "beat" and domain not in self.inputs and not self.is_open(domain):
+            # A viewer still there for a console this agent does not have: the agent was restarted (a crash,
+            # an upgrade) under open pages. Open it again; their next keys go through.
+            op = "attach"
         if op == "attach" and domain not in self.inputs:
             # Input typed from the moment of the attach on (the viewer types only after it).
             self.inputs[domain] = _id_before(entry_id).encode()

@@ -150,3 +150,51 @@ def test_a_reboot_from_the_panel_says_restarting_and_comes_back_and_a_destroy_en
             await served
 
     run(test())
+
+
+def test_a_viewer_still_there_after_an_agent_restart_gets_the_console_opened_again(running, alice_guest, host):
+    """The agent died under an open page (no goodbye reached it): the page's next heartbeat reopens the console."""
+    from labs.services import console
+
+    async def test() -> None:
+        agent = Agent(host, watch_seconds=0.1)
+        served = asyncio.create_task(agent.run())
+        try:
+            client = console.aredis()
+            await until_true(lambda: client.exists(console.agent_key(host.queue_name)))
+            assert agent.manager.sessions == {}
+            await client.xadd(
+                console.control_key(host.queue_name), {"op": "beat", "domain": alice_guest.domain_name, "viewer": "t1"}
+            )
+            await until_true(lambda: _open(agent, alice_guest.domain_name))
+            session = agent.manager.sessions[alice_guest.domain_name]
+            assert set(session.viewers) == {"t1"}
+            # Its input is read again: typing reaches the guest.
+            await client.xadd(console.input_key(host.queue_name, alice_guest.domain_name), {"d": b"hostname\r"})
+            out = console.output_key(host.queue_name, alice_guest.domain_name)
+
+            async def answered() -> bool:
+                entries = await client.xrange(out)
+                return f"\r\n{alice_guest.hostname}\r\n".encode() in b"".join(f.get(b"d", b"") for _i, f in entries)
+
+            await until_true(answered)
+        finally:
+            agent.stop.set()
+            await served
+
+    run(test())
+
+
+def _open(agent: Agent, domain: str):
+    async def check() -> bool:
+        session = agent.manager.sessions.get(domain)
+        return session is not None and session.state == "open"
+
+    return check()
+
+
+async def until_true(check, timeout: float = 15.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.05)
