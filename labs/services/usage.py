@@ -36,7 +36,7 @@ from django.db import connection, transaction
 from django.db.models import Avg, Count, Min, OuterRef, QuerySet, Subquery
 
 from labs.dom0.base import Domain, DomainCounters
-from labs.models import Guest, Host, HostUsageSample, Lab, UsageCursor, UsageSample
+from labs.models import Guest, Host, HostUsageSample, Lab, UsageCursor, UsageSample, Xl
 
 
 class Tier(NamedTuple):
@@ -57,7 +57,6 @@ MAX_GAP = 300.0
 RUNAWAY_PERCENT = 90.0
 RUNAWAY_MINUTES = 10
 RUNAWAY_MIN_POINTS = RUNAWAY_MINUTES - 1
-UP_LETTERS = ("r", "b", "p")
 
 
 class Point(NamedTuple):
@@ -215,7 +214,7 @@ def _add_interval(acc: list[Any], d: Domain, dt: float) -> float:
     acc[BUSY] += used
     acc[SECS] += dt
     acc[PEAK] = max(acc[PEAK], 100.0 * used / (dt * vcpus))
-    if d.letter in UP_LETTERS:
+    if d.letter in Xl.UP:
         acc[UP_S] += dt
     return used
 
