@@ -131,7 +131,8 @@ def send(jobs: dict[str, list[EnqueueData]]) -> list[Job]:
 
 def remove(task: Task) -> None:
     """Take a task's job off its queue (it has not started); RedisError when Redis fails."""
-    assert task.host is not None
+    if task.host is None:  # its host is gone: there is no queue to take it off
+        return
     conn = redis_connection(task.host.queue_name)
     django_rq.get_queue(task.host.queue_name, connection=conn).remove(task.rq_job_id)
 
