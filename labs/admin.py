@@ -18,7 +18,22 @@ from django.http import HttpRequest
 from django.utils.translation import gettext_lazy
 
 from labs.dom0.errors import InvalidName
-from labs.models import ApiToken, AuditEvent, Guest, Host, IpPool, Lab, LabTemplate, SshKey, StudentQuota, Task
+from labs.models import (
+    ApiToken,
+    AuditEvent,
+    Guest,
+    Host,
+    HostUsageSample,
+    IpPool,
+    Lab,
+    LabTemplate,
+    SshKey,
+    StudentQuota,
+    Task,
+    UsageCursor,
+    UsageSample,
+    UsageTotal,
+)
 from labs.services import api_tokens
 from labs.services.errors import ServiceError
 from labs.services.templates import enqueue_template_build, make_spec
@@ -281,6 +296,49 @@ class ApiTokenAdmin(ReadOnlyAdmin):
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
         for token in queryset.filter(revoked_at=None):
             api_tokens.revoke_token(request.user, token)
+
+
+# Usage (labs.services.usage): written by each host's sync, read by the charts and the usage report.
+@admin.register(UsageTotal)
+class UsageTotalAdmin(ReadOnlyAdmin):
+    """Each guest's running totals for its lab's usage report (kept after the guest is deleted)."""
+
+    list_display = (
+        "domain_name",
+        "lab",
+        "student",
+        "host",
+        "run_seconds",
+        "cpu_seconds",
+        "peak_memory_mb",
+        "last_seen",
+    )
+    list_select_related = ("lab", "student", "host")
+    search_fields = ("domain_name", "student__username", "lab__slug")
+
+
+@admin.register(UsageSample)
+class UsageSampleAdmin(ReadOnlyAdmin):
+    """The guests' usage rings, to look behind a chart (tier 0: 1 min, 1: 10 min, 2: 1 h)."""
+
+    list_display = ("guest", "tier", "bucket", "n", "cpu", "cpu_max", "mem_mb")
+    list_filter = ("tier",)
+    list_select_related = ("guest",)
+    search_fields = ("guest__domain_name",)
+
+
+@admin.register(HostUsageSample)
+class HostUsageSampleAdmin(ReadOnlyAdmin):
+    list_display = ("host", "tier", "bucket", "n", "cpu", "cpu_max", "mem_mb")
+    list_filter = ("tier", "host")
+    list_select_related = ("host",)
+
+
+@admin.register(UsageCursor)
+class UsageCursorAdmin(ReadOnlyAdmin):
+    """Each host's sync counters between ticks."""
+
+    list_display = ("host",)
 
 
 class QuotaInline(admin.StackedInline):

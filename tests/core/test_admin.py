@@ -7,12 +7,24 @@ from django.apps import apps
 from django.contrib import admin
 from django.urls import reverse
 
-from labs.models import AuditEvent, IpPool, Lab, SshKey, StudentQuota, Task
+from labs.models import (
+    AuditEvent,
+    HostUsageSample,
+    IpPool,
+    Lab,
+    SshKey,
+    StudentQuota,
+    Task,
+    UsageCursor,
+    UsageSample,
+    UsageTotal,
+)
 from labs.services import api_tokens
 
 REGISTERED = sorted(m._meta.label for m in admin.site._registry)
 # Rows the service layer creates; the admin shows them but offers no add page.
 NO_ADD = {"labs.Guest", "labs.Task", "labs.AuditEvent", "labs.SshKey", "labs.ApiToken", "django_rq.Dashboard"}
+NO_ADD |= {"labs.UsageSample", "labs.HostUsageSample", "labs.UsageTotal", "labs.UsageCursor"}
 # Not a table: the django-rq dashboard link has a changelist only.
 NO_ROWS = {"django_rq.Dashboard"}
 
@@ -38,9 +50,31 @@ def every_row(instructors_group, alice, bob, host, template, pool, lab, alice_gu
         "labs.AuditEvent": event,
         "labs.SshKey": key,
         "labs.ApiToken": api_tokens.create_token(alice, "script", 1)[0],
+        **_usage_rows(alice_guest, host),
     }
     assert set(rows) | NO_ROWS == set(REGISTERED), "a newly registered model needs a row here"
     return rows
+
+
+def _usage_rows(guest, host) -> dict:
+    from django.utils import timezone
+
+    point = dict(tier=0, slot=1, bucket=1, cpu=5.0, cpu_max=9.0, mem_mb=256.0, mem_max_mb=256)
+    now = timezone.now()
+    return {
+        "labs.UsageSample": UsageSample.objects.create(guest=guest, **point),
+        "labs.HostUsageSample": HostUsageSample.objects.create(host=host, **point),
+        "labs.UsageTotal": UsageTotal.objects.create(
+            guest=guest,
+            lab=guest.lab,
+            student=guest.student,
+            host=host,
+            domain_name=guest.domain_name,
+            first_seen=now,
+            last_seen=now,
+        ),
+        "labs.UsageCursor": UsageCursor.objects.create(host=host, state={"minute": 1}),
+    }
 
 
 def url(label: str, page: str, *args) -> str:
