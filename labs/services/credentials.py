@@ -91,10 +91,14 @@ ROW_POLICIES: dict[type, str] = {
     Host: "queue_name = {queue}",
     Guest: f"host_id IN {_MINE}",
     Task: f"host_id IN {_MINE}",
-    # Its jobs' outcomes, and the rows that point at its guests (a teardown clears them).
+    # Its jobs' outcomes, and the rows that point at its guests. A teardown clears the guest of those, and
+    # PostgreSQL wants a row it updates by id to stay visible: one with no task (a refused action, a console
+    # session) then names nothing but the VM, whose name is still its live guest's while the teardown runs.
     AuditEvent: (
         f"task_id IN (SELECT id FROM labs_task WHERE host_id IN {_MINE})"
         f" OR guest_id IN (SELECT id FROM labs_guest WHERE host_id IN {_MINE})"
+        f" OR (task_id IS NULL AND guest_id IS NULL"
+        f" AND target IN (SELECT domain_name FROM labs_guest WHERE host_id IN {_MINE}))"
     ),
     # The public keys of its guests' students, which provisioning writes into the guests.
     SshKey: f"user_id IN (SELECT student_id FROM labs_guest WHERE host_id IN {_MINE})",

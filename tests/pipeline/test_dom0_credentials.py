@@ -15,7 +15,7 @@ import redis
 from django.core.management import call_command
 from django.db import connection
 
-from labs.models import Guest, Task, UsageCursor, UsageSample, UsageTotal
+from labs.models import AuditEvent, Guest, Task, UsageCursor, UsageSample, UsageTotal
 from labs.services import credentials, guest_action, lab_action
 from labs.services.batch import create_lab_batch
 from labs.services.upkeep import enqueue_health_check, enqueue_sync, tick
@@ -137,8 +137,15 @@ def test_the_pipeline_runs_on_the_dom0_credentials(two_labs, creds_a, host, sim_
         task.refresh_from_db()
         assert task.status == "succeeded", (action, task.error, task.log)
     assert Guest.objects.get(pk=guest.pk).memory_mb == 384
-    lab_action(ivy, lab_a, "teardown")
-    run()
+    # Audit rows that name the guest without a task (a console session, a refused action): the teardown
+    # clears their guest, which the row policy must allow.
+    AuditEvent.objects.create(
+        actor=alice, action="console_open", guest=guest, target=guest.domain_name, result="succeeded"
+    )
+    [teardown] = lab_action(ivy, lab_a, "teardown")
+    out = run()
+    teardown.refresh_from_db()
+    assert teardown.status == "succeeded", (teardown.error, teardown.log[-2000:], out[-3000:])
     assert not Guest.objects.filter(host=host).exists()
     # The guest's samples went with it; its total stays for the lab's usage report.
     assert not UsageSample.objects.filter(guest_id=guest.pk).exists()
