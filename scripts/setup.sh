@@ -56,7 +56,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 req=requirements.txt; [ $dev = 1 ] && req=requirements-dev.txt
-hash=$(cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)
+hash=$(cat requirements-dom0.txt requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)
 stamp=.venv/.installed-$hash-$dev
 if [ ! -e "$stamp" ]; then
   [ -x .venv/bin/python ] || python3 -m venv .venv

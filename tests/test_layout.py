@@ -58,3 +58,20 @@ def test_job_functions_are_named_only_in_the_table():
         if p != ROOT / "labs/services/queueing.py" and '"labs.jobs.' in p.read_text()
     ]
     assert named == []
+
+
+def test_a_dom0_imports_nothing_only_the_panel_installs():
+    """requirements-dom0.txt is what a dom0's venv holds: its worker and console agent must run on that."""
+    panel_only = ("ldap", "ldapurl", "django_auth_ldap", "ninja", "pydantic", "channels", "uvicorn", "gunicorn")
+    panel_only += ("crispy_forms", "crispy_bootstrap5", "whitenoise", "django_htmx")
+    code = (
+        "import sys, django; django.setup();"
+        "import labs.jobs.guest, labs.jobs.host, labs.jobs.template, labs.jobs.worker, labs.jobs.console;"
+        "from django.core.management import call_command;"
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({panel_only!r})))"
+    )
+    env = {"DJANGO_SETTINGS_MODULE": "xenpanel.settings_dom0", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    listed = (ROOT / "requirements-dom0.txt").read_text().lower()
+    assert "python-ldap" not in listed and "channels" not in listed

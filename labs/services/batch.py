@@ -22,7 +22,7 @@ from labs.dom0 import names
 from labs.dom0.errors import InvalidName
 from labs.models import AuditEvent, Guest, Host, IpPool, Lab, LabTemplate, Task
 from labs.roster import USERNAME_RE, RosterEntry
-from labs.services import campus, capacity, ipam, limits, queueing, quotas
+from labs.services import capacity, ipam, limits, queueing, quotas
 from labs.services.accounts import PRIVILEGED_ACCOUNTS, random_password
 from labs.services.errors import AccountsToConfirm, ServiceError
 from labs.services.registry import steps_total
@@ -180,6 +180,9 @@ def _plan(slug: str, entry: RosterEntry) -> _Plan:
 
 def _campus(roster: list[RosterEntry]) -> frozenset[str]:
     """The roster's usernames with no account yet that are campus accounts (asked before any lock is taken)."""
+    # Imported here: it brings python-ldap, which the panel has and a dom0 (which imports this module) does not.
+    from labs.services import campus
+
     if not campus.enabled():
         return frozenset()
     usernames = [e.username for e in roster]

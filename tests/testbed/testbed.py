@@ -62,7 +62,7 @@ def testbed_dir() -> Path:
 def build(
     out_dir: str | os.PathLike | None = None,
     timeout: float = 1800,
-    requirements: str | os.PathLike | None = PROJECT / "requirements.txt",
+    requirements: str | os.PathLike | None = PROJECT / "requirements-dom0.txt",
 ) -> float:
     """Run build.sh (cached: seconds when nothing changed); returns the seconds it took.
 
@@ -445,7 +445,7 @@ class Testbed:
         timings: dict[str, float] = {}
         t = time.monotonic()
         dom0_python = self.ssh(["python3", "-c", "import platform; print(platform.python_version())"]).stdout.strip()
-        wheels = wheelhouse(self.out, project / "requirements.txt", dom0_python)
+        wheels = wheelhouse(self.out, project / "requirements-dom0.txt", dom0_python)
         timings["wheels_download_s"] = time.monotonic() - t
 
         # A venv built from exactly these wheels is kept: the image's own, or
@@ -483,7 +483,7 @@ class Testbed:
             raise TestbedError("dom0 has no pip wheel in /usr/share/python-wheels (python3-pip-whl)")
         self.ssh(
             [f"{venv}/bin/python", f"{pip_wheel}/pip", "install", "--quiet", "--disable-pip-version-check"]
-            + ["--no-compile", "--no-index", "--find-links", WHEELS_IN_DOM0, "-r", f"{dest}/requirements.txt"],
+            + ["--no-compile", "--no-index", "--find-links", WHEELS_IN_DOM0, "-r", f"{dest}/requirements-dom0.txt"],
             timeout=1800,
         )
         self.ssh(["sh", "-c", 'printf "%s\\n" "$1" > "$2"', "stamp", wanted, stamp])
