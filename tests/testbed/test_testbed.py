@@ -131,11 +131,10 @@ def test_install_xenpanel_in_dom0_imports_and_reaches_host_redis_and_postgres(te
 
     db = int(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/13").rsplit("/", 1)[-1] or 0)
     key = f"xenpanel-testbed-{secrets.token_hex(4)}"
-    # The project's own settings, as a worker in dom0 will load them, with
+    # The dom0 settings profile, as a worker in dom0 loads it (no SECRET_KEY: it refuses one), with
     # Redis and PostgreSQL reached through the guestfwd rules.
     env = {
-        "DJANGO_SETTINGS_MODULE": "xenpanel.settings",
-        "SECRET_KEY": "testbed-only",
+        "DJANGO_SETTINGS_MODULE": "xenpanel.settings_dom0",
         "REDIS_URL": f"redis://{HOST_FROM_DOM0}:{redis_port()}/{db}",
         "DATABASE_URL": f"postgres://postgres@{HOST_FROM_DOM0}:{postgres_port()}/postgres",
     }
