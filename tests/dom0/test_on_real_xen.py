@@ -145,7 +145,9 @@ def test_guest_lifecycle_on_real_xen(testbed: Testbed, xen, testbed_timings):  #
         with phase("xentop -b -i 2 -d 1 -f (usage counters)"):
             counters = {c.name: c for c in xen.domain_counters()}
         web = counters[name]  # the whole name: -f
-        assert abs(web.mem_kb - 128 * 1024) <= 4096 and web.maxmem_kb == 192 * 1024, web
+        # xentop's MAXMEM is the domain's current ceiling, which mem-set moves to the new target (plus
+        # Xen's slack: 132096 kB after mem-set 128 on the testbed), not the config's maxmem.
+        assert abs(web.mem_kb - 128 * 1024) <= 4096 and web.mem_kb <= web.maxmem_kb <= web.mem_kb + 4096, web
         assert (web.vcpus, web.nets, web.vbds) == (1, 1, 2), web
         assert web.vbd_rsect > 0 and counters["Domain-0"].cpu_seconds > 0, counters
         cpu_before_reboot = domain(xen, name).cpu_seconds

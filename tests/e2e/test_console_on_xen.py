@@ -38,7 +38,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
-from labs.models import Guest
+from labs.models import Guest, Host
 from labs.roster import RosterEntry
 from labs.services import console, create_lab_batch
 from tests.e2e import test_product_on_xen as product
@@ -94,6 +94,14 @@ def guest(dom0: Dom0, testbed: Testbed, transactional_db, live_server, ivy, alic
     host, template, pool = panel_rows(dom0, "console-net", "10.78.0.0/24")
     sync = start_sync_loop(dom0.env)
     try:
+        # The sync loop's first tick on the dom0 worker reports the host's memory; placement needs it.
+        until(
+            lambda: Host.objects.filter(pk=host.pk, total_memory_mb__isnull=False).exists(),
+            "the dom0 worker to report the host's memory",
+            300,
+            interval=2,
+            on_timeout=dom0.worker_log,
+        )
         create_lab_batch(
             ivy,
             template,

@@ -459,6 +459,7 @@ def test_the_dom0_guide_ran_on_the_testbed_and_matches_the_worker_unit(dom0):
         "ifup $BRIDGE",
         "git clone https://git.example.edu/xenpanel.git /opt/xenpanel",
         "cp /opt/xenpanel/deploy/xenpanel-rqworker@.service /etc/systemd/system/",
+        "cp /opt/xenpanel/deploy/xenpanel-console-agent@.service /etc/systemd/system/",
         "grep -E '^XENDOMAINS_(SAVE|RESTORE|AUTO)=' /etc/default/xendomains",
     }, stand_ins
     # The worker runs as the unit says: its ExecStart with %i = the queue, in its WorkingDirectory, as
