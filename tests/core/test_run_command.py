@@ -128,9 +128,9 @@ def log_in(base: str, username: str, password: str) -> tuple[int, str]:
         return e.code, e.headers.get("Location", "")
 
 
-def test_run_serves_the_panel_and_sigint_stops_every_child(tmp_path):
+def run_env(tmp_path: Path) -> tuple[dict[str, str], int, int, str]:
+    """make run's environment for a test: its own ports, database, simulated host and Redis database."""
     port, asgi_port = free_port(), free_port()
-    base = f"http://127.0.0.1:{port}"
     redis_url = with_db(os.environ["REDIS_URL"], int(os.environ.get("XENPANEL_TEST_RUN_REDIS_DB", "12")))
     env = dict(
         os.environ,
@@ -146,6 +146,12 @@ def test_run_serves_the_panel_and_sigint_stops_every_child(tmp_path):
     # run.py's defaults apply: DEBUG off, the SECRET_KEY made once into var/.
     env.pop("DEBUG", None)
     env.pop("SECRET_KEY", None)
+    return env, port, asgi_port, redis_url
+
+
+def test_run_serves_the_panel_and_sigint_stops_every_child(tmp_path):
+    env, port, asgi_port, redis_url = run_env(tmp_path)
+    base = f"http://127.0.0.1:{port}"
     log = tmp_path / "run.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
@@ -254,21 +260,9 @@ def _parent(pid: int) -> int:
 def test_a_killed_worker_is_replaced_and_its_batch_ends_ready(tmp_path):
     """SIGKILL the worker in the middle of a batch: the panel keeps answering, a new worker takes over
     within 5 s, and the batch ends with every guest ready and nothing leaked."""
-    port, asgi_port = free_port(), free_port()
+    env, port, _asgi_port, redis_url = run_env(tmp_path)
     base = f"http://127.0.0.1:{port}"
     db = tmp_path / "demo.sqlite3"
-    redis_url = with_db(os.environ["REDIS_URL"], int(os.environ.get("XENPANEL_TEST_RUN_REDIS_DB", "12")))
-    env = dict(
-        os.environ,
-        DATABASE_URL=f"sqlite:///{db}",
-        XENPANEL_BIND=f"127.0.0.1:{port}",
-        XENPANEL_ASGI_BIND=f"127.0.0.1:{asgi_port}",
-        XENPANEL_SIM_DIR=str(tmp_path / "simdom0"),
-        WEB_CONCURRENCY="2",
-        REDIS_URL=redis_url,
-    )
-    env.pop("DEBUG", None)
-    env.pop("SECRET_KEY", None)
     log = tmp_path / "run.log"
     import redis
 
