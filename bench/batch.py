@@ -108,7 +108,7 @@ def roster(prefix: str, n: int):
     return [RosterEntry(i, f"{prefix}{i:03d}", f"Student {i}", f"{prefix}{i:03d}@example.edu") for i in range(n)]
 
 
-def bench_create(ivy, host, template, pool, rounds: int = 3) -> None:
+def bench_create(ivy, host, template, pool, rounds: int = 3) -> bool:
     from django.conf import settings
 
     from labs.services import create_lab_batch
@@ -117,6 +117,7 @@ def bench_create(ivy, host, template, pool, rounds: int = 3) -> None:
     # Production password hashing (PBKDF2, 1M rounds) for the accounts' real passwords;
     # new accounts get a cheap hash of their random initial password (see labs/services/batch.py).
     print(f"   password hasher: {settings.PASSWORD_HASHERS[0].rsplit('.', 1)[-1]}")
+    met = True
     for label, prefix_of in (("new accounts", lambda r: f"n{r}s"), ("existing accounts", lambda r: "e")):
         times = []
         for r in range(rounds):
@@ -126,10 +127,12 @@ def bench_create(ivy, host, template, pool, rounds: int = 3) -> None:
             times.append(time.perf_counter() - started)
             assert len(result.guests) == 100
         verdict = "ok" if statistics.median(times) <= 1.0 else "OVER GOAL"
+        met = met and verdict == "ok"
         print(
             f"   {label:18s} median {statistics.median(times):.3f} s"
             f" (runs: {', '.join(f'{t:.3f}' for t in times)})  {verdict}"
         )
+    return met
 
 
 WORKER_ARGS: list[str] = []
@@ -180,7 +183,7 @@ def run_batch(ivy, host, template, pool, n: int, delay: float, slug: str) -> dic
     }
 
 
-def bench_overhead(ivy, host, template, pool) -> None:
+def bench_overhead(ivy, host, template, pool) -> bool:
     print(
         f"2. per-guest pipeline overhead, 30 guests, real worker ({WORKER_ARGS[-1]}), sim delay 0"
         f" (goal <= 50 ms/guest); load average {os.getloadavg()[0]:.1f}"
@@ -202,9 +205,10 @@ def bench_overhead(ivy, host, template, pool) -> None:
         f"   worker process start to exit {f['worker_wall']:.2f} s (includes Django start-up);"
         f" its CPU time {f['cpu']:.2f} s = {f['cpu'] / f['n'] * 1000:.0f} ms/guest (simulated host included)"
     )
+    return per_guest <= 50 and f["ok"] == f["n"]
 
 
-def bench_realistic(ivy, host, template, pool, n: int) -> None:
+def bench_realistic(ivy, host, template, pool, n: int) -> bool:
     print(
         f"3. overhead share with realistic step times (clone 0.6 s, create 1 s, ...), {n} guests (goal < 5%);"
         f" load average {os.getloadavg()[0]:.1f}"
@@ -216,6 +220,7 @@ def bench_realistic(ivy, host, template, pool, n: int) -> None:
         f"   jobs wall {f['jobs_wall']:.2f} s, inside dom0 {f['dom0']:.2f} s,"
         f" overhead {f['overhead']:.2f} s = {share:.2f}%  {'ok' if share < 5 else 'OVER GOAL'}"
     )
+    return share < 5 and f["ok"] == f["n"]
 
 
 def main() -> int:
@@ -238,12 +243,12 @@ def main() -> int:
         f" load average {os.getloadavg()[0]:.1f}"
     )
     ivy, host, template, pool = fixtures()
-    bench_create(ivy, host, template, pool)
-    bench_overhead(ivy, host, template, pool)
+    met = [bench_create(ivy, host, template, pool), bench_overhead(ivy, host, template, pool)]
     if not args.skip_realistic:
-        bench_realistic(ivy, host, template, pool, args.realistic_guests)
+        met.append(bench_realistic(ivy, host, template, pool, args.realistic_guests))
     reset(host)
-    return 0
+    print("\n" + ("all goals met" if all(met) else "GOAL MISSED"))
+    return 0 if all(met) else 1
 
 
 if __name__ == "__main__":
