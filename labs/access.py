@@ -8,6 +8,7 @@ asks `may_act_on_guest` and `may_manage_lab` before it queues anything.
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 
 from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import Q, QuerySet
@@ -182,3 +183,19 @@ def may_act_on_guest(user: AnyUser, guest: Guest, needed: Role = Role.STUDENT) -
 
 def may_manage_lab(user: AnyUser, lab: Lab) -> bool:
     return teaches(user, lab.pk)
+
+
+@dataclass(frozen=True)
+class ConsoleRights:
+    writable: bool  # types into the console
+    can_take_over: bool  # watches, and may switch to typing
+
+
+def console_rights(user: AnyUser, guest: Guest, roles: dict[str, bool] | None = None) -> ConsoleRights | None:
+    """Who may use a guest's console, and how: the owner types; the lab's instructors and admins watch and
+    may take over; anyone else gets nothing (None)."""
+    role = guest_role(user, guest, roles)
+    if role is None:
+        return None
+    owner = guest.student_id == user.pk
+    return ConsoleRights(writable=owner, can_take_over=not owner and role >= Role.INSTRUCTOR)

@@ -43,7 +43,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from redis.exceptions import RedisError
 
-from labs.access import Role, guest_role
+from labs.access import console_rights
 from labs.dom0 import names
 from labs.dom0.errors import InvalidName
 from labs.models import AuditEvent, Guest, Lab
@@ -128,17 +128,16 @@ def authorize(user: AbstractBaseUser | AnonymousUser, guest_id: int) -> ConsoleT
     guest = Guest.objects.select_related("host").filter(pk=guest_id).first()
     if guest is None:
         return None
-    role = guest_role(user, guest)  # type: ignore[arg-type]
-    if role is None:
+    rights = console_rights(user, guest)  # type: ignore[arg-type]
+    if rights is None:
         return None
-    owner = guest.student_id == user.pk
     return ConsoleTarget(
         guest_id=guest.pk,
         lab_id=guest.lab_id,
         domain=guest.domain_name,
         queue=guest.host.queue_name,
-        writable=owner,
-        can_take_over=not owner and role >= Role.INSTRUCTOR,
+        writable=rights.writable,
+        can_take_over=rights.can_take_over,
         username=user.get_username(),
     )
 

@@ -8,7 +8,7 @@ from django import template
 from django.conf import settings
 from django.urls import reverse
 
-from labs.access import roles_for
+from labs.access import console_rights, roles_for
 from labs.models import Guest
 
 register = template.Library()
@@ -17,13 +17,12 @@ register = template.Library()
 @register.simple_tag(takes_context=True)
 def console_card(context: template.Context, guest: Guest) -> dict[str, Any]:
     request = context["request"]
-    owner = guest.student_id == request.user.pk
+    rights = console_rights(request.user, guest, roles_for(request))
     return {
         "ticket_url": reverse("console_ticket", args=[guest.pk]),
         "ws_url": settings.XENPANEL_CONSOLE_WS_URL,
-        "writable": owner,
-        # The lab's instructors and admins see the guest page; they watch, and may take over.
-        "can_take_over": not owner,
+        "writable": bool(rights and rights.writable),
+        "can_take_over": bool(rights and rights.can_take_over),
         "idle_minutes": max(settings.XENPANEL_CONSOLE_IDLE // 60, 1),
         "admin": roles_for(request)["admin"],
     }
