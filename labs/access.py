@@ -199,3 +199,26 @@ def console_rights(user: AnyUser, guest: Guest, roles: dict[str, bool] | None = 
         return None
     owner = guest.student_id == user.pk
     return ConsoleRights(writable=owner, can_take_over=not owner and role >= Role.INSTRUCTOR)
+
+
+# Staff, superuser and instructor accounts, enabled or not: a roster does not
+# enrol them and an instructor does not reset their passwords. The group is
+# read directly, not through is_instructor(), so a disabled instructor
+# account counts too.
+PRIVILEGED_ACCOUNTS = Q(is_staff=True) | Q(is_superuser=True) | Q(groups__name=INSTRUCTORS_GROUP)
+
+
+def is_privileged_account(user: User) -> bool:
+    """An instructor or administrator account (see PRIVILEGED_ACCOUNTS)."""
+    return user.is_staff or user.is_superuser or user.groups.filter(name=INSTRUCTORS_GROUP).exists()
+
+
+def teaches_every_lab_of(actor: AnyUser, student: User) -> bool:
+    """Whether `actor` is an admin or teaches every lab holding a VM of `student` (torn-down labs hold none):
+    only then may a new password for the student be handed to `actor`."""
+    if is_admin(actor):
+        return True
+    if not isinstance(actor, User):
+        return False
+    others = Lab.objects.filter(guests__student=student).exclude(status=Lab.Status.TORN_DOWN)
+    return not others.exclude(instructors__pk=actor.pk).exists()

@@ -12,39 +12,17 @@ import secrets
 import string
 
 from django.db import transaction
-from django.db.models import Q
 from django.utils.translation import gettext as _
 
-from labs.access import INSTRUCTORS_GROUP, is_admin, labs_for
+from labs.access import is_privileged_account, labs_for, teaches_every_lab_of
 from labs.models import AuditEvent, Lab
 from labs.services.errors import InvalidAction
 
 PASSWORD_ALPHABET = "".join(c for c in string.ascii_letters + string.digits if c not in "lI1O0o")
 
-# Staff, superuser and instructor accounts, enabled or not: a roster does not
-# enrol them and an instructor does not reset their passwords. The group is
-# read directly, not through is_instructor(), so a disabled instructor
-# account counts too.
-PRIVILEGED_ACCOUNTS = Q(is_staff=True) | Q(is_superuser=True) | Q(groups__name=INSTRUCTORS_GROUP)
-
 
 def random_password(length: int = 14) -> str:
     return "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(length))
-
-
-def is_privileged_account(user) -> bool:
-    """An instructor or administrator account (see PRIVILEGED_ACCOUNTS)."""
-    return user.is_staff or user.is_superuser or user.groups.filter(name=INSTRUCTORS_GROUP).exists()
-
-
-def labs_not_taught_by(actor, student):
-    """The labs holding a VM of `student` (torn-down labs hold none) that `actor` does not teach."""
-    return (
-        Lab.objects.filter(guests__student=student)
-        .exclude(status=Lab.Status.TORN_DOWN)
-        .exclude(instructors__pk=actor.pk)
-        .distinct()
-    )
 
 
 def password_reset_refusal(actor, student) -> str | None:
@@ -69,7 +47,7 @@ def password_reset_refusal(actor, student) -> str | None:
             "%(user)s signs in with the campus password, which the panel does not keep: the campus directory's"
             " own password reset applies."
         ) % {"user": student.username}
-    if not is_admin(actor) and labs_not_taught_by(actor, student).exists():
+    if not teaches_every_lab_of(actor, student):
         return _(
             "%(user)s also has a VM in a lab you do not teach, and a new password would open that VM to you"
             " too: only an administrator can reset this password, in the admin."

@@ -17,13 +17,13 @@ from django.utils.text import slugify
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
-from labs.access import is_instructor
+from labs.access import PRIVILEGED_ACCOUNTS, is_instructor
 from labs.dom0 import names
 from labs.dom0.errors import InvalidName
 from labs.models import AuditEvent, Guest, Host, IpPool, Lab, LabTemplate, Task
 from labs.roster import USERNAME_RE, RosterEntry
 from labs.services import capacity, ipam, limits, queueing, quotas
-from labs.services.accounts import PRIVILEGED_ACCOUNTS, random_password
+from labs.services.accounts import random_password
 from labs.services.errors import AccountsToConfirm, ServiceError
 from labs.services.registry import steps_total
 
