@@ -77,16 +77,40 @@ def _full_pools(hosts: list[Host]) -> dict[int, PoolFill]:
     return {pk: fill for pk, fill in fills.items() if fill is not None and fill.full}
 
 
+def bridge_failed(host: Host) -> bool:
+    """Whether the host's last health check found its guests' bridge missing (a guest there cannot start)."""
+    check = (host.health_report or {}).get("bridge")
+    return isinstance(check, dict) and check.get("ok") is False
+
+
 def place(count: int, hosts: list[Host], memory_mb: int, disk_mb: int, thin: bool = False) -> list[Host]:
     """A host for each of `count` new guests: the enabled host with the most free memory (and VG room when known).
 
-    `thin`: the guests are thin clones, so hosts whose thin pool was nearly
-    full at their last health check get none (a full pool fails every guest
-    on it). A pool not read yet is not held against its host. QuotaExceeded
-    names what is short when they do not all fit.
+    Hosts whose last health check failed on their bridge get none: `xl create`
+    would fail there for every guest. `thin`: the guests are thin clones, so
+    hosts whose thin pool was nearly full at their last health check get none
+    (a full pool fails every guest on it). A pool not read yet is not held
+    against its host. QuotaExceeded names what is short when they do not all fit.
     """
     if not hosts:
         raise ServiceError(_("No host accepts new guests: enable a host first."), field="hosts")
+    skipped = [h for h in hosts if bridge_failed(h)]
+    try:
+        return _place(count, [h for h in hosts if h not in skipped], memory_mb, disk_mb, thin)
+    except ServiceError as e:
+        if not skipped:
+            raise
+        names = ", ".join(f"{h.name} ({h.bridge})" for h in skipped)
+        why = _(
+            "Hosts skipped because their last health check found the guests' bridge missing: %(hosts)s."
+            " Fix the bridge, then run a health check."
+        ) % {"hosts": names}
+        raise type(e)(f"{e.message} {why}".strip(), field="hosts") from None
+
+
+def _place(count: int, hosts: list[Host], memory_mb: int, disk_mb: int, thin: bool) -> list[Host]:
+    if not hosts:
+        raise QuotaExceeded(_("No host can take new guests."), field="hosts")
     free_mem, free_disk = _free_memory(hosts), _free_disk(hosts)
     # A refusal names what each host has, not what is left after the guests placed before it.
     before = (dict(free_mem), dict(free_disk))
