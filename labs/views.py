@@ -189,6 +189,11 @@ def _guest_tasks(guest: Guest) -> list[Task]:
     return list(guest.tasks.select_related("actor").order_by("-created_at")[:10])
 
 
+def _version(seen: object) -> str:
+    """A short digest of what a live fragment shows: its poll sends it back (`v`), and an equal one gets a 204."""
+    return hashlib.blake2s(repr(seen).encode(), digest_size=8).hexdigest()
+
+
 def _guest_version(guest: Guest) -> str:
     """A short digest of the guest fields the live fragment shows.
 
@@ -196,8 +201,9 @@ def _guest_version(guest: Guest) -> str:
     and cannot change without the guest changing too (a new job marks the
     guest busy), so an idle poll needs no task query.
     """
-    seen = (guest.status, guest.observed_state, guest.busy_with, guest.memory_mb, guest.last_error, guest.lab.status)
-    return hashlib.blake2s(repr(seen).encode(), digest_size=8).hexdigest()
+    return _version(
+        (guest.status, guest.observed_state, guest.busy_with, guest.memory_mb, guest.last_error, guest.lab.status)
+    )
 
 
 def _guest_live_context(request: HttpRequest, guest: Guest, latest: Task | None) -> dict:
@@ -447,6 +453,22 @@ def _lab_guests(request: HttpRequest, lab: Lab) -> tuple[Page, str, str]:
     return _paginate(request, qs, GUESTS_PER_PAGE), state, q
 
 
+def _lab_version(lab: Lab, progress: dict, rows: list[dict], hosts: list[Host], runaways: list[Guest]) -> str:
+    """The digest of what the lab's live fragment shows (a field added to the fragment belongs here too)."""
+    seen: list[object] = [
+        (lab.status, lab.expires_at),
+        sorted(progress.items()),
+        [h.pk for h in hosts],
+        [g.pk for g in runaways],
+    ]
+    for row in rows:
+        g = row["guest"]
+        person = (g.student.username, g.student.get_full_name())
+        fields = (g.pk, g.domain_name, g.ip, g.host.name, g.status, g.observed_state, g.busy_with, g.memory_mb)
+        seen.append((person, fields, g.last_error, sorted(row["allowed"]), row["usage"]))
+    return _version(seen)
+
+
 def _lab_live_context(request: HttpRequest, lab: Lab) -> dict:
     page, state, q = _lab_guests(request, lab)
     progress = _progress(lab)
@@ -456,11 +478,15 @@ def _lab_live_context(request: HttpRequest, lab: Lab) -> dict:
     recent = usage.recent_cpu([g.pk for g in page])
     rows = [{"guest": g, "allowed": services.allowed_actions(g), "usage": recent.get(g.pk)} for g in page]
     sort = request.GET.get("sort", "")
+    # From the rows already loaded: no query of its own on every poll.
+    hosts = upkeep.silent_hosts(g.host for g in page)
+    runaways = usage.runaways(lab)
     return {
         "lab": lab,
-        # From the rows already loaded: no query of its own on every poll.
-        "silent_hosts": upkeep.silent_hosts(g.host for g in page),
-        "runaways": usage.runaways(lab),
+        # The page number, filters and sort are in the poll's URL: one URL, one set of rows.
+        "version": _lab_version(lab, progress, rows, hosts, runaways),
+        "silent_hosts": hosts,
+        "runaways": runaways,
         "runaway_percent": usage.RUNAWAY_PERCENT,
         "runaway_minutes": usage.RUNAWAY_MINUTES,
         "sort": sort if sort in USAGE_SORTS else "",
@@ -490,9 +516,21 @@ def lab_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 @live_login_required
 def lab_live(request: HttpRequest, pk: int) -> HttpResponse:
-    """Progress bar and the current page of the guest table, polled by htmx."""
+    """Progress bar and the current page of the guest table, polled by htmx.
+
+    As on the guest page, the poll sends the digest of what it shows (`v`);
+    an unchanged lab gets an empty 204, which htmx leaves alone: no render,
+    and no swap to take the focus away from a keyboard user.
+    """
     lab = get_lab_for_user(request, pk)
-    return render(request, "labs/_lab_live.html", _lab_live_context(request, lab))
+    # The digest is no filter: the fragment's links and forms are built from the rest of the query.
+    query = request.GET.copy()
+    seen = query.pop("v", [""])[0]
+    request.GET = query  # type: ignore[assignment]  # a mutable copy, read by the template's {% querystring %}
+    ctx = _lab_live_context(request, lab)
+    if seen == ctx["version"]:
+        return HttpResponse(status=204)
+    return render(request, "labs/_lab_live.html", ctx)
 
 
 @login_required

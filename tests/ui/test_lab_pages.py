@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.contrib.auth.models import User
 from django.urls import reverse
@@ -54,6 +56,35 @@ def test_lab_live_fragment_polls_fast_while_provisioning(client, ivy, lab, alice
     body = client.get(reverse("lab_live", args=[lab.pk])).content.decode()
     assert 'hx-trigger="every 5s"' in body
     assert "1 of 1 VMs ready" in body
+
+
+def _lab_version(body: str) -> str:
+    """The digest in the poll's URL (after the filters, if any)."""
+    found = re.search(r'/live/\?[^"]*?\bv=([0-9a-f]+)', body)
+    assert found, "the poll carries no digest"
+    return found.group(1)
+
+
+def test_unchanged_lab_poll_gets_204_and_a_change_a_fragment(client, ivy, lab, alice_guest, bob_guest):
+    set_state(alice_guest, "r")
+    set_state(bob_guest, "r")
+    client.force_login(ivy)
+    url = reverse("lab_live", args=[lab.pk])
+    version = _lab_version(client.get(reverse("lab_detail", args=[lab.pk]), {"state": "running"}).content.decode())
+    assert version
+    r = client.get(url, {"state": "running", "v": version})
+    assert r.status_code == 204 and r.content == b""
+    # Another filter is another set of rows: the digest differs.
+    assert client.get(url, {"state": "stopped", "v": version}).status_code == 200
+    # Someone else stopped bob's VM: the table changes, and so does the digest in the new fragment.
+    set_state(bob_guest, "")
+    r = client.get(url, {"v": version})
+    body = r.content.decode()
+    assert r.status_code == 200 and "1 of 2" not in body
+    assert _lab_version(body) != version
+    # The digest stays out of the fragment's own links and forms.
+    assert body.count("v=") == 1
+    assert client.get(url, {"v": _lab_version(body)}).status_code == 204
 
 
 @pytest.fixture
