@@ -8,9 +8,11 @@
 What a guest needs to boot and be used is installed (systemd-sysv as init,
 ifupdown for the /etc/network/interfaces xenpanel writes, openssh-server, a
 kernel + initrd that dom0 hands to `xl create`), plus the seed's touches: one
-console getty, on hvc0 (the only console a PV guest has), and `TMOUT=1200` in
-/etc/profile. Anything that must differ per clone (ssh host keys,
-machine-id) is removed so each guest makes its own at first boot.
+console getty, on hvc0 (the only console a PV guest has), and the `ls` colour
+alias and `TMOUT=1200` at the end of /etc/profile. Anything that must differ per clone (ssh host keys,
+machine-id) is removed so each guest makes its own at first boot. The recipe's
+other steps have nothing left to do on today's Debian: there is no /lib/tls to
+rename, and shadow passwords (its pwconv) are the default.
 
 The tree is built in `<path>.partial` and renamed into place at the end, so
 a crash never leaves a half-built template where clones are taken from.
@@ -53,6 +55,7 @@ PROTECTED = frozenset(
     "/ /bin /boot /dev /etc /home /lib /lib64 /opt /proc /root /run /sbin /srv /sys /tmp /usr /var".split()
 )
 TMOUT_LINE = "export TMOUT=1200"
+LS_ALIAS_LINE = "alias ls='ls --color=auto'"
 
 _SUITE = re.compile(r"[a-z][a-z0-9-]{1,31}")
 _ARCH = re.compile(r"[a-z0-9]{2,16}")
@@ -144,12 +147,22 @@ def render_fstab(spec: TemplateSpec) -> str:
     )
 
 
+# (line, how to find it already there, why): the seed's lines at the end of /etc/profile.
+PROFILE_LINES: tuple[tuple[str, str, str], ...] = (
+    (LS_ALIAS_LINE, r"^\s*alias\s+ls=['\"]?ls --color=auto['\"]?\s*$", "ls lists in colour"),
+    (TMOUT_LINE, r"^\s*(export\s+)?TMOUT=1200\s*$", "log idle shells out after 20 minutes"),
+)
+
+
 def render_profile(profile: str) -> str:
-    """/etc/profile with the seed's idle logout (20 minutes) appended once."""
-    if re.search(r"^\s*(export\s+)?TMOUT=1200\s*$", profile, re.M):
+    """/etc/profile with the seed's two lines appended once each: the `ls` colour alias and the idle logout."""
+    missing = [(line, why) for line, pattern, why in PROFILE_LINES if not re.search(pattern, profile, re.M)]
+    if not missing:
         return profile
     tail = "" if not profile or profile.endswith("\n") else "\n"
-    return f"{profile}{tail}\n# xenpanel (as the 2007 recipe): log idle shells out after 20 minutes.\n{TMOUT_LINE}\n"
+    comment = "; ".join(why for _line, why in missing)
+    lines = "".join(f"{line}\n" for line, _why in missing)
+    return f"{profile}{tail}\n# xenpanel (as the 2007 recipe): {comment}.\n{lines}"
 
 
 def static_files(spec: TemplateSpec) -> dict[str, str]:
@@ -222,7 +235,7 @@ class TemplateBuilder:
         partial = f"{path}.partial"
         lines = [" ".join(bootstrap_argv(spec, partial))]
         lines += [f"write {partial}{p}" for p in static_files(spec)]
-        lines.append(f"append '{TMOUT_LINE}' to {partial}/etc/profile")
+        lines.append(f"append \"{LS_ALIAS_LINE}\" and '{TMOUT_LINE}' to {partial}/etc/profile")
         lines += [f"ln -sfn {target} {partial}{link}" for link, target in CONSOLE_LINKS]
         lines.append(f"remove {partial}/etc/ssh/ssh_host_* and downloaded .debs")
         lines.append(f"mv -T {partial} {path}" + (" (replacing the old tree)" if spec.replace else ""))
@@ -276,7 +289,7 @@ class TemplateBuilder:
             self._log(f"write {root}{inside}")
             self.runner.write_file(root + inside, text.encode(), mode=0o644)
         profile = self.runner.read_file(f"{root}/etc/profile").decode(errors="replace")
-        self._log(f"append '{TMOUT_LINE}' to {root}/etc/profile")
+        self._log(f"append \"{LS_ALIAS_LINE}\" and '{TMOUT_LINE}' to {root}/etc/profile")
         self.runner.write_file(f"{root}/etc/profile", render_profile(profile).encode(), mode=0o644)
         for link, target in CONSOLE_LINKS:
             self._run(["mkdir", "-p", "--", root + link.rsplit("/", 1)[0]])

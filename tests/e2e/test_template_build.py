@@ -155,9 +155,9 @@ def test_build_runs_argv_only_and_leaves_the_seed_touches_in_the_tree():
 
 def test_render_profile_appends_tmout_once():
     once = render_profile("export PATH\n")
-    assert (
-        once
-        == f"export PATH\n\n# xenpanel (as the 2007 recipe): log idle shells out after 20 minutes.\n{TMOUT_LINE}\n"
+    assert once == (
+        "export PATH\n\n# xenpanel (as the 2007 recipe): ls lists in colour; log idle shells out after 20 minutes.\n"
+        f"alias ls='ls --color=auto'\n{TMOUT_LINE}\n"
     )
     assert render_profile(once) == once
     assert render_profile("umask 022").endswith(f"{TMOUT_LINE}\n")
