@@ -28,7 +28,7 @@ from labs.campus import directory_was_down
 from labs.dom0 import names
 from labs.dom0.errors import InvalidName
 from labs.models import Host, IpPool, LabTemplate
-from labs.roster import RosterEntry, RosterError, parse_roster
+from labs.roster import RosterEntry, RosterError, RosterFileError, decode_roster, parse_roster
 from labs.services.limits import MIN_GUEST_MEMORY_MB
 
 # A roster for one lab; anything bigger is a mistake, not a class.
@@ -161,9 +161,9 @@ class LabBatchForm(forms.Form):
                     }
                 )
             try:
-                return upload.read().decode("utf-8-sig")
-            except UnicodeDecodeError:
-                raise forms.ValidationError({"roster_file": _("The roster file must be UTF-8 text.")}) from None
+                return decode_roster(upload.read())
+            except RosterFileError as e:
+                raise forms.ValidationError({"roster_file": str(e)}) from None
         text = self.cleaned_data.get("roster_text") or ""
         if len(text.encode()) > MAX_ROSTER_BYTES:
             raise forms.ValidationError(

@@ -123,8 +123,9 @@ def test_bad_slug_names_and_expiry(ivy, host, template, pool):
     assert err.field == "slug"
     err = refuse(ServiceError, ivy, template, pool, roster("a" * 30), memory_mb=64, slug="a-very-long-lab-name")
     assert "too long" in err.message and err.field == "slug"
-    err = refuse(ServiceError, ivy, template, pool, roster("s.."), memory_mb=64, slug="lab")
-    assert err.field == "slug"
+    # Two dots are the username's fault, not the short name's (issue 15).
+    err = refuse(ServiceError, ivy, template, pool, roster("s..t"), memory_mb=64, slug="lab")
+    assert err.field == "roster" and "not a valid username" in err.message
     past = timezone.now() - timedelta(hours=1)
     err = refuse(ServiceError, ivy, template, pool, roster("s1"), memory_mb=64, expires_at=past)
     assert err.field == "expires_at"
