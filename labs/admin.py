@@ -36,6 +36,7 @@ from labs.models import (
 )
 from labs.services import api_tokens
 from labs.services.errors import ServiceError
+from labs.services.limits import lab_limit_refusal
 from labs.services.templates import enqueue_template_build, make_spec
 
 User = get_user_model()
@@ -150,8 +151,27 @@ class IpPoolAdmin(admin.ModelAdmin):
         return obj.guest_count  # type: ignore[attr-defined]  # annotated by get_queryset
 
 
+class LabAdminForm(forms.ModelForm):
+    """The lab's row: its memory limit is refused under what its VMs hold (labs.services.limits)."""
+
+    class Meta:
+        model = Lab
+        fields = ("max_guest_memory_mb",)  # the admin passes the fields it shows
+
+    def clean_max_guest_memory_mb(self) -> int:
+        value = self.cleaned_data["max_guest_memory_mb"]
+        lab = self.instance
+        if "memory_mb" in self.cleaned_data:  # the change form: the per-VM size as typed
+            lab.memory_mb = self.cleaned_data["memory_mb"]
+        refusal = lab_limit_refusal(lab, value) if value is not None else None
+        if refusal:
+            raise forms.ValidationError(refusal)
+        return value
+
+
 @admin.register(Lab)
 class LabAdmin(admin.ModelAdmin):
+    form = LabAdminForm
     list_display = (
         "name",
         "slug",
@@ -172,6 +192,10 @@ class LabAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Lab]:
         return super().get_queryset(request).annotate(guest_count=Count("guests"))
+
+    def get_changelist_form(self, request: HttpRequest, **kwargs):
+        # The list edits the limit in place: the same check as the change form.
+        return super().get_changelist_form(request, form=LabAdminForm, **kwargs)
 
     @admin.display(description="guests", ordering="guest_count")
     def guest_total(self, obj: Lab) -> int:

@@ -29,7 +29,8 @@ from labs.dom0 import names
 from labs.dom0.errors import InvalidName
 from labs.models import Host, IpPool, LabTemplate
 from labs.roster import RosterEntry, RosterError, RosterFileError, decode_roster, parse_roster
-from labs.services.limits import MIN_GUEST_MEMORY_MB
+from labs.services.errors import QuotaExceeded
+from labs.services.limits import MIN_GUEST_MEMORY_MB, MemoryLimit
 
 # A roster for one lab; anything bigger is a mistake, not a class.
 MAX_ROSTER_BYTES = 512 * 1024
@@ -224,19 +225,27 @@ class LabBatchForm(forms.Form):
 
 
 class MemoryForm(forms.Form):
-    """The new memory size for one guest, within the service layer's limits."""
+    """The new memory size for one guest, within the service layer's limit; a refusal names the limit."""
 
     memory_mb = forms.IntegerField(label=_("Memory (MiB)"))
 
-    def __init__(self, *args, limits: tuple[int, int], **kwargs) -> None:
+    def __init__(self, *args, limit: MemoryLimit, viewer_is_student: bool, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        low, high = limits
+        self.limit, self.viewer_is_student = limit, viewer_is_student
+        low, high = limit.bounds()
         field = self.fields["memory_mb"]
         assert isinstance(field, forms.IntegerField)
-        field.min_value, field.max_value = low, high
-        field.validators += [validators.MinValueValidator(low), validators.MaxValueValidator(high)]
         field.widget.attrs.update({"min": low, "max": high, "step": 8})
         field.help_text = _("Between %(low)s and %(high)s MiB.") % {"low": low, "high": high}
+
+    def clean_memory_mb(self) -> int:
+        value = self.cleaned_data["memory_mb"]
+        try:
+            self.limit.refuse(value)
+        except QuotaExceeded as e:
+            # Django's own "less than or equal to 300" says nothing of which limit that is.
+            raise forms.ValidationError(f"{e.message} {self.limit.explain(self.viewer_is_student)}") from None
+        return value
 
 
 class ConfirmForm(forms.Form):

@@ -43,6 +43,7 @@ from labs.auth_views import NEW_ACCOUNTS_KEY
 from labs.forms import ConfirmForm, LabBatchForm, MemoryForm
 from labs.models import Guest, Host, Lab, Task, Xl
 from labs.services import ssh_keys, upkeep, usage
+from labs.services.limits import guest_memory_limit
 from labs.services.registry import GUEST_ACTIONS, LAB_ACTIONS, GuestAction, guest_action_def
 from labs.spreadsheet import write_csv
 from labs.templatetags.xenpanel import state_word
@@ -210,9 +211,11 @@ def _guest_live_context(request: HttpRequest, guest: Guest, latest: Task | None)
     role = _role(request, guest)
     busy = _guest_is_busy(guest) or (latest is not None and latest.status in (Task.Status.QUEUED, Task.Status.RUNNING))
     allowed = services.allowed_actions(guest)
-    mem_allowed = "mem_set" in allowed
-    # The limits cost four queries; a guest that cannot change memory now does not need them.
-    low, high = services.memory_limits(guest) if mem_allowed else (guest.memory_mb, guest.memory_mb)
+    # One aggregate query: the page says which limit binds, and whether the VM is over it, in any state.
+    limit = guest_memory_limit(guest)
+    own = guest.student_id == request.user.pk
+    mem_allowed = "mem_set" in allowed and limit.fits
+    low, high = limit.bounds()
     return {
         "guest": guest,
         # Empty while anything runs: every poll then brings a fresh fragment.
@@ -225,6 +228,10 @@ def _guest_live_context(request: HttpRequest, guest: Guest, latest: Task | None)
         "mem_allowed": mem_allowed,
         "mem_low": low,
         "mem_high": high,
+        # Never a value the form would refuse (a lab limit lowered under the VM's size).
+        "mem_value": limit.suggested_mb(),
+        "mem_limit_words": limit.explain(own) if "mem_set" in allowed else "",
+        "mem_over_words": limit.over_words(),
     }
 
 
@@ -311,7 +318,9 @@ def guest_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
         return redirect("guest_confirm", pk=guest.pk, action=action)
     memory_mb = None
     if action == "mem_set":
-        form = MemoryForm(request.POST, limits=services.memory_limits(guest))
+        form = MemoryForm(
+            request.POST, limit=guest_memory_limit(guest), viewer_is_student=guest.student_id == request.user.pk
+        )
         if not form.is_valid():
             errors = " ".join(str(e) for e in form.errors.get("memory_mb", []))
             messages.error(request, _("Memory not changed: %(errors)s") % {"errors": errors})

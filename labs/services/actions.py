@@ -12,8 +12,8 @@ from redis.exceptions import RedisError
 
 from labs.access import may_act_on_guest, may_manage_lab
 from labs.models import AuditEvent, Guest, Host, Lab, Task, Xl
-from labs.services import capacity, limits, queueing, quotas
-from labs.services.errors import InvalidAction, QuotaExceeded
+from labs.services import limits, queueing
+from labs.services.errors import InvalidAction
 from labs.services.registry import GUEST_ACTIONS, LAB_ACTIONS, allowed_actions, guest_action_def, steps_total
 
 
@@ -55,16 +55,8 @@ def _check_memory(guest: Guest, memory_mb) -> int:
     """The new size, if the lab, template, student's quota and host allow it; the caller holds _lock_memory_holders."""
     if isinstance(memory_mb, bool) or not isinstance(memory_mb, int):
         raise InvalidAction(_("Give the new memory size as a whole number of MiB."), field="memory_mb")
-    limits.check_guest_memory(memory_mb, guest.lab.template, guest.lab.max_guest_memory_mb)
-    others = quotas.usage_for([guest.student], exclude_guest=guest).get(guest.student_id, quotas.Usage())
-    quotas.check_student_quota(guest.student, quotas.quota_for(guest.student), others, 0, memory_mb)
-    free = capacity.host_free_mb(guest.host, capacity.allocated_mb([guest.host]).get(guest.host_id, 0))
-    if free is not None and memory_mb - guest.memory_mb > free:
-        raise QuotaExceeded(
-            _("Host %(host)s has only %(free)d MiB free for guests.")
-            % {"host": guest.host.name, "free": max(free, 0)},
-            field="memory_mb",
-        )
+    # The same decision the memory form and the guest page show (limits.guest_memory_limit).
+    limits.guest_memory_limit(guest).refuse(memory_mb)
     return memory_mb
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import enum
+from dataclasses import dataclass
+
 from django.conf import settings
 from django.db.models import Sum
 from django.utils.translation import gettext as _
@@ -9,7 +12,7 @@ from django.utils.translation import gettext as _
 from labs.models import Guest, Lab, LabTemplate
 from labs.services.capacity import host_free_mb, placed_on
 from labs.services.errors import QuotaExceeded
-from labs.services.quotas import held_by, promised_mb, quota_for
+from labs.services.quotas import held_by, memory_quota_refusal, promised_mb, quota_for
 
 # A Debian PV guest does not get through boot with less than this.
 MIN_GUEST_MEMORY_MB = 32
@@ -45,22 +48,178 @@ def check_guest_memory(memory_mb: int, template: LabTemplate, lab_max_mb: int) -
             field="memory_mb",
         )
     if memory_mb > template.max_memory_mb:
-        raise QuotaExceeded(
-            _("%(mem)d MiB exceeds the template's maximum memory (%(max)d MiB).")
-            % {"mem": memory_mb, "max": template.max_memory_mb},
-            field="memory_mb",
-        )
+        raise QuotaExceeded(_limit_refusal(memory_mb, Binds.TEMPLATE, template.max_memory_mb, lab_max_mb), "memory_mb")
     if memory_mb > lab_max_mb:
-        raise QuotaExceeded(
-            _("%(mem)d MiB exceeds the lab's maximum memory per guest (%(max)d MiB).")
-            % {"mem": memory_mb, "max": lab_max_mb},
-            field="memory_mb",
-        )
+        raise QuotaExceeded(_limit_refusal(memory_mb, Binds.LAB, template.max_memory_mb, lab_max_mb), "memory_mb")
+
+
+def _limit_refusal(memory_mb: int, binds: Binds, template_mb: int, lab_mb: int) -> str:
+    if binds == Binds.TEMPLATE:
+        return _("%(mem)d MiB exceeds the template's maximum memory (%(max)d MiB).") % {
+            "mem": memory_mb,
+            "max": template_mb,
+        }
+    return _("%(mem)d MiB exceeds the lab's maximum memory per guest (%(max)d MiB).") % {
+        "mem": memory_mb,
+        "max": lab_mb,
+    }
 
 
 def template_lab_max_mb(template: LabTemplate, lab: Lab | None = None) -> int:
     lab_max = lab.max_guest_memory_mb if lab is not None else settings.XENPANEL_DEFAULT_LAB_MAX_GUEST_MEMORY_MB
     return min(template.max_memory_mb, lab_max)
+
+
+class Binds(enum.StrEnum):
+    """Which limit sets a guest's most memory now (the smallest; on a tie, the first in this order)."""
+
+    TEMPLATE = "template"  # the template's maximum memory
+    LAB = "lab"  # the lab's maximum memory per guest
+    QUOTA = "quota"  # the student's quota, less what their other VMs hold
+    HOST = "host"  # the host's free memory, plus what the guest already holds
+
+
+@dataclass(frozen=True)
+class MemoryLimit:
+    """The most memory one guest may have now, which limit sets it, and the numbers behind it.
+
+    `high` may be below MIN_GUEST_MEMORY_MB (then no size fits) or below
+    `current_mb` (the guest is over its limit: a lab's limit was lowered
+    under it, or its student's quota was).
+    """
+
+    high: int
+    binds: Binds
+    current_mb: int
+    quota_mb: int
+    others_mb: int  # what the student's other guests hold, over all labs
+    lab_mb: int
+    template_mb: int
+    template: str
+    host_room_mb: int | None  # the host's free memory plus the guest's own; None: not reported
+    host: str
+    student: str
+    low: int = MIN_GUEST_MEMORY_MB
+
+    @property
+    def fits(self) -> bool:
+        """Some size between `low` and `high` is allowed."""
+        return self.high >= self.low
+
+    @property
+    def over(self) -> bool:
+        return self.current_mb > self.high
+
+    def bounds(self) -> tuple[int, int]:
+        """(min, max) for the memory form: never an upper bound under the lower one."""
+        return self.low, max(self.high, self.low)
+
+    def suggested_mb(self) -> int:
+        """What the memory form shows first: the guest's size, unless the form would refuse it."""
+        low, high = self.bounds()
+        return min(max(self.current_mb, low), high)
+
+    def reason(self, viewer_is_student: bool) -> str:
+        """Why `high` is what it is, as a clause: "your quota is 1024 MiB and your other VMs use 640 MiB"."""
+        if self.binds == Binds.QUOTA:
+            if viewer_is_student:
+                text = _("your quota is %(quota)d MiB and your other VMs use %(others)d MiB")
+            else:
+                text = _("%(student)s's quota is %(quota)d MiB and their other VMs use %(others)d MiB")
+        elif self.binds == Binds.LAB:
+            text = _("the lab allows at most %(lab)d MiB per VM")
+        elif self.binds == Binds.TEMPLATE:
+            text = _("the template %(template)s allows at most %(tmax)d MiB")
+        else:
+            text = _("host %(host)s has %(free)d MiB free besides this VM's %(mem)d MiB")
+        return text % {
+            "quota": self.quota_mb,
+            "others": self.others_mb,
+            "student": self.student,
+            "lab": self.lab_mb,
+            "template": self.template,
+            "tmax": self.template_mb,
+            "host": self.host,
+            "free": max((self.host_room_mb or 0) - self.current_mb, 0),
+            "mem": self.current_mb,
+        }
+
+    def explain(self, viewer_is_student: bool) -> str:
+        """The limit in one sentence, for the memory form and the guest page."""
+        if not self.fits:
+            head = _("No memory size fits this VM now (a VM needs at least %(min)d MiB)") % {"min": self.low}
+        elif viewer_is_student:
+            head = _("You can give this VM at most %(max)d MiB") % {"max": self.high}
+        else:
+            head = _("This VM can have at most %(max)d MiB") % {"max": self.high}
+        return _("%(head)s: %(reason)s.") % {"head": head, "reason": self.reason(viewer_is_student)}
+
+    def over_words(self) -> str:
+        """What being over the limit means, for the guest page ("" when it is not over)."""
+        if not self.over:
+            return ""
+        return _(
+            "This VM has %(mem)d MiB, more than the %(max)d MiB it may have now. It keeps them while it runs;"
+            " a change of its memory must go down to the limit."
+        ) % {"mem": self.current_mb, "max": max(self.high, 0)}
+
+    def refuse(self, memory_mb: int) -> None:
+        """Raise QuotaExceeded, naming the limit and its numbers, unless the guest may have `memory_mb`."""
+        if memory_mb < self.low:
+            raise QuotaExceeded(
+                _("%(mem)d MiB is too little: a guest needs at least %(min)d MiB.")
+                % {"mem": memory_mb, "min": self.low},
+                field="memory_mb",
+            )
+        if memory_mb <= self.high:
+            return
+        if self.binds == Binds.QUOTA:
+            raise QuotaExceeded(
+                memory_quota_refusal(self.student, self.others_mb + memory_mb, self.quota_mb), field="memory_mb"
+            )
+        if self.binds == Binds.HOST:
+            raise QuotaExceeded(
+                _("Host %(host)s has only %(free)d MiB free for guests.")
+                % {"host": self.host, "free": max((self.host_room_mb or 0) - self.current_mb, 0)},
+                field="memory_mb",
+            )
+        raise QuotaExceeded(_limit_refusal(memory_mb, self.binds, self.template_mb, self.lab_mb), field="memory_mb")
+
+
+def guest_memory_limit(guest: Guest) -> MemoryLimit:
+    """The one place that decides how much memory a guest may have now, and why.
+
+    With the guest loaded as labs.access loads it (lab, template, host, the
+    student and their quota), the one query here is the memory aggregate.
+    """
+    lab, template = guest.lab, guest.lab.template
+    quota = quota_for(guest.student)
+    others_mb, allocated = guest_memory_sums(guest)
+    free = host_free_mb(guest.host, allocated)
+    # The guest's own memory is already counted as allocated.
+    room = None if free is None else free + guest.memory_mb
+    # On a tie the fixed ceilings are named first: the template's, then the lab's.
+    candidates = [
+        (template.max_memory_mb, Binds.TEMPLATE),
+        (lab.max_guest_memory_mb, Binds.LAB),
+        (quota.max_memory_mb - others_mb, Binds.QUOTA),
+    ]
+    if room is not None:
+        candidates.append((room, Binds.HOST))
+    high, binds = min(candidates, key=lambda c: c[0])
+    return MemoryLimit(
+        high=high,
+        binds=binds,
+        current_mb=guest.memory_mb,
+        quota_mb=quota.max_memory_mb,
+        others_mb=others_mb,
+        lab_mb=lab.max_guest_memory_mb,
+        template_mb=template.max_memory_mb,
+        template=template.name,
+        host_room_mb=room,
+        host=guest.host.name,
+        student=guest.student.username,
+    )
 
 
 def memory_limits(obj: Guest | Lab | LabTemplate) -> tuple[int, int]:
@@ -69,15 +228,32 @@ def memory_limits(obj: Guest | Lab | LabTemplate) -> tuple[int, int]:
         return MIN_GUEST_MEMORY_MB, template_lab_max_mb(obj)
     if isinstance(obj, Lab):
         return MIN_GUEST_MEMORY_MB, template_lab_max_mb(obj.template, obj)
-    guest = obj
-    # With the guest loaded as labs.access loads it (lab, template, host, the
-    # student and their quota), the one query here is the memory aggregate.
-    upper = template_lab_max_mb(guest.lab.template, guest.lab)
-    quota = quota_for(guest.student)
-    others_mb, allocated = guest_memory_sums(guest)
-    upper = min(upper, quota.max_memory_mb - others_mb)
-    free = host_free_mb(guest.host, allocated)
-    if free is not None:
-        # The guest's own memory is already counted as allocated.
-        upper = min(upper, free + guest.memory_mb)
-    return MIN_GUEST_MEMORY_MB, max(upper, MIN_GUEST_MEMORY_MB)
+    return guest_memory_limit(obj).bounds()
+
+
+def lab_limit_refusal(lab: Lab, max_mb: int) -> str | None:
+    """Why `lab` may not get `max_mb` as its maximum memory per guest (None: it may).
+
+    A limit under what the lab's VMs hold (or a queued resize promises them)
+    would leave them over it, and the memory form with no size it accepts;
+    one under the lab's memory per VM would refuse its next provisioning.
+    """
+    if lab.pk is not None:
+        biggest = (
+            Guest.objects.filter(lab_id=lab.pk)
+            .annotate(promised=promised_mb())
+            .order_by("-promised", "domain_name")
+            .values_list("domain_name", "promised")
+            .first()
+        )
+        if biggest is not None and biggest[1] > max_mb:
+            return _(
+                "%(max)d MiB is less than VM %(vm)s of this lab has (%(mem)d MiB): it would be over the limit."
+                " Choose at least %(mem)d MiB, or make its VMs smaller first."
+            ) % {"max": max_mb, "vm": biggest[0], "mem": biggest[1]}
+    if lab.memory_mb and lab.memory_mb > max_mb:
+        return _(
+            "%(max)d MiB is less than the lab's memory per VM (%(mem)d MiB), which its new VMs get."
+            " Choose at least %(mem)d MiB."
+        ) % {"max": max_mb, "mem": lab.memory_mb}
+    return None

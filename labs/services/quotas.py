@@ -106,7 +106,15 @@ def check_student_quota(user, quota: Quota, usage: Usage, add_guests: int, add_m
         )
     if usage.memory_mb + add_memory_mb > quota.max_memory_mb:
         raise QuotaExceeded(
-            _("%(user)s would use %(total)d MiB of memory; the limit is %(max)d MiB (maximum total memory).")
-            % {"user": user.username, "total": usage.memory_mb + add_memory_mb, "max": quota.max_memory_mb},
+            memory_quota_refusal(user.username, usage.memory_mb + add_memory_mb, quota.max_memory_mb),
             field="memory_mb",
         )
+
+
+def memory_quota_refusal(username: str, total_mb: int, max_mb: int) -> str:
+    """The words of a refusal over a student's memory quota (a batch, a resize)."""
+    return _("%(user)s would use %(total)d MiB of memory; the limit is %(max)d MiB (maximum total memory).") % {
+        "user": username,
+        "total": total_mb,
+        "max": max_mb,
+    }
