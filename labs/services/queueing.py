@@ -34,6 +34,7 @@ SERIALIZER = JSONSerializer
 JOBS = {
     "guest": "labs.jobs.guest.run_task",
     "build_template": "labs.jobs.template.build_template_job",
+    "build_golden": "labs.jobs.template.build_golden_job",
     "sync": "labs.jobs.host.sync_host",
     "health": "labs.jobs.host.health_check",
 }
@@ -41,6 +42,7 @@ JOBS = {
 TASK_JOBS: dict[str, tuple[str, int | None]] = {
     # The bootstrap step alone may take most of an hour on a slow mirror.
     "build_template": ("build_template", 2 * 3600),
+    "build_golden": ("build_golden", 3600),
 }
 RESULT_TTL = 3600
 FAILURE_TTL = 7 * 24 * 3600
@@ -48,10 +50,21 @@ FAILURE_TTL = 7 * 24 * 3600
 REDIS_CONNECT_TIMEOUT = 3.0
 
 
+# One client per Redis configuration and process. django_rq builds a new client,
+# so a new pool and a new TCP (and TLS) handshake, on every call: the sync loop
+# with 10 hosts spent a third of its tick connecting. redis-py's pools are
+# thread-safe and start afresh in a forked child.
+_clients: dict[tuple[tuple[str, str], ...], Redis] = {}
+
+
 def redis_connection(queue_name: str = "default") -> Redis:
-    conn = django_rq.get_connection(queue_name)
-    conn.connection_pool.connection_kwargs.setdefault("socket_connect_timeout", REDIS_CONNECT_TIMEOUT)
-    conn.connection_pool.connection_kwargs.setdefault("socket_timeout", 10.0)
+    key = tuple(sorted((k, repr(v)) for k, v in django_rq.settings.QUEUES[queue_name].items()))
+    conn = _clients.get(key)
+    if conn is None:
+        conn = django_rq.get_connection(queue_name)
+        conn.connection_pool.connection_kwargs.setdefault("socket_connect_timeout", REDIS_CONNECT_TIMEOUT)
+        conn.connection_pool.connection_kwargs.setdefault("socket_timeout", 10.0)
+        conn = _clients.setdefault(key, conn)
     return conn
 
 
