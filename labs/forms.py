@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from crispy_forms.helper import FormHelper
-from crispy_forms.layout import HTML, Div, Field, Fieldset, Layout, Submit
+from crispy_forms.layout import HTML, Div, Field, Fieldset, Layout
 from django import forms
 from django.conf import settings
 from django.contrib.admin.forms import AdminAuthenticationForm
@@ -94,18 +94,18 @@ class LabBatchForm(forms.Form):
         widget=forms.Textarea(attrs={"rows": 8, "spellcheck": "false", "class": "font-monospace"}),
         help_text=_("username,full name,e-mail — one student per line."),
     )
-    # The token of the existing accounts the instructor confirmed (see
-    # labs.services.batch.create_lab_batch); filled in by the view when it
-    # lists them, sent back with the second POST.
-    confirm_existing = forms.CharField(required=False, widget=forms.HiddenInput, max_length=128)
+    # The token of the preview the instructor saw (labs.services.batch.preview_lab_batch): filled in by
+    # the view when it shows one, sent back with "Create"; signed, compressed, some 30 bytes a student.
+    preview_token = forms.CharField(required=False, widget=forms.HiddenInput, max_length=MAX_ROSTER_BYTES)
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.roster: list[RosterEntry] = []
         self.roster_errors: list[RosterError] = []
         self.roster_source = ""  # the roster's text, pasted or from the file
-        self.existing_accounts: list = []  # accounts to confirm, set by the view
-        self.existing_changed = False
+        self.preview = None  # the batch's preview (labs.services.BatchPreview), set by the view
+        self.preview_changes: list[str] = []  # what changed since the preview the instructor saw
+        self._default_memory()
         low, high = batch_memory_bounds(None)
         self.fields["memory_mb"].widget.attrs.update({"min": low, "max": high, "step": 8})
         self.fields["memory_mb"].help_text = _(
@@ -131,10 +131,18 @@ class LabBatchForm(forms.Form):
             ),
             Fieldset(_("Students"), "roster_file", Field("roster_text")),
             HTML('{% include "labs/_roster_errors.html" %}'),
-            "confirm_existing",
-            HTML('{% include "labs/_roster_existing.html" %}'),
-            Submit("submit", _("Create the lab and its VMs")),
+            "preview_token",
+            HTML('{% include "labs/_batch_preview.html" %}'),
         )
+
+    def _default_memory(self) -> None:
+        """Memory starts at the template's own (batch.js follows the template picked); the first one's at first."""
+        defaults = {str(t.pk): t.default_memory_mb for t in LabTemplate.objects.order_by("name")}
+        self.template_memory = defaults
+        chosen = self.initial.get("template")
+        first = defaults.get(str(getattr(chosen, "pk", chosen))) if chosen else next(iter(defaults.values()), None)
+        if first is not None:
+            self.fields["memory_mb"].initial = first
 
     def clean_slug(self) -> str:
         slug = self.cleaned_data["slug"].strip().lower()
@@ -206,14 +214,31 @@ class LabBatchForm(forms.Form):
             self.add_error("roster_text", _("The roster is empty: add at least one student."))
         return data
 
-    def ask_to_confirm(self, accounts: list, token: str, changed: bool, message: str) -> None:
-        """Show the roster's existing accounts with the token that confirms them, for a second POST.
+    def batch_arguments(self) -> dict:
+        """The arguments of services.preview_lab_batch and create_lab_batch, from the cleaned form."""
+        data = self.cleaned_data
+        return {
+            "template": data["template"],
+            "pool": data["pool"],
+            "roster": self.roster,
+            "memory_mb": data["memory_mb"],
+            "hosts": [data["host"]] if data["host"] else None,
+            "expires_at": data["expires_at"],
+            "name": data["name"],
+            "slug": data["slug"] or None,
+        }
 
-        The roster comes back as text: a browser does not send a file again.
+    def show_preview(self, preview, changes: list[str] | None = None) -> None:
+        """Show the form again with the batch's preview and its token, for "Create".
+
+        The short name comes back as the preview made it (the instructor may
+        edit it and preview again); the roster comes back as text, as a
+        browser does not send a file again.
         """
-        self.existing_accounts, self.existing_changed = accounts, changed
-        self.data = data_with(self.data, confirm_existing=token, roster_text=self.roster_source)
-        self.add_error("roster_text", message)
+        self.preview, self.preview_changes = preview, changes or []
+        self.data = data_with(
+            self.data, preview_token=preview.token, slug=preview.slug, roster_text=self.roster_source
+        )
 
     @property
     def roster_error_rows(self) -> list[dict]:

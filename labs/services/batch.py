@@ -10,6 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import get_hasher, make_password
+from django.core import signing
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
@@ -24,11 +25,16 @@ from labs.models import AuditEvent, Guest, Host, IpPool, Lab, LabTemplate, Task
 from labs.roster import USERNAME_RE, RosterEntry
 from labs.services import capacity, ipam, limits, queueing, quotas
 from labs.services.accounts import random_password
-from labs.services.errors import AccountsToConfirm, ServiceError
+from labs.services.errors import AccountsToConfirm, PreviewChanged, QuotaExceeded, ServiceError
 from labs.services.registry import steps_total
 
 # Lab short names become the first half of domain names and hostnames.
 SLUG_RE = re.compile(r"[a-z][a-z0-9-]{0,19}(?<!-)")
+# A derived short name leaves room for a 30-character username in a 48-character domain name.
+DEFAULT_SLUG_LENGTH = 16
+# What a preview's token is signed for; a preview older than this is shown again rather than trusted.
+PREVIEW_SALT = "xenpanel.batch.preview"
+PREVIEW_MAX_AGE = 24 * 3600
 # The initial account password is random (~81 bits), so key stretching adds
 # nothing; a cheap PBKDF2 keeps a 100-student batch under a second. Django
 # re-hashes with its full iteration count at the student's first login.
@@ -69,10 +75,22 @@ def guest_names(slug: str, username: str) -> tuple[str, str]:
     return domain, hostname
 
 
+def _cut_at_words(slug: str, length: int) -> str:
+    """The slug's first words that fit in `length` (redes-de-computadores: redes-de); a long first word is cut."""
+    words = [w for w in slug.split("-") if w]
+    kept = ""
+    for word in words:
+        if len(kept) + bool(kept) + len(word) > length:
+            break
+        kept = f"{kept}-{word}" if kept else word
+    return kept or (words[0][:length] if words else "")
+
+
 def _default_slug(name: str) -> str:
-    base = slugify(name).replace("_", "-")[:16].strip("-") or "lab"
-    if not base[0].isalpha():
-        base = ("lab-" + base)[:16].strip("-")
+    base = slugify(name).replace("_", "-")
+    if base and not base[0].isalpha():
+        base = "lab-" + base
+    base = _cut_at_words(base, DEFAULT_SLUG_LENGTH) or "lab"
     slug, n = base, 2
     while Lab.objects.filter(slug=slug).exclude(status=Lab.Status.TORN_DOWN).exists():
         slug, n = f"{base}-{n}", n + 1
@@ -110,6 +128,76 @@ class _Request:
     slug: str
     confirm_existing: str | None
     campus: frozenset[str] = frozenset()  # roster usernames without an account that the campus directory knows
+    confirm_preview: str | None = None  # the token of the preview the instructor saw (BatchPreview.token)
+
+
+@dataclass
+class _Layout:
+    """Where the batch goes, worked out under the locks by the code that creates it; nothing reserved yet."""
+
+    pool: IpPool
+    host_rows: list[Host]
+    enrolled: list  # existing accounts, by username
+    ips: list[str]
+    standing: dict[str, tuple[quotas.Quota, quotas.Usage]]  # each student's quota and what they hold now
+
+
+@dataclass
+class PreviewRow:
+    """One VM of a previewed batch."""
+
+    username: str
+    full_name: str  # as the roster gives it
+    account_name: str | None  # an existing account's full name, which it keeps; None for a new account
+    campus: bool
+    domain: str
+    hostname: str
+    ip: str
+    host: str
+    memory_mb: int
+    quota: quotas.Quota
+    usage_after: quotas.Usage  # what the student holds with this VM
+
+    @property
+    def existing(self) -> bool:
+        return self.account_name is not None
+
+    @property
+    def kept_name(self) -> str | None:
+        """The account's name when the roster gives another one, which is not applied."""
+        if self.account_name is not None and self.full_name and self.full_name != self.account_name:
+            return self.account_name or "—"
+        return None
+
+
+@dataclass
+class HostTotal:
+    name: str
+    free_mb: int | None  # before the batch
+    guests: int
+    memory_mb: int  # what the batch adds
+
+
+@dataclass
+class BatchPreview:
+    """What a batch would create, computed by the code that creates it; `token` makes the create step check it."""
+
+    name: str
+    slug: str
+    memory_mb: int
+    rows: list[PreviewRow]
+    hosts: list[HostTotal]
+    pool_name: str
+    pool_free: int
+    token: str
+
+    @property
+    def existing(self) -> list[PreviewRow]:
+        return [r for r in self.rows if r.existing]
+
+    @property
+    def total_memory_mb(self) -> int:
+        return sum(r.memory_mb for r in self.rows)
 
 
 def create_lab_batch(
@@ -123,6 +211,7 @@ def create_lab_batch(
     name: str | None = None,
     slug: str | None = None,
     confirm_existing: str | None = None,
+    confirm_preview: str | None = None,
 ) -> BatchResult:
     """Create a lab with one guest per roster line and queue their provisioning.
 
@@ -135,20 +224,18 @@ def create_lab_batch(
     instructor confirmed: the token of the very list of existing accounts
     (existing_accounts_token), "" for none; any other list raises
     AccountsToConfirm with the list and its token, and nothing is created.
-    The panel's form always passes it; None, for code that builds rosters
-    itself (benchmarks, tests), skips the confirmation only.
+    The API passes it; None, for code that builds rosters itself
+    (benchmarks, tests), skips the confirmation only.
+
+    `confirm_preview`: the token of the preview the instructor saw
+    (preview_lab_batch; the panel's form), which lists the existing accounts
+    too; the batch is created only when it is still exactly that preview,
+    else PreviewChanged says what changed.
     """
-    _check_request(instructor, template, roster, memory_mb, expires_at)
-    name = (name or "").strip() or f"{template.name} {timezone.localdate():%Y-%m-%d}"
-    slug = (slug or "").strip() or _default_slug(name)
-    if not SLUG_RE.fullmatch(slug):
-        raise ServiceError(
-            _("Use 1-20 lower-case letters, digits or '-' for the short name, starting with a letter."), field="slug"
-        )
-    plans = [_plan(slug, entry) for entry in roster]
-    request = _Request(
-        instructor, template, pool, memory_mb, hosts, expires_at, name, slug, confirm_existing, _campus(roster)
+    request, plans = _prepare(
+        instructor, template, pool, roster, memory_mb, hosts, expires_at, name, slug, confirm_existing
     )
+    request.confirm_preview = confirm_preview
     try:
         with transaction.atomic():
             result = _create_locked(request, plans)
@@ -160,6 +247,48 @@ def create_lab_batch(
             field="slug",
         ) from None
     return result
+
+
+def preview_lab_batch(
+    instructor,
+    template: LabTemplate,
+    pool: IpPool,
+    roster: list[RosterEntry],
+    memory_mb: int,
+    hosts=None,
+    expires_at: datetime | None = None,
+    name: str | None = None,
+    slug: str | None = None,
+) -> BatchPreview:
+    """What create_lab_batch would create now, checked as it checks (ServiceError alike); nothing is written
+    or reserved.
+
+    Pass the preview's token to create_lab_batch(confirm_preview=...): it
+    creates exactly this batch, or raises PreviewChanged with a new preview
+    and what changed (another batch took the addresses, an account appeared...).
+    """
+    request, plans = _prepare(instructor, template, pool, roster, memory_mb, hosts, expires_at, name, slug, None)
+    with transaction.atomic():
+        layout = _lay_out(request, plans)
+        return _preview(request, plans, layout)
+
+
+def _prepare(
+    instructor, template, pool, roster, memory_mb, hosts, expires_at, name, slug, confirm_existing
+) -> tuple[_Request, list[_Plan]]:
+    """The request checked (no locks yet) and each student's names."""
+    _check_request(instructor, template, roster, memory_mb, expires_at)
+    name = (name or "").strip() or f"{template.name} {timezone.localdate():%Y-%m-%d}"
+    slug = (slug or "").strip() or _default_slug(name)
+    if not SLUG_RE.fullmatch(slug):
+        raise ServiceError(
+            _("Use 1-20 lower-case letters, digits or '-' for the short name, starting with a letter."), field="slug"
+        )
+    plans = [_plan(slug, entry) for entry in roster]
+    request = _Request(
+        instructor, template, pool, memory_mb, hosts, expires_at, name, slug, confirm_existing, _campus(roster)
+    )
+    return request, plans
 
 
 def _plan(slug: str, entry: RosterEntry) -> _Plan:
@@ -248,27 +377,49 @@ def _require_confirmation(req: _Request, existing: dict) -> None:
     raise AccountsToConfirm(message, accounts, token, changed=bool(req.confirm_existing))
 
 
-def _check_accounts(req: _Request, plans: list[_Plan]) -> list:
+def _check_accounts(req: _Request, plans: list[_Plan]) -> tuple[list, dict[str, tuple[quotas.Quota, quotas.Usage]]]:
     """The roster's existing accounts, locked, checked and set on plans; each student's quota must hold one more guest.
 
-    The lock serializes quota checks per student with guest actions
-    (labs.services.actions) and other batches.
+    Returns them by username, and each student's (quota, usage now). The lock
+    serializes quota checks per student with guest actions
+    (labs.services.actions) and other batches. Every student over a quota is
+    named at once, not the first only.
     """
     User = get_user_model()
     usernames = [p.entry.username for p in plans]
     existing = {u.username: u for u in User.objects.select_for_update().filter(username__in=usernames).order_by("pk")}
     _refuse_privileged(existing)
-    _require_confirmation(req, existing)
+    if req.confirm_preview is None:  # a preview lists the existing accounts itself
+        _require_confirmation(req, existing)
     quota_of = quotas.quotas_for(existing.values())
     usage = quotas.usage_for(existing.values())
     default = quotas.default_quota()
+    standing: dict[str, tuple[quotas.Quota, quotas.Usage]] = {}
+    refusals: list[str] = []
     for plan in plans:
         user = plan.user = existing.get(plan.entry.username)
         if user is None:
-            quotas.check_student_quota(User(username=plan.entry.username), default, quotas.Usage(), 1, req.memory_mb)
+            standing[plan.entry.username] = (default, quotas.Usage())
+            user = User(username=plan.entry.username)
         else:
-            quotas.check_student_quota(user, quota_of[user.pk], usage.get(user.pk, quotas.Usage()), 1, req.memory_mb)
-    return sorted(existing.values(), key=lambda u: u.username)
+            standing[user.username] = (quota_of[user.pk], usage.get(user.pk, quotas.Usage()))
+        try:
+            quotas.check_student_quota(user, *standing[user.username], 1, req.memory_mb)
+        except QuotaExceeded as e:
+            refusals.append(e.message)
+    if refusals:
+        raise QuotaExceeded(_quota_refusal(refusals), field="roster")
+    return sorted(existing.values(), key=lambda u: u.username), standing
+
+
+def _quota_refusal(refusals: list[str]) -> str:
+    n = len(refusals)
+    head = ngettext(
+        "%(n)d student would go over a quota; nothing was created:",
+        "%(n)d students would go over their quotas; nothing was created:",
+        n,
+    ) % {"n": n}
+    return " ".join([head, *refusals])
 
 
 def _create_accounts(plans: list[_Plan], campus_names: frozenset[str]) -> tuple[list, list[tuple[str, str]]]:
@@ -301,12 +452,13 @@ def _create_accounts(plans: list[_Plan], campus_names: frozenset[str]) -> tuple[
     return new_users, new_accounts
 
 
-def _create_locked(req: _Request, plans: list[_Plan]) -> BatchResult:
+def _lay_out(req: _Request, plans: list[_Plan]) -> _Layout:
+    """Lock, check everything, and place each guest and its address; the preview and the creation share it."""
     pool = IpPool.objects.select_for_update().get(pk=req.pool.pk)
     host_rows = _lock_hosts(req.hosts)
     if Lab.objects.filter(slug=req.slug).exclude(status=Lab.Status.TORN_DOWN).exists():
         raise ServiceError(_("The short name %(slug)s is in use by another lab.") % {"slug": req.slug}, field="slug")
-    enrolled = _check_accounts(req, plans)
+    enrolled, standing = _check_accounts(req, plans)
     template = req.template
     thin = template.clone_method == LabTemplate.CloneMethod.THIN
     disk_mb = template.root_size_mb + template.swap_size_mb
@@ -314,7 +466,15 @@ def _create_locked(req: _Request, plans: list[_Plan]) -> BatchResult:
         plans, capacity.place(len(plans), host_rows, req.memory_mb, disk_mb, thin=thin), strict=True
     ):
         plan.host = host
-    ips = ipam.allocate_ips(pool, len(plans))
+    return _Layout(pool, host_rows, enrolled, ipam.allocate_ips(pool, len(plans)), standing)
+
+
+def _create_locked(req: _Request, plans: list[_Plan]) -> BatchResult:
+    layout = _lay_out(req, plans)
+    if req.confirm_preview is not None:
+        _check_preview(req, plans, layout)
+    pool, host_rows, enrolled, ips = layout.pool, layout.host_rows, layout.enrolled, layout.ips
+    template = req.template
     macs = ipam.allocate_macs(pool, len(plans))
 
     # All checks passed: write.
@@ -412,3 +572,126 @@ def _events(
         ),
         *(AuditEvent.requested(t) for t in tasks),
     ]
+
+
+def _summary(req: _Request, plans: list[_Plan], layout: _Layout) -> dict:
+    """What a preview promises, as JSON: the lab's settings and each VM (a changed value is a changed batch)."""
+    expires = req.expires_at.isoformat() if req.expires_at else None
+    return {
+        "i": req.instructor.pk,
+        "lab": [req.name, req.slug, req.template.pk, req.pool.pk, req.memory_mb, expires],
+        "vms": [
+            [
+                p.entry.username,
+                getattr(p.user, "pk", None),
+                p.domain,
+                p.hostname,
+                ip,
+                getattr(p.host, "name", ""),
+                p.entry.full_name,
+                p.entry.email,
+            ]
+            for p, ip in zip(plans, layout.ips, strict=True)
+        ],
+    }
+
+
+def _preview(req: _Request, plans: list[_Plan], layout: _Layout) -> BatchPreview:
+    rows = []
+    for plan, ip in zip(plans, layout.ips, strict=True):
+        quota, usage = layout.standing[plan.entry.username]
+        user = plan.user
+        rows.append(
+            PreviewRow(
+                username=plan.entry.username,
+                full_name=plan.entry.full_name,
+                account_name=None if user is None else user.get_full_name(),
+                campus=plan.entry.username in req.campus,
+                domain=plan.domain,
+                hostname=plan.hostname,
+                ip=ip,
+                host=getattr(plan.host, "name", ""),
+                memory_mb=req.memory_mb,
+                quota=quota,
+                usage_after=quotas.Usage(usage.guests + 1, usage.memory_mb + req.memory_mb),
+            )
+        )
+    allocated = capacity.allocated_mb(layout.host_rows)
+    hosts = [
+        HostTotal(
+            h.name,
+            capacity.host_free_mb(h, allocated.get(h.pk, 0)),
+            sum(1 for p in plans if p.host == h),
+            sum(req.memory_mb for p in plans if p.host == h),
+        )
+        for h in layout.host_rows
+    ]
+    token = signing.dumps(_summary(req, plans, layout), salt=PREVIEW_SALT, compress=True)
+    pool_free = ipam.free_ips(layout.pool).size
+    return BatchPreview(req.name, req.slug, req.memory_mb, rows, hosts, layout.pool.name, pool_free, token)
+
+
+def _check_preview(req: _Request, plans: list[_Plan], layout: _Layout) -> None:
+    """Go on only when the batch is exactly its preview; else PreviewChanged, with what changed and a new preview."""
+    now = _summary(req, plans, layout)
+    try:
+        seen = signing.loads(req.confirm_preview or "", salt=PREVIEW_SALT, max_age=PREVIEW_MAX_AGE)
+    except signing.BadSignature:
+        seen = None
+    if seen == now:
+        return
+    if isinstance(seen, dict) and seen.get("i") == now["i"]:
+        changes = _changes(seen, now)
+    else:
+        changes = [_("The preview is too old or not yours: check this one.")]
+    raise PreviewChanged(
+        _("The batch is not what its preview showed, so nothing was created. Check the new preview, then create."),
+        _preview(req, plans, layout),
+        changes,
+    )
+
+
+# What each column of a summary's VM row is, for the words of a change.
+_VM_FIELDS = (None, "account", "VM name", "hostname", "address", "host", "full name", "e-mail")
+MAX_CHANGES_LISTED = 20
+
+
+def _changes(before: dict, after: dict) -> list[str]:
+    """What differs between two summaries, in words (at most MAX_CHANGES_LISTED lines)."""
+    changes = []
+    if before.get("lab") != after["lab"]:
+        changes.append(_("The lab's settings changed (name, short name, template, pool, memory or expiry)."))
+    old = {row[0]: row for row in before.get("vms", [])}
+    new = {row[0]: row for row in after["vms"]}
+    if added := [u for u in new if u not in old]:
+        changes.append(_("Added to the roster: %(users)s.") % {"users": ", ".join(added)})
+    if removed := [u for u in old if u not in new]:
+        changes.append(_("No longer on the roster: %(users)s.") % {"users": ", ".join(removed)})
+    for username, row in new.items():
+        if username in old and old[username] != row:
+            changes.append(_row_change(username, old[username], row))
+    if len(changes) > MAX_CHANGES_LISTED:
+        more = len(changes) - MAX_CHANGES_LISTED
+        changes = [*changes[:MAX_CHANGES_LISTED], ngettext("…and %(n)d more.", "…and %(n)d more.", more) % {"n": more}]
+    return changes
+
+
+def _row_change(username: str, old: list, new: list) -> str:
+    if old[1] != new[1]:
+        if new[1] is None:
+            return _("%(user)s: the account no longer exists; a new one will be made.") % {"user": username}
+        return _("%(user)s: an account with this username now exists, and will be enrolled.") % {"user": username}
+    labels = {
+        "VM name": _("VM name"),
+        "hostname": _("hostname"),
+        "address": _("address"),
+        "host": _("host"),
+        "full name": _("full name"),
+        "e-mail": _("e-mail"),
+    }
+    parts = [
+        _("%(what)s %(old)s → %(new)s") % {"what": labels[str(field)], "old": a or "—", "new": b or "—"}
+        for field, a, b in zip(_VM_FIELDS, old, new, strict=True)
+        if field not in (None, "account") and a != b
+    ]
+    return _("%(user)s: %(changes)s.") % {"user": username, "changes": "; ".join(parts)}

@@ -44,3 +44,15 @@ class AccountsToConfirm(ServiceError):
         self.accounts = accounts
         self.token = token
         self.changed = changed
+
+
+class PreviewChanged(ServiceError):
+    """The batch is no longer what its preview showed (another batch took addresses, an account appeared...).
+
+    `preview`: the batch as it would be now (labs.services.batch.BatchPreview); `changes`: what differs, in words.
+    """
+
+    def __init__(self, message: str, preview, changes: list[str]) -> None:
+        super().__init__(message, field=None)
+        self.preview = preview
+        self.changes = changes

@@ -23,6 +23,7 @@ from labs.models import AuditEvent, Lab
 from labs.services import api_tokens
 from tests.conftest import PASSWORD
 from tests.ui import slapd
+from tests.ui.batch_helpers import create_via_form
 from tests.ui.conftest import messages_of
 from xenpanel.ldap_settings import auth_ldap_settings
 
@@ -181,7 +182,7 @@ def form_data(template, pool, host):
 
 def test_a_roster_of_campus_usernames_shows_no_password_for_them(client, campus, ivy, form_data):
     client.force_login(ivy)
-    r = client.post(reverse("lab_create"), {**form_data, "roster_text": ROSTER, "confirm_existing": ""}, follow=True)
+    r = create_via_form(client, {**form_data, "roster_text": ROSTER}, follow=True)
     lab = Lab.objects.get(slug="redes")
     body = r.content.decode()
     assert "guest1" in body and "maria" not in body.split("<table", 1)[1]
@@ -218,7 +219,7 @@ def test_a_roster_while_the_directory_is_down_creates_nothing(client, settings, 
     server = slapd.make_slapd(tmp_path / "gone")
     use_directory(settings, server)  # never started
     client.force_login(ivy)
-    r = client.post(reverse("lab_create"), {**form_data, "roster_text": ROSTER, "confirm_existing": ""})
+    r = client.post(reverse("lab_create"), {**form_data, "roster_text": ROSTER})
     assert r.status_code == 200
     assert "The campus directory is not answering" in r.content.decode()
     assert not Lab.objects.exists() and not User.objects.filter(username__in=["maria", "guest1"]).exists()
@@ -230,7 +231,7 @@ def test_without_a_uri_nothing_asks_the_directory(client, settings, ivy, form_da
     ]
     assert "Campus accounts" not in client.get(reverse("login")).content.decode()
     client.force_login(ivy)
-    r = client.post(reverse("lab_create"), {**form_data, "roster_text": ROSTER, "confirm_existing": ""})
+    r = create_via_form(client, {**form_data, "roster_text": ROSTER})
     assert r.status_code == 302
     assert User.objects.get(username="maria").has_usable_password()
 

@@ -8,6 +8,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
 from labs.models import Guest, Lab, Task
+from tests.ui.batch_helpers import create_via_form
 
 ROSTER = "username,full name,e-mail\nana,Ana Souza,ana@example.edu\nbeto,Roberto Lima,beto@example.edu\n"
 
@@ -19,7 +20,7 @@ def form_data(template, pool, host):
 
 def test_create_batch_from_pasted_roster(client, ivy, form_data):
     client.force_login(ivy)
-    r = client.post(reverse("lab_create"), {**form_data, "roster_text": ROSTER})
+    r = create_via_form(client, {**form_data, "roster_text": ROSTER})
     lab = Lab.objects.get(slug="redes")
     assert r["Location"] == reverse("lab_accounts", args=[lab.pk])
     assert list(lab.instructors.all()) == [ivy]
@@ -31,13 +32,13 @@ def test_create_batch_from_pasted_roster(client, ivy, form_data):
 def test_create_batch_from_uploaded_csv(client, ivy, form_data):
     client.force_login(ivy)
     upload = SimpleUploadedFile("roster.csv", ("\ufeff" + ROSTER).encode(), content_type="text/csv")
-    client.post(reverse("lab_create"), {**form_data, "roster_file": upload})
+    create_via_form(client, {**form_data, "roster_file": upload})
     assert Lab.objects.get(slug="redes").guests.count() == 2
 
 
 def test_new_passwords_shown_once_with_csv(client, ivy, form_data):
     client.force_login(ivy)
-    r = client.post(reverse("lab_create"), {**form_data, "roster_text": ROSTER}, follow=True)
+    r = create_via_form(client, {**form_data, "roster_text": ROSTER}, follow=True)
     body = r.content.decode()
     assert r.redirect_chain[-1][0] == reverse("lab_accounts", args=[Lab.objects.get().pk])
     assert "shown only this once" in body
@@ -59,7 +60,7 @@ def test_csv_download_holds_every_new_account(client, ivy, form_data):
     import base64
 
     client.force_login(ivy)
-    body = client.post(reverse("lab_create"), {**form_data, "roster_text": ROSTER}, follow=True).content.decode()
+    body = create_via_form(client, {**form_data, "roster_text": ROSTER}, follow=True).content.decode()
     encoded = body.split("data:text/csv;charset=utf-8;base64,", 1)[1].split('"', 1)[0]
     lines = base64.b64decode(encoded).decode().splitlines()
     assert lines[0] == "username,password"
@@ -69,10 +70,8 @@ def test_csv_download_holds_every_new_account(client, ivy, form_data):
 def test_existing_students_get_no_new_password(client, ivy, alice, form_data):
     client.force_login(ivy)
     data = {**form_data, "roster_text": "alice,Alice,alice@example.edu\n"}
-    # First listed for the instructor to confirm (tests/ui/test_roster_accounts.py), then enrolled.
-    r = client.post(reverse("lab_create"), data)
-    assert r.status_code == 200 and not Lab.objects.exists()
-    r = client.post(reverse("lab_create"), {**data, "confirm_existing": r.context["form"]["confirm_existing"].value()})
+    # First listed in the preview (tests/ui/test_roster_accounts.py), then enrolled.
+    r = create_via_form(client, data)
     lab = Lab.objects.get()
     assert r["Location"] == reverse("lab_detail", args=[lab.pk])
     assert lab.guests.get().student == alice
@@ -147,7 +146,7 @@ def test_service_refusal_lands_on_the_form(client, ivy, form_data, host):
     host.save()
     client.force_login(ivy)
     r = client.post(reverse("lab_create"), {**form_data, "roster_text": ROSTER})
-    assert r.status_code == 200
+    assert r.status_code == 200 and r.context["form"].preview is None
     assert "Not enough host capacity" in " ".join(r.context["form"].errors["host"])
     assert not Lab.objects.exists()
 
@@ -157,7 +156,7 @@ def test_chosen_host_is_used(client, ivy, form_data, host):
 
     other = Host.objects.create(name="dom0-b", queue_name="dom0-b", volume_group="vg0", total_memory_mb=65536)
     client.force_login(ivy)
-    client.post(reverse("lab_create"), {**form_data, "host": host.pk, "roster_text": ROSTER})
+    create_via_form(client, {**form_data, "host": host.pk, "roster_text": ROSTER})
     assert set(Guest.objects.values_list("host", flat=True)) == {host.pk}
     assert other.guests.count() == 0
 

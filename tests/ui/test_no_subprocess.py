@@ -14,6 +14,7 @@ import pytest
 from django.urls import reverse
 
 from labs.models import Lab, Task
+from tests.ui.batch_helpers import create_via_form
 from tests.ui.conftest import set_state
 
 SPAWN_EVENTS = ("subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.fork", "os.forkpty", "os.spawn")
@@ -73,8 +74,8 @@ def test_pages_and_actions_start_no_process(client, spawns, alice, ivy, admin_us
     client.force_login(ivy)
     client.post(reverse("guest_action", args=[bob_guest.pk, "start"]))
     client.post(reverse("lab_action", args=[lab.pk, "retry_failed"]))
-    client.post(
-        reverse("lab_create"),
+    create_via_form(
+        client,
         {
             "name": "Spawn check",
             "template": lab.template.pk,

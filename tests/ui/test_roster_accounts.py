@@ -15,6 +15,7 @@ from labs import services
 from labs.models import AuditEvent, Guest, Lab
 from tests.conftest import PASSWORD, make_guest
 from tests.pipeline.helpers import roster
+from tests.ui.batch_helpers import confirm, create_via_form, preview
 from tests.ui.conftest import messages_of
 
 CROSS_LAB_REFUSAL = (
@@ -28,12 +29,12 @@ def form_data(template, pool, host):
     return {"name": "Security", "slug": "sec", "template": template.pk, "pool": pool.pk, "memory_mb": "256"}
 
 
-def _token(body: str) -> str:
-    return re.search(r'name="confirm_existing" value="([0-9a-f]*)"', body).group(1)
+def _token(r) -> str:
+    return r.context["form"].preview.token
 
 
 def _listed(body: str) -> list[str]:
-    return re.findall(r'<tr class="existing-account"><td>([^<]*)</td>', body)
+    return re.findall(r'<tr class="preview-vm existing-account" data-username="([^"]*)"', body)
 
 
 def _hash(user: User) -> str:
@@ -41,35 +42,29 @@ def _hash(user: User) -> str:
 
 
 def _create_confirmed(client, form_data, text: str) -> Lab:
-    """The two POSTs: the roster, then the confirmation of the accounts it lists."""
-    r = client.post(reverse("lab_create"), {**form_data, "roster_text": text})
-    assert r.status_code == 200 and not Lab.objects.filter(slug=form_data["slug"]).exists()
-    r = client.post(
-        reverse("lab_create"), {**form_data, "roster_text": text, "confirm_existing": _token(r.content.decode())}
-    )
+    """The two POSTs: the roster's preview (which lists the existing accounts), then "Create"."""
+    r = create_via_form(client, {**form_data, "roster_text": text})
     assert r.status_code == 302, r.context["form"].errors if r.context else r
     return Lab.objects.get(slug=form_data["slug"])
 
 
-def test_existing_accounts_are_listed_and_nothing_is_created_before_the_confirmation(
+def test_existing_accounts_are_listed_in_the_preview_and_nothing_is_created_before_it_is_confirmed(
     client, charlie, alice, form_data
 ):
     client.force_login(charlie)
     text = "ana,Ana Souza,ana@example.edu\nalice,Alice,alice@example.edu\n"
     users_before = User.objects.count()
-    r = client.post(reverse("lab_create"), {**form_data, "roster_text": text})
+    r = preview(client, {**form_data, "roster_text": text})
     assert r.status_code == 200
     body = r.content.decode()
     assert _listed(body) == ["alice"]
     assert "1 account on the roster already exists" in body
-    assert "The roster names 1 account that already exists: check it below, then confirm." in " ".join(
-        r.context["form"].errors["roster_text"]
-    )
-    assert 'id="confirm-existing"' in body and "Enrol these accounts and create the lab" in body
+    # One step: the preview is the confirmation (issue 15 merged #13's own step into it).
+    assert 'id="create-batch"' in body and "Create the lab and its VMs" in body and "confirm-existing" not in body
     assert not Lab.objects.exists() and not Guest.objects.exists() and User.objects.count() == users_before
     assert not AuditEvent.objects.exists()
 
-    r = client.post(reverse("lab_create"), {**form_data, "roster_text": text, "confirm_existing": _token(body)})
+    r = confirm(client, r, {**form_data, "roster_text": text})
     lab = Lab.objects.get(slug="sec")
     # ana is new: her password is shown once; alice keeps hers.
     assert r["Location"] == reverse("lab_accounts", args=[lab.pk])
@@ -80,51 +75,47 @@ def test_existing_accounts_are_listed_and_nothing_is_created_before_the_confirma
     assert AuditEvent.objects.get(action="create_account").target == "ana"
 
 
-def test_a_confirmation_binds_to_the_very_list(client, charlie, alice, bob, form_data):
+def test_a_preview_binds_to_the_very_list(client, charlie, alice, bob, form_data):
     client.force_login(charlie)
-    first = client.post(reverse("lab_create"), {**form_data, "roster_text": "alice\n"}).content.decode()
+    first = preview(client, {**form_data, "roster_text": "alice\n"})
     token = _token(first)
-    # The roster now names another existing account: the old confirmation does not cover it.
-    r = client.post(reverse("lab_create"), {**form_data, "roster_text": "alice\nbob\n", "confirm_existing": token})
+    # The roster now names another existing account: the old preview does not cover it.
+    data = {**form_data, "roster_text": "alice\nbob\n", "preview_token": token, "create": "1"}
+    r = client.post(reverse("lab_create"), data)
     assert r.status_code == 200 and not Lab.objects.exists()
     body = r.content.decode()
     assert _listed(body) == ["alice", "bob"]
-    assert "The existing accounts on the roster changed since you confirmed them: check the list again." in body
-    assert _token(body) != token
-    # A forged or stale token is no confirmation either.
-    r = client.post(reverse("lab_create"), {**form_data, "roster_text": "alice\n", "confirm_existing": "0" * 64})
+    assert "Added to the roster: bob." in body
+    assert _token(r) != token
+    # A forged token is no confirmation either.
+    r = client.post(reverse("lab_create"), {**data, "roster_text": "alice\n", "preview_token": token[:-4] + "AAAA"})
     assert r.status_code == 200 and not Lab.objects.exists()
-    # A new student added after the confirmation changes nothing to confirm.
-    r = client.post(reverse("lab_create"), {**form_data, "roster_text": "alice\nana\n", "confirm_existing": token})
-    assert r.status_code == 302
-    assert Lab.objects.get().guests.count() == 2
+    assert "The preview is too old or not yours: check this one." in r.content.decode()
 
 
 def test_the_token_is_the_instructors_own(client, charlie, ivy, alice, form_data):
     client.force_login(ivy)
-    token = _token(client.post(reverse("lab_create"), {**form_data, "roster_text": "alice\n"}).content.decode())
+    token = _token(preview(client, {**form_data, "roster_text": "alice\n"}))
     client.force_login(charlie)
-    r = client.post(reverse("lab_create"), {**form_data, "roster_text": "alice\n", "confirm_existing": token})
+    data = {**form_data, "roster_text": "alice\n", "preview_token": token, "create": "1"}
+    r = client.post(reverse("lab_create"), data)
     assert r.status_code == 200 and not Lab.objects.exists()
 
 
 def test_an_uploaded_roster_comes_back_as_text_for_the_confirmation(client, charlie, alice, form_data):
     client.force_login(charlie)
     upload = SimpleUploadedFile("roster.csv", b"alice,Alice,alice@example.edu\n", content_type="text/csv")
-    r = client.post(reverse("lab_create"), {**form_data, "roster_file": upload})
+    r = preview(client, {**form_data, "roster_file": upload})
     assert r.status_code == 200
     assert r.context["form"]["roster_text"].value() == "alice,Alice,alice@example.edu\n"
-    data = {
-        **form_data,
-        "roster_text": "alice,Alice,alice@example.edu\n",
-        "confirm_existing": _token(r.content.decode()),
-    }
-    assert client.post(reverse("lab_create"), data).status_code == 302
+    assert confirm(client, r, form_data).status_code == 302
     assert Lab.objects.get().guests.get().student == alice
 
 
 @pytest.mark.parametrize("who", ["ivy", "admin_user", "disabled_instructor"])
-def test_instructor_and_admin_accounts_are_refused_not_enrolled(client, request, charlie, alice, form_data, who):
+def test_instructor_and_admin_accounts_are_refused_not_enrolled(
+    client, request, charlie, alice, form_data, who, template, pool
+):
     if who == "disabled_instructor":
         account = request.getfixturevalue("ivy")
         User.objects.filter(pk=account.pk).update(is_active=False)
@@ -139,11 +130,13 @@ def test_instructor_and_admin_accounts_are_refused_not_enrolled(client, request,
         " Remove them from the roster."
     )
     assert message in r.context["form"].errors["roster_text"]
-    assert _listed(r.content.decode()) == []  # refused, not offered for confirmation
-    # Not even with a confirmation of the whole list.
+    assert _listed(r.content.decode()) == [] and r.context["form"].preview is None  # refused, not previewed
+    # Not even through the API's confirmation of the whole list.
     token = services.batch.existing_accounts_token(charlie, [alice, account])
-    r = client.post(reverse("lab_create"), {**form_data, "roster_text": text, "confirm_existing": token})
-    assert message in r.context["form"].errors["roster_text"]
+    with pytest.raises(services.ServiceError, match="cannot be enrolled"):
+        services.create_lab_batch(
+            charlie, template, pool, roster("alice", account.username), 256, confirm_existing=token
+        )
     assert not Lab.objects.exists() and not AuditEvent.objects.exists()
 
 
@@ -228,6 +221,6 @@ def test_refusal_in_portuguese(client, charlie, alice, lab, alice_guest, templat
 def test_confirmation_step_in_portuguese(client, charlie, alice, form_data):
     client.force_login(charlie)
     client.post(reverse("set_language"), {"language": "pt-br"})
-    body = client.post(reverse("lab_create"), {**form_data, "roster_text": "alice\n"}).content.decode()
+    body = preview(client, {**form_data, "roster_text": "alice\n"}).content.decode()
     assert "1 conta da lista de alunos já existe" in body
-    assert "Matricular estas contas e criar o laboratório" in body
+    assert "Prévia: nada foi criado ainda" in body

@@ -1,0 +1,28 @@
+"""The batch form's two steps for tests: "Preview the batch", then "Create" with the preview's token (issue 15)."""
+
+from __future__ import annotations
+
+from django.urls import reverse
+
+
+def preview(client, data: dict, **extra):
+    """POST the form for its preview; the response's form holds it (form.preview) or the errors."""
+    return client.post(reverse("lab_create"), {**data, "preview": "1"}, **extra)
+
+
+def confirm(client, previewed, data: dict, follow: bool = False, **extra):
+    """POST "Create" with the token and the fields the preview page sent back (roster as text, short name)."""
+    form = previewed.context["form"]
+    assert form.preview is not None, form.errors
+    again = {k: v for k, v in data.items() if k != "roster_file"}
+    again.update(
+        roster_text=form.data["roster_text"], slug=form.data["slug"], preview_token=form.preview.token, create="1"
+    )
+    return client.post(reverse("lab_create"), again, follow=follow, **extra)
+
+
+def create_via_form(client, data: dict, follow: bool = False, **extra):
+    """Preview, then create; the response of the second POST."""
+    r = preview(client, data, **extra)
+    assert r.status_code == 200
+    return confirm(client, r, data, follow=follow, **extra)
