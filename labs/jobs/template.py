@@ -45,6 +45,9 @@ def _spec(args: dict) -> TemplateSpec:
         replace=bool(args.get("replace")),
         root_device=args.get("root_device", "xvda"),
         fs_type=args.get("fs_type", "ext4"),
+        init=args.get("init", "systemd"),
+        kernel=args.get("kernel", ""),
+        ramdisk=args.get("ramdisk", ""),
     )
 
 

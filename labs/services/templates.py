@@ -30,7 +30,15 @@ def default_path(name: str) -> str:
 
 
 def make_spec(
-    *, path: str, suite: str | None = None, mirror: str | None = None, tool: str = "debootstrap", replace: bool = False
+    *,
+    path: str,
+    suite: str | None = None,
+    mirror: str | None = None,
+    tool: str = "debootstrap",
+    replace: bool = False,
+    init: str = "systemd",
+    kernel: str = "",
+    ramdisk: str = "",
 ) -> TemplateSpec:
     """A TemplateSpec with the settings' suite and mirror as defaults; InvalidName on a bad value."""
     spec = TemplateSpec(
@@ -39,6 +47,9 @@ def make_spec(
         mirror=mirror or settings.XENPANEL_TEMPLATE_MIRROR,
         tool=tool,  # type: ignore[arg-type]
         replace=replace,
+        init=init,  # type: ignore[arg-type]
+        kernel=kernel,
+        ramdisk=ramdisk,
     )
     # Checked here, before a Task exists: a typo is the caller's error, not a failed job.
     return TemplateBuilder.check(spec)

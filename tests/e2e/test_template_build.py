@@ -48,6 +48,7 @@ class FakeDom0Runner:
         self.existing = set(existing)
         self.fail = dict(fail or {})
         self.busy_seconds = 0.0
+        self.free_mb: int | None = 77683
 
     def run(self, argv, *, timeout=300.0, check=True, input=None, env=None) -> Result:
         argv = [str(a) for a in argv]
@@ -61,6 +62,8 @@ class FakeDom0Runner:
             out = f"config-{KERNEL_VERSION}\ninitrd.img-{KERNEL_VERSION}\nvmlinuz-{KERNEL_VERSION}\n"
         elif argv[0] == "du":
             out = f"431\t{argv[-1]}\n"
+        elif argv[0] == "df":
+            out = f"{self.free_mb}\n" if self.free_mb is None else f" Avail\n {self.free_mb}\n"
         elif argv[0] == "tail":
             out = "E: Couldn't download packages: openssh-server\n"
         if argv[0] in self.fail:

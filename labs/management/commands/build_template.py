@@ -7,7 +7,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 
 from labs.dom0.errors import InvalidName
-from labs.dom0.template import TOOLS, TemplateBuilder
+from labs.dom0.template import INITS, TOOLS, TemplateBuilder
 from labs.models import Host, Task
 from labs.services.errors import ServiceError
 from labs.services.templates import default_path, enqueue_template_build, make_spec
@@ -26,6 +26,11 @@ class Command(BaseCommand):
         parser.add_argument("--mirror", help="Debian mirror URL (default: XENPANEL_TEMPLATE_MIRROR)")
         parser.add_argument("--path", help="directory on the dom0 (default: /srv/xenpanel/templates/<name>)")
         parser.add_argument("--tool", choices=TOOLS, default="debootstrap")
+        parser.add_argument(
+            "--init", choices=INITS, default="systemd", help="the guests' init (sysvinit boots faster)"
+        )
+        parser.add_argument("--kernel", default="", help="a dom0 kernel the guests boot (default: one in the tree)")
+        parser.add_argument("--ramdisk", default="", help="the initrd that goes with --kernel")
         parser.add_argument("--replace", action="store_true", help="rebuild over an existing tree at --path")
         parser.add_argument("--wait", action="store_true", help="wait for the job and print its log")
         parser.add_argument("--dry-run", action="store_true", help="print what the dom0 would run; queue nothing")
@@ -41,6 +46,9 @@ class Command(BaseCommand):
                 mirror=options["mirror"],
                 tool=options["tool"],
                 replace=options["replace"],
+                init=options["init"],
+                kernel=options["kernel"],
+                ramdisk=options["ramdisk"],
             )
         except InvalidName as e:
             raise CommandError(str(e)) from None
