@@ -185,6 +185,14 @@ def may_manage_lab(user: AnyUser, lab: Lab) -> bool:
     return teaches(user, lab.pk)
 
 
+def may_change_lab_expiry(user: AnyUser, lab: Lab, known_teacher: bool = False) -> bool:
+    """The lab's instructors and admins change or extend its expiry, while the lab is still active.
+
+    `known_teacher`: the lab came from get_lab_for_user(), so the user teaches it (no query again).
+    """
+    return lab.status == Lab.Status.ACTIVE and (known_teacher or teaches(user, lab.pk))
+
+
 @dataclass(frozen=True)
 class ConsoleRights:
     writable: bool  # types into the console

@@ -81,7 +81,7 @@ class LabBatchForm(forms.Form):
         label=_("Expires"),
         required=False,
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
-        help_text=_("Optional. After this date the lab may be torn down."),
+        help_text=_("Optional. At this time the panel destroys the lab's VMs and deletes their disks."),
     )
     roster_file = forms.FileField(
         label=_("Roster file (CSV)"),
@@ -271,6 +271,25 @@ class MemoryForm(forms.Form):
             # Django's own "less than or equal to 300" says nothing of which limit that is.
             raise forms.ValidationError(f"{e.message} {self.limit.explain(self.viewer_is_student)}") from None
         return value
+
+
+class ExpiryForm(forms.Form):
+    """A lab's new expiry, from its page: a date, a number of days later, or none at all."""
+
+    expires_at = forms.DateTimeField(
+        label=_("Destroy the lab's VMs at"),
+        required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
+    )
+    extend_days = forms.IntegerField(required=False, min_value=1, max_value=365)
+    clear = forms.BooleanField(required=False)
+
+    def clean(self) -> dict:
+        data = super().clean() or {}
+        # The date field is sent with every button: a button's own value comes first (see the view).
+        if not any(data.get(name) for name in ("expires_at", "extend_days", "clear")):
+            raise forms.ValidationError(_("Give the new expiry date, or extend it, or remove it."))
+        return data
 
 
 class ConfirmForm(forms.Form):

@@ -45,6 +45,7 @@ urlpatterns = [
         name="student_password_new",
     ),
     path("labs/<int:pk>/teardown/", views.lab_confirm_teardown, name="lab_confirm_teardown"),
+    path("labs/<int:pk>/expiry/", views.lab_expiry, name="lab_expiry"),
     path("labs/<int:pk>/action/<str:action>/", views.lab_action, name="lab_action"),
     path("hosts/", views.host_list, name="host_list"),
     path("hosts/<int:pk>/", views.host_detail, name="host_detail"),

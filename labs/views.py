@@ -36,13 +36,14 @@ from labs.access import (
     guest_role,
     guests_for,
     labs_for,
+    may_change_lab_expiry,
     require_instructor,
     roles_for,
 )
 from labs.auth_views import NEW_ACCOUNTS_KEY
-from labs.forms import ConfirmForm, LabBatchForm, MemoryForm
+from labs.forms import ConfirmForm, ExpiryForm, LabBatchForm, MemoryForm
 from labs.models import Guest, Host, Lab, Task, Xl
-from labs.services import ssh_keys, upkeep, usage
+from labs.services import expiry, ssh_keys, upkeep, usage
 from labs.services.limits import guest_memory_limit
 from labs.services.registry import GUEST_ACTIONS, LAB_ACTIONS, GuestAction, guest_action_def
 from labs.spreadsheet import write_csv
@@ -241,7 +242,9 @@ def _guest_live_context(request: HttpRequest, guest: Guest, latest: Task | None)
 @login_required
 def my_vms(request: AuthenticatedHttpRequest) -> HttpResponse:
     qs = Guest.objects.filter(student=request.user).select_related("lab", "host").order_by("-created_at")
-    return render(request, "labs/my_vms.html", {"page": _paginate(request, qs, GUESTS_PER_PAGE)})
+    page = _paginate(request, qs, GUESTS_PER_PAGE)
+    ctx = {"page": page, "expiry_notices": expiry.expiring_soon(g.lab for g in page)}
+    return render(request, "labs/my_vms.html", ctx)
 
 
 @login_required
@@ -258,6 +261,7 @@ def guest_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "dom0_console": roles_for(request)["admin"],
             "ssh_command": ssh_keys.ssh_command(guest.lab.pool, guest.ip),
             "tasks": tasks,
+            "expiry_notices": expiry.expiring_soon([guest.lab]),
         }
     )
     return render(request, "labs/guest_detail.html", ctx)
@@ -517,6 +521,9 @@ def lab_detail(request: HttpRequest, pk: int) -> HttpResponse:
     ctx["state_filters"] = [(k, v[0]) for k, v in STATE_FILTERS.items()]
     ctx["lab_actions"] = [(a.name, a.label) for a in LAB_ACTIONS.values() if a.button]
     ctx["recent_failures"] = lab.tasks.filter(status=Task.Status.FAILED).select_related("guest")[:5]
+    ctx["expiry"] = expiry.expiry_notice(lab)
+    ctx["expiry_notices"] = expiry.expiring_soon([lab])
+    ctx["may_change_expiry"] = may_change_lab_expiry(request.user, lab, known_teacher=True)
     return render(request, "labs/lab_detail.html", ctx)
 
 
@@ -576,6 +583,39 @@ def lab_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
             )
         else:
             messages.info(request, _("%(action)s: nothing to do.") % {"action": definition.label})
+    return redirect("lab_detail", pk=lab.pk)
+
+
+@require_POST
+@login_required
+def lab_expiry(request: HttpRequest, pk: int) -> HttpResponse:
+    """Change, extend or remove the lab's expiry (audited); the lab page's form."""
+    lab = get_lab_for_user(request, pk)
+    form = ExpiryForm(request.POST)
+    if not form.is_valid():
+        errors = " ".join(str(e) for errs in form.errors.values() for e in errs)
+        messages.error(request, _("The expiry was not changed: %(errors)s") % {"errors": errors})
+        return redirect("lab_detail", pk=lab.pk)
+    data = form.cleaned_data
+    if data["clear"]:
+        when = None
+    elif data["extend_days"]:
+        when = expiry.extended(lab, data["extend_days"])
+    else:
+        when = data["expires_at"]
+    try:
+        expiry.set_lab_expiry(request.user, lab, when)
+    except services.ServiceError as e:
+        messages.error(request, _("The expiry was not changed: %(errors)s") % {"errors": e.message})
+    else:
+        if when is None:
+            messages.success(request, _("Lab %(lab)s no longer expires.") % {"lab": lab.name})
+        else:
+            messages.success(
+                request,
+                _("The VMs of lab %(lab)s will now be destroyed on %(when)s.")
+                % {"lab": lab.name, "when": expiry.when_words(when)},
+            )
     return redirect("lab_detail", pk=lab.pk)
 
 

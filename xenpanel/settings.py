@@ -210,6 +210,8 @@ XENPANEL_SIM_DELAY = envfloat("XENPANEL_SIM_DELAY", 0)
 # The sync loop queues a health check (VG space, bridge, dom0 reserve...) on a
 # host not checked for this many seconds; 0 leaves them to `check_hosts`.
 XENPANEL_HEALTH_INTERVAL = envint("XENPANEL_HEALTH_INTERVAL", 300, 0)
+# A lab's expiry is announced on My VMs, the guest page and the lab page this many hours before (0: never).
+XENPANEL_EXPIRY_WARNING_HOURS = envint("XENPANEL_EXPIRY_WARNING_HOURS", 48, 0)
 
 # Quota defaults; per-student and per-lab overrides live in the database.
 XENPANEL_DEFAULT_MAX_GUESTS = envint("XENPANEL_DEFAULT_MAX_GUESTS", 2, 0)
