@@ -26,3 +26,18 @@ def create_via_form(client, data: dict, follow: bool = False, **extra):
     r = preview(client, data, **extra)
     assert r.status_code == 200
     return confirm(client, r, data, follow=follow, **extra)
+
+
+def confirm_preview_in_browser(browser, existing: list[str], wait, click, shot=None) -> None:
+    """In Chromium, after "Preview the batch": check the existing accounts the preview lists, then "Create"."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.expected_conditions import staleness_of
+
+    wait(browser, 30).until(lambda d: d.find_elements(By.ID, "create-batch"))
+    rows = browser.find_elements(By.CSS_SELECTOR, "#preview-vms tr.existing-account")
+    assert [r.find_element(By.TAG_NAME, "td").text for r in rows] == existing
+    if shot is not None:
+        shot(browser, "lab-create-preview")
+    button = browser.find_element(By.ID, "create-batch")
+    click(browser, button)
+    wait(browser, 60).until(staleness_of(button))  # the next page, whatever it says

@@ -29,6 +29,7 @@ from labs.models import Guest, Lab
 from labs.services import create_lab_batch
 from tests.conftest import PASSWORD
 from tests.pipeline.helpers import roster, start_worker, wait_for, worker_env
+from tests.ui.batch_helpers import confirm_preview_in_browser
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -178,6 +179,7 @@ def test_instructor_creates_a_batch_and_watches_it_finish(browser, panel, ivy, t
     browser.find_element(By.ID, "id_roster_file").send_keys(str(csv))
     shot(browser, "lab-create")
     click(browser, browser.find_element(By.CSS_SELECTOR, "#lab-batch-form [type=submit]"))
+    confirm_preview_in_browser(browser, [], wait, click, shot)
 
     wait(browser, 20).until(lambda d: "/accounts/" in d.current_url)
     rows = browser.find_elements(By.CSS_SELECTOR, "main table tbody tr")
@@ -290,6 +292,7 @@ def test_hostile_roster_gets_line_errors_and_creates_nothing(browser, ivy, templ
     browser.find_element(By.ID, "id_name").send_keys("Hostile")
     Select(browser.find_element(By.ID, "id_template")).select_by_visible_text(template.name)
     Select(browser.find_element(By.ID, "id_pool")).select_by_visible_text(str(pool))
+    browser.find_element(By.ID, "id_memory_mb").clear()
     browser.find_element(By.ID, "id_memory_mb").send_keys("256")
     hostile = (
         "ana,Ana Souza,ana@example.edu\n"
