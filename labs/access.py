@@ -15,7 +15,7 @@ from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest
 from django.shortcuts import get_object_or_404
 
-from labs.models import ApiToken, Guest, Host, Lab, SshKey, Task
+from labs.models import ApiToken, Guest, Host, Lab, SavePoint, SshKey, Task
 
 INSTRUCTORS_GROUP = "instructors"
 
@@ -183,6 +183,20 @@ def may_act_on_guest(user: AnyUser, guest: Guest, needed: Role = Role.STUDENT) -
 
 def may_manage_lab(user: AnyUser, lab: Lab) -> bool:
     return teaches(user, lab.pk)
+
+
+def may_delete_save_point(user: AnyUser, point: SavePoint) -> bool:
+    """Whoever may act on the guest deletes its save points, but one taken for the whole lab is for
+    the lab's instructors (and admins) to delete: the class may return to it together."""
+    return may_act_on_guest(user, point.guest, Role.INSTRUCTOR if point.lab_wide else Role.STUDENT)
+
+
+def get_save_point_for_user(request: HttpRequest, guest_pk: int, pk: int) -> SavePoint:
+    """One save point of a guest the user may see (get_guest_for_user); else 404, as for a stranger."""
+    guest = get_guest_for_user(request, guest_pk)
+    point = get_object_or_404(SavePoint, pk=pk, guest=guest)
+    point.guest = guest
+    return point
 
 
 def may_change_lab_expiry(user: AnyUser, lab: Lab, known_teacher: bool = False) -> bool:

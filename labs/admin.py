@@ -246,8 +246,8 @@ class GuestAdmin(admin.ModelAdmin):
 
 @admin.register(StudentQuota)
 class StudentQuotaAdmin(admin.ModelAdmin):
-    list_display = ("user", "max_guests", "max_memory_mb")
-    list_editable = ("max_guests", "max_memory_mb")
+    list_display = ("user", "max_guests", "max_memory_mb", "max_save_points")
+    list_editable = ("max_guests", "max_memory_mb", "max_save_points")
     list_select_related = ("user",)
     search_fields = ("user__username", "user__email")
     autocomplete_fields = ("user",)

@@ -12,6 +12,7 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from labs.save_point_models import SavePoint, default_max_save_points  # noqa: F401  (in its own module for size)
 from labs.validators import Dom0Name, validate_jump_host
 
 
@@ -354,6 +355,7 @@ class StudentQuota(models.Model):
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="quota")
     max_guests = models.PositiveIntegerField(_("maximum guests"), default=default_max_guests)
     max_memory_mb = models.PositiveIntegerField(_("maximum total memory (MiB)"), default=default_max_memory_mb)
+    max_save_points = models.PositiveIntegerField(_("maximum save points"), default=default_max_save_points)
 
     class Meta:
         verbose_name = _("student quota")

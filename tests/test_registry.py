@@ -35,14 +35,23 @@ def test_who_may_run_what():
         "unpause",
         "mem_set",
         "reset",
+        "savepoint",
+        "savepoint_return",
+        "savepoint_delete",
     }
     assert GUEST_ACTIONS["teardown"].role == Role.INSTRUCTOR
     assert not GUEST_ACTIONS["provision"].requestable
 
 
 def test_destructive_actions_ask_first():
-    assert {a.name for a in GUEST_ACTIONS.values() if a.confirm} == {"destroy", "reset", "teardown"}
-    assert {a.name for a in LAB_ACTIONS.values() if a.confirm} == {"teardown"}
+    assert {a.name for a in GUEST_ACTIONS.values() if a.confirm} == {
+        "destroy",
+        "reset",
+        "teardown",
+        "savepoint_return",
+        "savepoint_delete",
+    }
+    assert {a.name for a in LAB_ACTIONS.values() if a.confirm} == {"teardown", "savepoint_return_all"}
 
 
 def test_steps_of_the_long_jobs():
@@ -50,6 +59,7 @@ def test_steps_of_the_long_jobs():
     assert registry.steps_total("reset") == 7
     assert registry.steps_total("teardown") == 3
     assert registry.steps_total("reboot") == 1
+    assert registry.steps_total("savepoint_return") == 4  # shutdown, remove root, clone, create
     assert registry.steps_total("build_template") == 1  # not a guest action: one step unless its service says
 
 
@@ -77,7 +87,14 @@ def test_situation(guest, where):
 
 
 def test_allowed_actions_come_from_the_rows():
-    assert allowed_actions(_guest(state="")) == {"start", "reset", "teardown"}
+    assert allowed_actions(_guest(state="")) == {
+        "start",
+        "reset",
+        "teardown",
+        "savepoint",
+        "savepoint_return",
+        "savepoint_delete",
+    }
     assert allowed_actions(_guest(state="r", lab_status="tearing_down")) == {"teardown"}
 
 

@@ -91,6 +91,9 @@ class XenHost:
     def snapshot_volume(self, origin: str, name: str) -> Volume:
         return self.lvm.snapshot(origin, name)
 
+    def copy_volume(self, origin: str, name: str) -> Volume:
+        return self.lvm.copy(origin, name)
+
     def thin_pool_usage(self) -> ThinPoolUsage:
         return self.lvm.thin_pool_usage()
 

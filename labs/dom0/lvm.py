@@ -26,9 +26,11 @@ from .errors import (
     VolumeGroupNotFound,
     VolumeNotFound,
 )
-from .runner import Runner
+from .runner import DEFAULT_TIMEOUT, Runner
 
 _REPORT = ["--reportformat", "json", "--units", "b", "--nosuffix"]
+# A full copy of a guest's disk (plain-LVM save points): minutes for a large one on a busy host.
+COPY_TIMEOUT = 3600.0
 
 # (pattern, class), first match wins. LVM stops at its first complaint, so
 # only one of these appears per failure: with a taken name AND too little
@@ -92,9 +94,9 @@ class Lvm:
         self.env = dict(prefix_env or {})
 
     # --- commands ------------------------------------------------------------
-    def _run(self, argv: list[str]) -> str:
+    def _run(self, argv: list[str], timeout: float = DEFAULT_TIMEOUT) -> str:
         try:
-            return self.runner.run(argv, env=self.env).stdout
+            return self.runner.run(argv, env=self.env, timeout=timeout).stdout
         except CommandFailed as e:
             raise self._mapped(e) from None
 
@@ -225,6 +227,22 @@ class Lvm:
         origin, name = self._name(origin), self._name(name)
         self._pool()
         self._run(["lvcreate", "-y", "-s", "-kn", "-ay", "-K", "-n", name, f"{self.vg}/{origin}"])
+        return self.get(name)
+
+    def copy(self, origin: str, name: str) -> Volume:
+        """A new plain volume `name` of `origin`'s size holding a block-for-block copy of it (no thin pool).
+
+        O(size): dd reads and writes every block. Direct I/O keeps a copy of a
+        large disk from evicting dom0's page cache; `conv=fsync` makes the copy
+        durable before this returns. A failed copy leaves `name` behind, which
+        the caller removes (a half copy must not be trusted).
+        """
+        origin, name = self._name(origin), self._name(name)
+        source = self.get(origin)
+        mib = 1024 * 1024
+        self.create(name, -(-source.size_bytes // mib))
+        dd = ["dd", f"if={source.path}", f"of={self.path(name)}", "bs=4M", "iflag=direct", "oflag=direct"]
+        self._run([*dd, "conv=fsync", "status=none"], timeout=COPY_TIMEOUT)
         return self.get(name)
 
     def extend(self, name: str, size_mb: int) -> Volume:

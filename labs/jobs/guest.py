@@ -318,7 +318,8 @@ def _teardown(rec: Recorder, guest: Guest) -> None:
         if rec.call(host.remove_config, name):
             rec.log(f"removed {host.config_path(name)}")
     with rec.step("volumes"):
-        for lv in filter(None, (guest.root_lv, guest.swap_lv)):
+        # The guest's save points go with it (a reset keeps them).
+        for lv in filter(None, (guest.root_lv, guest.swap_lv, *guest.save_points.values_list("volume", flat=True))):
             if rec.call(host.remove_volume, lv):
                 rec.log(f"removed volume {lv}")
 
@@ -439,3 +440,7 @@ def _failed(rec: Recorder, task: Task, guest: Guest, e: StepFailed | Dom0Error, 
         except Dom0Error:
             pass
     finish(task, False, message, guest, last_error=message, **fields)
+
+
+# Save points' handlers live in their own module (this one's size); importing it registers them.
+from labs.jobs import save_points  # noqa: E402, F401

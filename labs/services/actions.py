@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
@@ -14,7 +15,17 @@ from labs.access import may_act_on_guest, may_manage_lab
 from labs.models import AuditEvent, Guest, Host, Lab, Task, Xl
 from labs.services import limits, queueing
 from labs.services.errors import InvalidAction
-from labs.services.registry import GUEST_ACTIONS, LAB_ACTIONS, allowed_actions, guest_action_def, steps_total
+from labs.services.registry import (
+    GUEST_ACTIONS,
+    LAB_ACTIONS,
+    GuestAction,
+    allowed_actions,
+    guest_action_def,
+    steps_total,
+)
+
+# A request's own checks and its job's arguments (see guest_action).
+Prepare = Callable[[Guest], dict] | None
 
 
 def describe_state(guest: Guest) -> str:
@@ -60,6 +71,17 @@ def _check_memory(guest: Guest, memory_mb) -> int:
     return memory_mb
 
 
+def _job_args(definition: GuestAction, guest: Guest, memory_mb: int | None, prepare: Prepare) -> dict:
+    """The job's arguments, checked on the locked guest: mem_set's new size, or what `prepare` returns."""
+    if definition.name == "mem_set":
+        return {"memory_mb": _check_memory(guest, memory_mb)}
+    if definition.asks:
+        if prepare is None:
+            raise InvalidAction(_("%(action)s: use the form on the VM's page.") % {"action": definition.label})
+        return prepare(guest)
+    return {}
+
+
 def _user_or_none(actor):
     """The acting user to record, or None for the system (the sync loop expiring a lab)."""
     return actor if getattr(actor, "pk", None) else None
@@ -91,8 +113,12 @@ def _refuse(actor, guest: Guest, action: str, message: str) -> None:
     )
 
 
-def guest_action(actor, guest: Guest, action: str, *, memory_mb: int | None = None) -> Task:
-    """Check rights and state, record the request and queue the job; returns its Task."""
+def guest_action(actor, guest: Guest, action: str, *, memory_mb: int | None = None, prepare: Prepare = None) -> Task:
+    """Check rights and state, record the request and queue the job; returns its Task.
+
+    `prepare`: for an action that `asks` (save points), run on the locked guest once its state allows
+    the action; it checks the request (raising a ServiceError to refuse) and returns the job's arguments.
+    """
     definition = guest_action_def(action)
     if definition is None:
         raise InvalidAction(_("Unknown action %(action)r.") % {"action": action})
@@ -116,9 +142,7 @@ def guest_action(actor, guest: Guest, action: str, *, memory_mb: int | None = No
                 "state": describe_state(g),
             }
         else:
-            args = {}
-            if action == "mem_set":
-                args["memory_mb"] = _check_memory(g, memory_mb)
+            args = _job_args(definition, g, memory_mb, prepare)
             before = {"status": g.status, "busy_with": g.busy_with, "desired_state": g.desired_state}
             g.busy_with = action
             if action == "teardown":
@@ -128,7 +152,10 @@ def guest_action(actor, guest: Guest, action: str, *, memory_mb: int | None = No
             task = _new_task(action, g, actor, args)
             task.save()
             event = AuditEvent.requested(
-                task, _("to %(mem)d MiB") % {"mem": args["memory_mb"]} if action == "mem_set" else ""
+                task,
+                _("to %(mem)d MiB") % {"mem": args["memory_mb"]}
+                if action == "mem_set"
+                else str(args.get("label", "")),
             )
             event.save()
             queueing.ping([g.host.queue_name])
@@ -249,6 +276,8 @@ def lab_action(actor, lab: Lab, action: str) -> list[Task]:
         raise InvalidAction(_("Unknown lab action %(action)r.") % {"action": action})
     if not may_manage_lab(actor, lab):
         raise InvalidAction(_("You may not manage this lab."))
+    if LAB_ACTIONS[action].asks:
+        raise InvalidAction(_("%(action)s: use the form on the lab's page.") % {"action": LAB_ACTIONS[action].label})
     return _lab_action(actor, lab, action)
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from django.db.models import Q, Sum
 from django.utils.translation import gettext as _
 
-from labs.models import Guest, Host
+from labs.models import Guest, Host, SavePoint
 from labs.services import thin_pool
 from labs.services.errors import QuotaExceeded, ServiceError
 from labs.services.quotas import promised_mb
@@ -58,18 +58,25 @@ def _free_memory(hosts: list[Host]) -> dict[int, int]:
 
 def _free_disk(hosts: list[Host]) -> dict[int, int | None]:
     """MiB free in each host's volume group, less what guests not yet built will take; None when unknown."""
-    free_disk: dict[int, int | None] = {}
-    for host in hosts:
-        if host.vg_free_mb is None:
-            free_disk[host.pk] = None
-            continue
-        # Volumes of guests not yet provisioned are not in vg_free_mb yet.
-        pending = Guest.objects.filter(
-            host=host, status__in=[Guest.Status.PENDING, Guest.Status.PROVISIONING]
-        ).select_related("lab__template")
-        promised = sum(g.lab.template.root_size_mb + g.lab.template.swap_size_mb for g in pending)
-        free_disk[host.pk] = host.vg_free_mb - promised
-    return free_disk
+    return {host.pk: disk_free_mb(host) for host in hosts}
+
+
+def disk_free_mb(host: Host) -> int | None:
+    """MiB free in the host's volume group, less what is promised and not made yet; None when unknown.
+
+    Promised: the volumes of guests not yet provisioned, and the full copies of save points being
+    taken (plain-LVM hosts); neither is in vg_free_mb yet. Thin snapshots take nothing from the VG.
+    """
+    if host.vg_free_mb is None:
+        return None
+    pending = Guest.objects.filter(
+        host=host, status__in=[Guest.Status.PENDING, Guest.Status.PROVISIONING]
+    ).select_related("lab__template")
+    promised = sum(g.lab.template.root_size_mb + g.lab.template.swap_size_mb for g in pending)
+    copying = SavePoint.objects.filter(
+        guest__host=host, status=SavePoint.Status.TAKING, method=SavePoint.Method.COPY
+    ).aggregate(mb=Sum("size_mb"))["mb"]
+    return host.vg_free_mb - promised - (copying or 0)
 
 
 def _full_pools(hosts: list[Host]) -> dict[int, PoolFill]:

@@ -77,6 +77,9 @@ class GuestAction:
     button: bool = True  # a button of its own (mem_set has a form instead)
     quick: bool = False  # also a button on each row of the lab page
     requestable: bool = True  # users ask for it; provisioning comes from lab actions only
+    # Asks for more than a click (which save point, its label): queued by its own service
+    # (labs.services.save_points), which hands guest_action the job's arguments.
+    asks: bool = False
 
     @property
     def job_steps(self) -> tuple[str, ...]:
@@ -94,9 +97,12 @@ class LabAction:
     # A confirmation page first, whose box says this (with the number of VMs as %(n)s).
     confirm: Promise | None = None
     button: bool = True  # a button on the lab page (teardown has its own page)
+    asks: bool = False  # asks for more than a click (a save point's label): its own form and service
 
 
 _ALL = frozenset(Situation) - {Situation.LAB_CLOSING}
+# A disk to copy, and none being built: a failed guest may have no root.
+_TAKES_SAVE_POINTS = frozenset({Situation.RUNNING, Situation.PAUSED, Situation.STOPPED, Situation.LEFTOVER})
 
 GUEST_ACTIONS: dict[str, GuestAction] = {
     a.name: a
@@ -209,6 +215,54 @@ GUEST_ACTIONS: dict[str, GuestAction] = {
             breaks_guest=True,
             boots=True,
         ),
+        # Save points (labs.services.save_points): a copy of the root disk to return to later.
+        GuestAction(
+            "savepoint",
+            label=_("Take a save point"),
+            verb=_("take a save point of"),
+            busy=_("taking a save point"),
+            log_name=_("save point"),
+            states=_TAKES_SAVE_POINTS,
+            steps=("save point",),
+            button=False,
+            asks=True,
+        ),
+        GuestAction(
+            "savepoint_return",
+            label=_("Return to this save point"),
+            verb=_("return to a save point"),
+            busy=_("returning to a save point"),
+            log_name=_("return to a save point"),
+            states=_TAKES_SAVE_POINTS,
+            confirm=Confirm(
+                _(
+                    "Returning to the save point shuts the VM down, replaces its disk with a fresh copy of the "
+                    "save point and starts it again: everything changed in the VM since the save point was taken "
+                    "is lost. The save point itself stays, and so do the IP and MAC addresses."
+                ),
+                _("I understand that the VM's disk will be replaced by the save point."),
+            ),
+            steps=("shutdown", "remove root", "clone", "create"),
+            desired=Guest.Desired.RUNNING,
+            boots=True,
+            button=False,
+            asks=True,
+        ),
+        GuestAction(
+            "savepoint_delete",
+            label=_("Delete this save point"),
+            verb=_("delete a save point of"),
+            busy=_("deleting a save point"),
+            log_name=_("delete a save point"),
+            states=_ALL,
+            confirm=Confirm(
+                _("Deleting the save point removes its copy of the disk; the VM itself is not touched."),
+                _("I understand that this save point will be gone."),
+            ),
+            steps=("volume",),
+            button=False,
+            asks=True,
+        ),
         GuestAction(
             "teardown",
             label=_("Delete this VM"),
@@ -237,6 +291,15 @@ LAB_ACTIONS: dict[str, LabAction] = {
     for a in (
         LabAction("retry_failed", label=_("Retry failed VMs"), job="provision"),
         LabAction("provision_missing", label=_("Provision missing VMs"), job="provision"),
+        LabAction("savepoint_all", label=_("Take a save point of every VM"), job="savepoint", button=False, asks=True),
+        LabAction(
+            "savepoint_return_all",
+            label=_("Return every VM to a save point"),
+            job="savepoint_return",
+            confirm=_("I understand that the disks of %(n)s VMs will be replaced by their save point."),
+            button=False,
+            asks=True,
+        ),
         LabAction(
             "teardown",
             label=_("Tear down the lab"),

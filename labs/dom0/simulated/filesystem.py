@@ -139,6 +139,23 @@ class FilesystemMixin(FaultsMixin):
                 raise rootfs_error(what, argv, "e2cp: File not found by ext2_lookup", e2tool=True)
         return text
 
+    def guest_edits_file(self, name: str, path: str, text: str | None) -> None:
+        """The guest writes `text` to `path` on its volume `name`, or deletes it (None): tests of save points.
+
+        Not part of `Dom0Host`: what a student does inside the VM, where no command of dom0's reaches.
+        """
+        names.volume_name(name)
+        names.abs_path(path)
+        with self._locked() as state:
+            vol = state["volumes"].get(name)
+            if vol is None or vol.get("content") != "fs":
+                raise ValueError(f"{name} holds no filesystem")
+            files = vol.setdefault("files", {})
+            if text is None:
+                files.pop(path, None)
+            else:
+                files[path] = text
+
     # ------------------------------------------------------------ helpers
     def _device_lv(self, device: str) -> str | None:
         """The LV behind a device path (as the real rootfs module wants: absolute); None if not ours."""

@@ -49,6 +49,7 @@ STEP_SECONDS: dict[str, float] = {
     "list_volumes": 0.05,
     "create_volume": 0.1,
     "snapshot_volume": 0.15,
+    "copy_volume": 1.0,  # dd of a few GiB; the real figure grows with the disk (bench/savepoint.py)
     "thin_pool_usage": 0.05,
     "remove_volume": 0.1,
     "clone_template": 0.6,

@@ -21,6 +21,8 @@ from .faults import FaultsMixin
 from .state import Record, State
 
 _REPORT = ["--reportformat", "json", "--units", "b", "--nosuffix"]
+# What a volume holds (filesystem.py): a snapshot or a copy holds the same.
+_CONTENT = ("content", "template", "fs_type", "method", "files", "modes")
 
 
 class StorageMixin(FaultsMixin):
@@ -80,12 +82,38 @@ class StorageMixin(FaultsMixin):
                 raise lvm_error(InsufficientSpace, argv, accounting.pool_threshold_line(self.config))
             # A thin snapshot shares the origin's blocks: it holds the same
             # filesystem and files, and takes no space from the VG.
-            content = {
-                k: copy.deepcopy(src.get(k)) for k in ("content", "template", "fs_type", "method", "files", "modes")
-            }
+            content = {k: copy.deepcopy(src.get(k)) for k in _CONTENT}
             state["volumes"][name] = _new_volume(state, src["extents"], thin=True, origin=origin, **content)
             size: int = src["extents"] * EXTENT_BYTES
         return Volume(name, size, self._vg_path(name))
+
+    def copy_volume(self, origin: str, name: str) -> Volume:
+        """A plain volume of `origin`'s size holding the same filesystem and files (lvm.Lvm.copy: lvcreate, dd)."""
+        names.volume_name(origin)
+        names.volume_name(name)
+        vg = self.config.volume_group
+        with self._locked(readonly=True) as state:
+            src = state["volumes"].get(origin)
+            size_mb = src["extents"] * EXTENT_BYTES // MIB if src is not None else 1
+        lvcreate = ["lvcreate", "-y", "-L", f"{size_mb}m", "-n", name, vg]
+        dd = ["dd", f"if={self._vg_path(origin)}", f"of={self._vg_path(name)}", "bs=4M", "iflag=direct"]
+        argvs = [lvcreate, [*dd, "oflag=direct", "conv=fsync", "status=none"]]
+        extents = accounting.extents(size_mb)
+        with self._op("copy_volume", argvs, name, extents=extents) as state:
+            src = state["volumes"].get(origin)
+            if src is None:
+                raise lvm_error(VolumeNotFound, lvcreate, f'Failed to find logical volume "{vg}/{origin}"')
+            if name in state["volumes"]:
+                raise lvm_error(
+                    VolumeExists, lvcreate, f'Logical Volume "{name}" already exists in volume group "{vg}"'
+                )
+            free = accounting.free_extents(self.config, state)
+            if extents > free:
+                line = f'Volume group "{vg}" has insufficient free space ({free} extents): {extents} required.'
+                raise lvm_error(InsufficientSpace, lvcreate, line)
+            content = {k: copy.deepcopy(src.get(k)) for k in _CONTENT}
+            state["volumes"][name] = _new_volume(state, extents, **content)
+        return Volume(name, extents * EXTENT_BYTES, self._vg_path(name))
 
     def thin_pool_usage(self) -> ThinPoolUsage:
         vg, pool = self.config.volume_group, self._require_pool()
