@@ -51,6 +51,7 @@ class HostAdmin(admin.ModelAdmin):
         "volume_group",
         "bridge",
         "dom0_reserve_mb",
+        "jobs_at_a_time",
         "total_memory_mb",
         "free_memory_mb",
         "xen_version",

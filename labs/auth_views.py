@@ -9,9 +9,6 @@ shown once, from the session, on a page of their own.
 
 from __future__ import annotations
 
-import base64
-import io
-
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
@@ -28,7 +25,7 @@ from labs import services
 from labs.access import get_lab_for_user
 from labs.forms import ConfirmForm
 from labs.models import Guest, Lab
-from labs.spreadsheet import write_csv
+from labs.spreadsheet import csv_data_uri
 
 
 class PasswordChangeView(SuccessMessageMixin, auth_views.PasswordChangeView):
@@ -53,10 +50,14 @@ def lab_accounts(request: HttpRequest, pk: int) -> HttpResponse:
         messages.info(request, _("There are no new passwords to show: they are shown only once."))
         return redirect("lab_detail", pk=lab.pk)
     request.session[NEW_ACCOUNTS_KEY] = stash
-    buf = io.StringIO()
-    write_csv(buf, ("username", "password"), accounts)
-    csv_uri = "data:text/csv;charset=utf-8;base64," + base64.b64encode(buf.getvalue().encode()).decode()
-    return render(request, "labs/lab_accounts.html", {"lab": lab, "accounts": accounts, "csv_uri": csv_uri})
+    header = ("username", "password")
+    ctx = {
+        "lab": lab,
+        "accounts": accounts,
+        "csv_uri": csv_data_uri(header, accounts),
+        "excel_uri": csv_data_uri(header, accounts, excel=True),
+    }
+    return render(request, "labs/lab_accounts.html", ctx)
 
 
 def _lab_student(lab: Lab, user_pk: int) -> Guest:

@@ -7,7 +7,7 @@ import ipaddress
 import netaddr
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -55,6 +55,12 @@ class Host(models.Model):
         _("dom0 memory reserve (MiB)"), default=1024, validators=[MinValueValidator(196)]
     )
     enabled = models.BooleanField(_("accepts new guests"), default=True)
+    jobs_at_a_time = models.PositiveSmallIntegerField(  # read by the host's worker pool (labs.jobs.pool)
+        _("jobs at a time"),
+        default=2,
+        validators=[MinValueValidator(1), MaxValueValidator(8)],
+        help_text=_("Jobs this host's worker runs at once (guests built side by side); changes apply in seconds."),
+    )
     console_ssh = models.CharField(
         _("console ssh target"),
         max_length=200,

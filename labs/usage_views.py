@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
@@ -20,7 +21,7 @@ from django.urls import reverse
 
 from labs.access import get_guest_for_user, get_host_for_user, get_lab_for_user, guests_for
 from labs.services import usage, usage_report
-from labs.spreadsheet import write_csv
+from labs.spreadsheet import csv_download
 from labs.views import GUESTS_PER_PAGE, live_login_required
 
 # What one table row of a chart's data holds, per column of Series.columns.
@@ -135,22 +136,19 @@ def lab_usage(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 def lab_usage_csv(request: HttpRequest, pk: int) -> HttpResponse:
     lab = get_lab_for_user(request, pk)
-    response = HttpResponse(content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{lab.slug}-usage.csv"'
     rows = (
         (
             r.username,
             r.full_name,
             r.vms,
-            f"{r.vm_hours:.2f}",
-            f"{r.cpu_hours:.3f}",
+            Decimal(f"{r.vm_hours:.2f}"),  # a Decimal: the "for Excel" form writes it with a decimal comma
+            Decimal(f"{r.cpu_hours:.3f}"),
             r.peak_memory_mb,
-            f"{r.console_hours:.2f}",
+            Decimal(f"{r.console_hours:.2f}"),
         )
         for r in usage_report.lab_report(lab)
     )
-    write_csv(response, REPORT_CSV_HEADER, rows)
-    return response
+    return csv_download(request, f"{lab.slug}-usage", REPORT_CSV_HEADER, rows)
 
 
 def _host_data(request: HttpRequest, pk: int) -> tuple[Any, usage.Tier, dict[str, Any]]:

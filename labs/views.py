@@ -46,7 +46,7 @@ from labs.models import Guest, Host, Lab, Task, Xl
 from labs.services import expiry, ssh_keys, upkeep, usage
 from labs.services.limits import guest_memory_limit
 from labs.services.registry import GUEST_ACTIONS, LAB_ACTIONS, GuestAction, guest_action_def
-from labs.spreadsheet import write_csv
+from labs.spreadsheet import csv_download
 from labs.templatetags.xenpanel import state_word
 
 GUESTS_PER_PAGE = 50
@@ -415,8 +415,6 @@ def lab_guests_csv(request: HttpRequest, pk: int) -> HttpResponse:
     """Every guest of the lab (not only one page) as CSV, for grading sheets, DNS or DHCP."""
     lab = get_lab_for_user(request, pk)
     guests = lab.guests.select_related("student", "host").order_by("student__username", "domain_name")
-    response = HttpResponse(content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{lab.slug}-guests.csv"'
     rows = (
         (
             g.student.username,
@@ -432,8 +430,7 @@ def lab_guests_csv(request: HttpRequest, pk: int) -> HttpResponse:
         )
         for g in guests
     )
-    write_csv(response, GUESTS_CSV_HEADER, rows)
-    return response
+    return csv_download(request, f"{lab.slug}-guests", GUESTS_CSV_HEADER, rows)
 
 
 def _sorted(qs: QuerySet[Guest], sort: str) -> QuerySet[Guest]:

@@ -49,12 +49,14 @@ def processes(
     """The long-running children, by name. Add yours here."""
     bind = env.get("XENPANEL_BIND", "127.0.0.1:8000")
     asgi_host, _, asgi_port = env.get("XENPANEL_ASGI_BIND", "127.0.0.1:8001").rpartition(":")
+    # Each host's worker pool (labs.jobs.pool): as many HostWorkers as its "jobs at a time" in the admin; the
+    # first also takes the panel's `default` queue.
+    pools = [["default", *queues[:1]], *([q] for q in queues[1:])]
     procs = [
-        # labs.jobs.HostWorker: no fork per job, rq's short heartbeat (see its docstring).
-        (
-            "rqworker",
-            [*manage, "rqworker", "--worker-class", "labs.jobs.HostWorker", "default", *queues, "--with-scheduler"],
-        ),
+        ("rqworker" if i == 0 else f"rqworker {group[0]}", [*manage, "host_worker", *group])
+        for i, group in enumerate(pools)
+    ]
+    procs += [
         (
             "gunicorn",
             [str(VENV_BIN / "gunicorn"), "xenpanel.wsgi", "--bind", bind]

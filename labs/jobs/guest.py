@@ -345,11 +345,24 @@ def _claim(task: Task) -> Guest | None:
 
 
 def run_task(task_id: int) -> str:
-    """The one RQ entry point for guest work: run Task `task_id` and record the outcome."""
+    """The one RQ entry point for guest work: run Task `task_id` and record the outcome.
+
+    A host runs several jobs at once, but never two of one guest: a job waits
+    for the guest's lock (a retry beside a job the sync loop wrongly thought
+    lost, under a heavy load, would otherwise build the guest twice over).
+    """
     try:
-        task = Task.objects.get(pk=task_id)
+        task = Task.objects.select_related("host").get(pk=task_id)
     except Task.DoesNotExist:
         return f"task {task_id} no longer exists"
+    if task.host is None or task.guest_id is None:
+        return _run(task)
+    with connect.host_lock(task.host, f"guest-{task.guest_id}"):
+        return _run(task)
+
+
+def _run(task: Task) -> str:
+    task_id = task.pk
     guest = _claim(task)
     if task.status != Task.Status.RUNNING:
         return f"task {task_id} is already {task.status}"
@@ -410,13 +423,16 @@ def _report_volume_group(rec: Recorder, guest: Guest) -> None:
     the guest counts as built (or gone), so placement never counts the same
     volumes as both free and promised. A failure to read it fails nothing.
     """
-    try:
-        vg = rec.call(rec.host.volume_group)
-    except Dom0Error as e:
-        rec.log(f"could not read the volume group's free space: {e}")
-        return
-    mib = 1024 * 1024
-    Host.objects.filter(pk=guest.host_id).update(vg_size_mb=vg.size_bytes // mib, vg_free_mb=vg.free_bytes // mib)
+    # Jobs running beside this one report too: read and write under one lock, so the last figure
+    # written is the last one read, never an older read that missed volumes made since.
+    with connect.host_lock(guest.host, connect.VG_REPORT_LOCK):
+        try:
+            vg = rec.call(rec.host.volume_group)
+        except Dom0Error as e:
+            rec.log(f"could not read the volume group's free space: {e}")
+            return
+        mib = 1024 * 1024
+        Host.objects.filter(pk=guest.host_id).update(vg_size_mb=vg.size_bytes // mib, vg_free_mb=vg.free_bytes // mib)
     rec.log(f"volume group {vg.name}: {vg.free_bytes // mib} of {vg.size_bytes // mib} MiB free")
 
 

@@ -147,15 +147,18 @@ def health_check(host_id: int) -> dict:
     if host is None:
         return {}
     checks = _Checks(host, connect.connect_host(host))
-    report = {name: checks.run(name) for name in checks.names()}
-    if checks.pool_fill:
-        report["thin_pool"].update(checks.pool_fill)
-    now = timezone.now()
-    Host.objects.filter(pk=host.pk).update(
-        health_ok=all(c["ok"] for c in report.values()),
-        health_report=report,
-        health_checked_at=now,
-        last_seen=now,
-        **checks.facts,
-    )
+    # The VG's free space is read here and written below: under the lock guest jobs report it with,
+    # or a check running beside a batch could write a figure read before the batch's volumes existed.
+    with connect.host_lock(host, connect.VG_REPORT_LOCK):
+        report = {name: checks.run(name) for name in checks.names()}
+        if checks.pool_fill:
+            report["thin_pool"].update(checks.pool_fill)
+        now = timezone.now()
+        Host.objects.filter(pk=host.pk).update(
+            health_ok=all(c["ok"] for c in report.values()),
+            health_report=report,
+            health_checked_at=now,
+            last_seen=now,
+            **checks.facts,
+        )
     return report

@@ -15,6 +15,7 @@ import pytest
 from django.conf import settings
 from django.core.management import get_commands
 from rq.worker import BaseWorker
+from rq.worker_pool import WorkerPool
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -80,10 +81,12 @@ def test_units_run_programs_and_commands_that_exist(name):
 
 def test_worker_unit_is_a_template_over_the_queue_name_with_the_host_worker_class():
     argv = exec_start("xenpanel-rqworker@.service")
-    assert argv[2] == "rqworker" and "%i" in argv[3:]
-    worker_class = argv[argv.index("--worker-class") + 1]
-    module, name = worker_class.rsplit(".", 1)
-    assert issubclass(getattr(importlib.import_module(module), name), BaseWorker)
+    assert argv[2:] == ["host_worker", "%i"]
+    # rq's worker pool of HostWorkers, sized by the Host's jobs at a time.
+    pool = importlib.import_module("labs.jobs.pool").HostWorkerPool
+    assert issubclass(pool, WorkerPool)
+    assert issubclass(importlib.import_module("labs.jobs").HostWorker, BaseWorker)
+    assert unit("xenpanel-rqworker@.service")["KillMode"] == ["mixed"]  # SIGTERM to the pool alone
 
 
 def test_console_agent_unit_is_a_template_over_the_host_name_run_as_root():

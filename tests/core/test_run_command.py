@@ -184,7 +184,10 @@ def test_run_serves_the_panel_and_sigint_stops_every_child(tmp_path):
 
         children = descendants(proc.pid)
         commands = " | ".join(children.values())
-        assert "gunicorn" in commands and "rqworker" in commands, commands
+        assert "gunicorn" in commands and "host_worker default dom0-sim" in commands, commands
+        # The demo host's worker pool runs its default two jobs at a time: two workers beside the pool.
+        [pool] = [pid for pid, cmd in children.items() if " host_worker " in cmd and _parent(pid) == proc.pid]
+        assert wait_for_children(pool, 2), descendants(proc.pid)
         gunicorns = [pid for pid, cmd in children.items() if "gunicorn" in cmd]
         assert len(gunicorns) == 3, commands  # the master and WEB_CONCURRENCY workers
         # The browser console: uvicorn on the ASGI port, and an agent for the demo's simulated host that
@@ -246,8 +249,18 @@ def _rows(db: Path, sql: str) -> list[tuple]:
 
 
 def _worker_pids(run_pid: int) -> set[int]:
-    """run.py's rqworker children (not the scheduler each forks)."""
-    return {pid for pid, cmd in descendants(run_pid).items() if " rqworker " in cmd and _parent(pid) == run_pid}
+    """run.py's worker pools (not the workers each forks)."""
+    return {pid for pid, cmd in descendants(run_pid).items() if " host_worker " in cmd and _parent(pid) == run_pid}
+
+
+def wait_for_children(pid: int, n: int, timeout: float = 30) -> bool:
+    """Until `pid` has `n` children (a pool's workers)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sum(_parent(child) == pid for child in descendants(pid)) == n:
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def _parent(pid: int) -> int:

@@ -152,9 +152,11 @@ def _stop_group(testbed: Testbed, pid_file: str, timeout: float) -> None:
     pid = testbed.ssh(["cat", pid_file], check=False).stdout.strip()
     if not pid.isdigit():
         return
-    # setsid made the worker a process group leader: signal the whole group,
-    # so its job processes go too. SIGTERM is RQ's warm shutdown.
-    testbed.ssh(["/bin/kill", "-s", "TERM", "--", f"-{pid}"], check=False)
+    # setsid made it a process group leader. The agent: signal the whole group, so its `xl console`s go too.
+    # The worker pool: SIGTERM to the pool alone, as systemd's KillMode=mixed does; it asks each worker for a
+    # warm shutdown (a second signal, sent to the whole group, would make that a cold one).
+    target = pid if pid_file == WORKER_PID else f"-{pid}"
+    testbed.ssh(["/bin/kill", "-s", "TERM", "--", target], check=False)
     deadline = time.monotonic() + timeout
     while testbed.ssh(["/bin/kill", "-0", pid], check=False).returncode == 0:
         if time.monotonic() > deadline:
@@ -273,20 +275,22 @@ def _in_dom0(testbed: Testbed, script: str) -> tuple[int, str]:
 
 
 def wait_for_worker(env: Mapping[str, str], queue: str, dom0: Dom0, timeout: float = 600) -> None:
-    """Until the worker the guide started (its pid) has registered on `queue` in this machine's Redis."""
+    """Until a worker of the pool the guide started (its pid) has registered on `queue` in this machine's Redis."""
     pid = dom0.worker_pid()
     assert pid is not None, f"the guide started no worker ({WORKER_PID} is empty)"
     code = (
         "import sys; from redis import Redis; from rq import Worker\n"
         "ws = Worker.all(connection=Redis.from_url(sys.argv[1]))\n"
-        "print(sum(sys.argv[2] in w.queue_names() and w.pid == int(sys.argv[3]) for w in ws))\n"
+        "print(' '.join(str(w.pid) for w in ws if sys.argv[2] in w.queue_names()))\n"
     )
 
     def registered() -> bool:
         out = subprocess.run(
-            [sys.executable, "-c", code, env["REDIS_URL"], queue, str(pid)], capture_output=True, text=True, timeout=60
+            [sys.executable, "-c", code, env["REDIS_URL"], queue], capture_output=True, text=True, timeout=60
         ).stdout
-        return out.strip() == "1"
+        # The pool's workers are its children (labs.jobs.pool); a worker of an earlier run is not.
+        parents = [dom0.sh(["sh", "-c", f"cut -d' ' -f4 /proc/{w}/stat 2>/dev/null || true"]) for w in out.split()]
+        return str(pid) in (p.strip() for p in parents)
 
     until(
         registered,

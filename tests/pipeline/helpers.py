@@ -87,6 +87,18 @@ def start_worker(
     )
 
 
+def start_pool(sim_dir: Path, *queues: str, delay: float = 0.0, burst: bool = True) -> subprocess.Popen:
+    """`manage.py host_worker`: as many HostWorkers as the host's jobs at a time, in its own process group."""
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "manage.py"), "host_worker", *(["--burst"] if burst else []), *queues],
+        cwd=ROOT,
+        env=worker_env(sim_dir, delay),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
 def finish_worker(proc: subprocess.Popen, timeout: float = 60) -> str:
     try:
         out, _ = proc.communicate(timeout=timeout)
