@@ -4,12 +4,27 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
+from pathlib import Path
 
 import pytest
 from django.contrib.messages import get_messages
 from django.db import connections
 
 from labs.models import Guest
+
+# Where the browser tests put a screenshot of every page (tests/ui/test_browser_a11y.py); the run's summary says so.
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
+_STARTED = time.time()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    taken = [p for p in SCREENSHOTS.glob("*.png") if p.stat().st_mtime >= _STARTED] if SCREENSHOTS.is_dir() else []
+    if taken:
+        terminalreporter.write_line(
+            f"screenshots: {len(taken)} pages at 1366x900, English and pt-BR, in {SCREENSHOTS}/"
+        )
+
 
 # The browser tests' RQ worker runs in a subprocess and must see the test
 # database, so SQLite's test database goes to a file (the same name

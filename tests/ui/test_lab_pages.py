@@ -50,11 +50,11 @@ def test_lab_live_fragment_polls_fast_while_provisioning(client, ivy, lab, alice
     client.force_login(ivy)
     body = client.get(reverse("lab_live", args=[lab.pk]), HTTP_HX_REQUEST="true").content.decode()
     assert body.lstrip().startswith('<section id="lab-live"')
-    assert 'hx-trigger="every 2s"' in body
+    assert 'hx-trigger="every 2s [' in body
     assert "0 of 1 VMs ready" in body
     set_state(alice_guest, "r")
     body = client.get(reverse("lab_live", args=[lab.pk])).content.decode()
-    assert 'hx-trigger="every 5s"' in body
+    assert 'hx-trigger="every 5s [' in body
     assert "1 of 1 VMs ready" in body
 
 
