@@ -7,7 +7,7 @@ import threading
 import time
 from typing import Any
 
-from django.db import close_old_connections, connection
+from django.db import DatabaseError, close_old_connections, connection
 from rq.job import Job
 from rq.worker import SimpleWorker
 
@@ -20,6 +20,8 @@ WORKER_HEARTBEAT_SECONDS = 1.0
 # How often a running job's heartbeat is pushed forward, and how long past it the job counts as alive.
 JOB_BEAT_SECONDS = 5
 JOB_BEAT_MARGIN_SECONDS = 10
+# How long a job waits for PostgreSQL before it runs anyway (and fails, to be retried by the sync loop).
+DATABASE_WAIT_SECONDS = 300
 
 
 class RefusedJob(Exception):
@@ -47,6 +49,30 @@ class PanelJob(Job):
             log.error("refused job %s: %s called with %r %r", self.id, name, self.args, self.kwargs)
             raise RefusedJob(f"{name} takes one row id")
         return super().func
+
+
+def wait_for_database(limit: float = DATABASE_WAIT_SECONDS) -> None:
+    """Hold a dequeued job (its heartbeat goes on) until PostgreSQL answers.
+
+    Jobs taken while the server restarted failed at their first query, each
+    then found lost and retried: in the restart drill, all four of a batch.
+    """
+    delay, deadline = 0.5, time.monotonic() + limit
+    while True:
+        try:
+            connection.ensure_connection()
+            if connection.is_usable():
+                return
+        except DatabaseError as e:
+            error: object = e
+        else:
+            error = "the connection is not usable"
+        connection.close()
+        if time.monotonic() >= deadline:
+            return
+        log.warning("the database is not answering (%s); the job waits %.1f s", error, delay)
+        time.sleep(delay)
+        delay = min(delay * 2, 10.0)
 
 
 class HostWorker(SimpleWorker):
@@ -152,6 +178,7 @@ class HostWorker(SimpleWorker):
             self._beater = threading.Thread(target=self._beat, name=f"heartbeat-{self.name}", daemon=True)
             self._beater.start()
         if connection.vendor == "postgresql":
+            wait_for_database()
             PROGRESS.start()
         try:
             super().execute_job(job, queue)

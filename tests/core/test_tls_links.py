@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.pgcluster import cluster
+
 ROOT = Path(__file__).resolve().parents[2]
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
 def _free_port() -> int:
@@ -102,33 +103,20 @@ def test_rediss_with_the_ca_verifies_and_a_wrong_ca_is_refused(tls_redis, tmp_pa
 
 @pytest.fixture
 def tls_postgres():
-    if not (PG_BIN / "initdb").exists() or os.geteuid() != 0:
-        pytest.skip("needs PostgreSQL 15's server binaries and root (initdb runs as the postgres user)")
-    base = Path(f"/tmp/xenpanel-tls-pg-{os.getpid()}")
-    shutil.rmtree(base, ignore_errors=True)
-    ca, cert, key = _ca_and_server_cert(base / "pki")
-    shutil.chown(base, "postgres")
-    for f in (cert, key):
-        shutil.chown(f, "postgres")
-    key.chmod(0o600)
-    data, port = base / "data", _free_port()
+    made: dict[str, Path] = {}
 
-    def as_postgres(*argv: str) -> None:
-        subprocess.run(["runuser", "-u", "postgres", "--", *argv], check=True, capture_output=True, timeout=120)
+    def certificates(base: Path) -> None:
+        made["ca"], cert, key = _ca_and_server_cert(base / "pki")
+        for f in (cert, key):
+            shutil.chown(f, "postgres")
+        key.chmod(0o600)
+        made["cert"], made["key"] = cert, key
 
-    as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres")
-    conf = (
-        f"port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{base}'\nssl = on\n"
-        f"ssl_cert_file = '{cert}'\nssl_key_file = '{key}'\n"
-    )
-    with open(data / "postgresql.conf", "a") as f:
-        f.write(conf)
+    pki = Path(f"/tmp/xenpanel-tls-pg-{os.getpid()}") / "pki"
+    conf = f"ssl = on\nssl_cert_file = '{pki}/server.pem'\nssl_key_file = '{pki}/server.key'\n"
     # Only TLS connections over TCP.
-    (data / "pg_hba.conf").write_text("local all all trust\nhostssl all all 127.0.0.1/32 trust\n")
-    as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(base / "log"), "-w", "start")
-    yield port, ca
-    as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
-    shutil.rmtree(base, ignore_errors=True)
+    with cluster("tls", conf, "local all all trust\nhostssl all all 127.0.0.1/32 trust\n", certificates) as c:
+        yield c.port, made["ca"]
 
 
 SSL_IN_USE = (
