@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from labs import auth_views, console_views, key_views, token_views, usage_views, views
+from labs import auth_views, batch_views, console_views, key_views, token_views, usage_views, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -21,7 +21,7 @@ urlpatterns = [
     path("vms/<int:pk>/confirm/<str:action>/", views.guest_confirm, name="guest_confirm"),
     path("vms/<int:pk>/action/<str:action>/", views.guest_action, name="guest_action"),
     path("labs/", views.lab_list, name="lab_list"),
-    path("labs/new/", views.lab_create, name="lab_create"),
+    path("labs/new/", batch_views.lab_create, name="lab_create"),
     path("labs/<int:pk>/", views.lab_detail, name="lab_detail"),
     path("labs/<int:pk>/live/", views.lab_live, name="lab_live"),
     path("labs/<int:pk>/accounts/", auth_views.lab_accounts, name="lab_accounts"),

@@ -22,7 +22,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy, ngettext
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
@@ -40,8 +40,7 @@ from labs.access import (
     require_instructor,
     roles_for,
 )
-from labs.auth_views import NEW_ACCOUNTS_KEY
-from labs.forms import ConfirmForm, ExpiryForm, LabBatchForm, MemoryForm
+from labs.forms import ConfirmForm, ExpiryForm, MemoryForm
 from labs.models import Guest, Host, Lab, Task, Xl
 from labs.services import expiry, ssh_keys, upkeep, usage
 from labs.services.limits import guest_memory_limit
@@ -70,8 +69,6 @@ STATE_FILTERS = {
 }
 # The lab page's usage sorts, busiest first: the annotation each sorts on (labs.services.usage.with_recent).
 USAGE_SORTS = {"cpu": "recent_cpu", "mem": "recent_mem"}
-# The service layer names its arguments; the form names its fields.
-SERVICE_FIELDS = {"hosts": "host", "roster": "roster_text"}
 # The guest list's columns: stable names, for scripts that read the file.
 GUESTS_CSV_HEADER = ("username", "full_name", "email", "vm", "hostname", "ip", "mac", "host", "state", "memory_mib")
 BUSY_STATUSES = (Guest.Status.PENDING, Guest.Status.PROVISIONING, Guest.Status.TEARING_DOWN)
@@ -361,53 +358,6 @@ def lab_list(request: HttpRequest) -> HttpResponse:
         hosts.setdefault(lab_id, []).append(host_name)
     rows = [{"lab": lab, "hosts": sorted(hosts.get(lab.pk, [])), "progress": _progress(lab)} for lab in page]
     return render(request, "labs/lab_list.html", {"page": page, "rows": rows, "show_all": show_all})
-
-
-@login_required
-def lab_create(request: HttpRequest) -> HttpResponse:
-    """The batch form: "Preview" shows what would be created (nothing is); "Create" creates exactly that."""
-    require_instructor(request)
-    form = LabBatchForm(request.POST or None, request.FILES or None)
-    if request.method == "POST" and form.is_valid():
-        token = form.cleaned_data["preview_token"]
-        try:
-            if "create" in request.POST and token:
-                result = services.create_lab_batch(request.user, **form.batch_arguments(), confirm_preview=token)
-                return _lab_created(request, result)
-            form.show_preview(services.preview_lab_batch(request.user, **form.batch_arguments()))
-        except services.PreviewChanged as e:
-            form.show_preview(e.preview, e.changes)
-            form.add_error(None, e.message)
-        except services.ServiceError as e:
-            field = SERVICE_FIELDS.get(e.field or "", e.field)
-            form.add_error(field if field in form.fields else None, str(e.message))
-    return render(request, "labs/lab_create.html", {"form": form})
-
-
-def _lab_created(request: HttpRequest, result: services.BatchResult) -> HttpResponse:
-    """After a batch: say so, then the new passwords (shown once) or the lab's page."""
-    lab = result.lab
-    messages.success(
-        request,
-        _("Lab %(lab)s created: %(count)s VMs are being provisioned.")
-        % {"lab": lab.name, "count": len(result.guests)},
-    )
-    if result.campus_accounts:
-        messages.info(
-            request,
-            ngettext(
-                "%(n)d new account is a campus account: its student signs in with the campus password.",
-                "%(n)d new accounts are campus accounts: their students sign in with the campus password.",
-                len(result.campus_accounts),
-            )
-            % {"n": len(result.campus_accounts)},
-        )
-    if result.new_accounts:
-        stash = request.session.get(NEW_ACCOUNTS_KEY, {})
-        stash[str(lab.pk)] = [list(pair) for pair in result.new_accounts]
-        request.session[NEW_ACCOUNTS_KEY] = stash
-        return redirect("lab_accounts", pk=lab.pk)
-    return redirect("lab_detail", pk=lab.pk)
 
 
 @login_required
