@@ -15,6 +15,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
+from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from labs.dom0.errors import InvalidName
@@ -77,7 +78,7 @@ class HostAdmin(admin.ModelAdmin):
 class TemplateActionForm(ActionForm):
     """The admin's action bar plus the host a template build runs on."""
 
-    host = forms.ModelChoiceField(Host.objects.all(), required=False, label="host")
+    host = forms.ModelChoiceField(Host.objects.all(), required=False, label=gettext_lazy("host"))
 
 
 @admin.register(LabTemplate)
@@ -100,12 +101,12 @@ class LabTemplateAdmin(admin.ModelAdmin):
     action_form = TemplateActionForm
     actions = ["build_on_host"]
 
-    @admin.action(description="(Re)build on the chosen host with debootstrap")
+    @admin.action(description=gettext_lazy("(Re)build on the chosen host with debootstrap"))
     def build_on_host(self, request: HttpRequest, queryset: QuerySet[LabTemplate]) -> None:
         host_pk = request.POST.get("host")
         host = Host.objects.filter(pk=host_pk).first() if host_pk else None
         if host is None:
-            self.message_user(request, "Choose the host that builds the template.", messages.ERROR)
+            self.message_user(request, _("Choose the host that builds the template."), messages.ERROR)
             return
         for template in queryset:
             try:
@@ -114,7 +115,11 @@ class LabTemplateAdmin(admin.ModelAdmin):
             except (InvalidName, ServiceError) as e:
                 self.message_user(request, f"{template.name}: {getattr(e, 'message', e)}", messages.ERROR)
                 continue
-            self.message_user(request, f"{template.name}: build queued on {host.name} (task {task.pk}).")
+            self.message_user(
+                request,
+                _("%(template)s: build queued on %(host)s (task %(task)s).")
+                % {"template": template.name, "host": host.name, "task": task.pk},
+            )
 
 
 @admin.register(IpPool)
@@ -138,7 +143,7 @@ class IpPoolAdmin(admin.ModelAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[IpPool]:
         return super().get_queryset(request).annotate(guest_count=Count("guests"))
 
-    @admin.display(description="usable addresses")
+    @admin.display(description=gettext_lazy("usable addresses"))
     def usable(self, obj: IpPool) -> int | str:
         try:
             return obj.usable_set().size
@@ -147,7 +152,7 @@ class IpPoolAdmin(admin.ModelAdmin):
             # the list must still load so the admin can fix it.
             return "?"
 
-    @admin.display(description="guests", ordering="guest_count")
+    @admin.display(description=gettext_lazy("guests"), ordering="guest_count")
     def in_use(self, obj: IpPool) -> int:
         return obj.guest_count  # type: ignore[attr-defined]  # annotated by get_queryset
 
@@ -198,7 +203,7 @@ class LabAdmin(admin.ModelAdmin):
         # The list edits the limit in place: the same check as the change form.
         return super().get_changelist_form(request, form=LabAdminForm, **kwargs)
 
-    @admin.display(description="guests", ordering="guest_count")
+    @admin.display(description=gettext_lazy("guests"), ordering="guest_count")
     def guest_total(self, obj: Lab) -> int:
         return obj.guest_count  # type: ignore[attr-defined]  # annotated by get_queryset
 

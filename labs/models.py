@@ -49,7 +49,11 @@ class Host(models.Model):
         _("LV name prefix"),
         max_length=16,
         default="vm-",
-        help_text=_("Guest volumes are named <prefix><domain>.raiz and <prefix><domain>.swap."),
+        # Plain text: the admin shows help texts as HTML, which ate "<prefix><domain>".
+        help_text=_(
+            "Guest volumes are named with this prefix, then the VM's name: for example vm-net101-alice.raiz"
+            " and vm-net101-alice.swap."
+        ),
     )
     dom0_reserve_mb = models.PositiveIntegerField(
         _("dom0 memory reserve (MiB)"), default=1024, validators=[MinValueValidator(196)]

@@ -72,6 +72,9 @@ USAGE_SORTS = {"cpu": "recent_cpu", "mem": "recent_mem"}
 # The guest list's columns: stable names, for scripts that read the file.
 GUESTS_CSV_HEADER = ("username", "full_name", "email", "vm", "hostname", "ip", "mac", "host", "state", "memory_mib")
 BUSY_STATUSES = (Guest.Status.PENDING, Guest.Status.PROVISIONING, Guest.Status.TEARING_DOWN)
+# The tag of a message that says a job was queued: base.html words it "Requested", and leaves it out once
+# the page's live state shows the job ended (`requested_done`).
+REQUESTED = "requested"
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -223,6 +226,7 @@ def _guest_live_context(request: HttpRequest, guest: Guest, latest: Task | None)
         "busy": busy,
         "poll": POLL_BUSY if busy or _guest_in_transition(guest) else POLL_IDLE,
         "controls": _guest_controls(guest, allowed, role),
+        "requested_done": not busy,
         "mem_allowed": mem_allowed,
         "mem_low": low,
         "mem_high": high,
@@ -332,10 +336,12 @@ def guest_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
     except services.ServiceError as e:
         messages.error(request, str(e.message))
     else:
-        messages.success(
+        # "Requested", not "Done": the job is only queued; the page's live state takes over once it ends.
+        messages.info(
             request,
-            _("%(action)s requested for %(domain)s. This page shows the result when the job finishes.")
+            _("%(action)s of %(domain)s. The state on this page follows the job.")
             % {"action": definition.label, "domain": guest.domain_name},
+            extra_tags=REQUESTED,
         )
     return redirect(back)
 
@@ -454,6 +460,7 @@ def _lab_live_context(request: HttpRequest, lab: Lab) -> dict:
         "state": state,
         "q": q,
         "busy": busy,
+        "requested_done": not busy,
         "poll": POLL_BUSY if busy else POLL_IDLE,
         "quick_actions": [(a.name, a.label) for a in GUEST_ACTIONS.values() if a.quick],
         # The live fragment is served from its own URL; actions return to the page.
@@ -524,9 +531,10 @@ def lab_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
         messages.error(request, str(e.message))
     else:
         if tasks:
-            messages.success(
+            messages.info(
                 request,
                 _("%(action)s: %(count)s jobs queued.") % {"action": definition.label, "count": len(tasks)},
+                extra_tags=REQUESTED,
             )
         else:
             messages.info(request, _("%(action)s: nothing to do.") % {"action": definition.label})

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from labs.access import Role
 from labs.models import Guest, Lab, Xl
@@ -352,3 +353,35 @@ def busy_word(kind: str) -> str:
     """What a guest busy with a `kind` job is doing, in words."""
     action = GUEST_ACTIONS.get(kind)
     return str(action.busy) if action is not None else kind
+
+
+# The job log's words for the steps jobs record (each action's `steps`; the template builds' and save points'
+# too). A one-step action's step is named after the action, and its log_name says it (step_label).
+STEP_LABELS: dict[str, Promise] = {
+    "volumes": pgettext_lazy("job step", "create the volumes"),
+    "volume": pgettext_lazy("job step", "the volume"),
+    "clone": pgettext_lazy("job step", "copy the template"),
+    "customize": pgettext_lazy("job step", "write the VM's settings"),
+    "config": pgettext_lazy("job step", "the Xen configuration"),
+    "create": pgettext_lazy("job step", "boot the VM"),
+    "destroy": pgettext_lazy("job step", "stop the VM"),
+    "remove root": pgettext_lazy("job step", "remove the old disk"),
+    "shutdown": pgettext_lazy("job step", "shut down"),
+    "save point": pgettext_lazy("job step", "save point"),
+    "save": pgettext_lazy("job step", "save"),
+    "restore": pgettext_lazy("job step", "restore"),
+    "check": pgettext_lazy("job step", "check the host"),
+    "bootstrap": pgettext_lazy("job step", "install Debian (debootstrap)"),
+    "register": pgettext_lazy("job step", "register the template"),
+    "fill": pgettext_lazy("job step", "fill the golden volume"),
+    "swap in": pgettext_lazy("job step", "put the new volume in place"),
+}
+
+
+def step_label(step: str) -> str:
+    """A recorded step (Task.step) in words, in the reader's language; an unknown one as it is."""
+    label = STEP_LABELS.get(step)
+    if label is None:
+        action = GUEST_ACTIONS.get(step)
+        label = action.log_name if action is not None else None
+    return str(label) if label is not None else step

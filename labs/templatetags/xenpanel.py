@@ -6,14 +6,17 @@ depends on colour alone; the CSS class only decorates.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django import template
 from django.conf import settings
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import pgettext_lazy
 
 from labs.access import roles_for
 from labs.models import Guest, Host, Xl
-from labs.services import registry, thin_pool
+from labs.services import expiry, explain, health, registry, thin_pool
 
 register = template.Library()
 
@@ -84,6 +87,24 @@ def task_kind(kind: str) -> str:
 
 
 @register.filter
+def elapsed(moment: datetime) -> str:
+    """How long ago `moment` was, in words: "less than a minute" rather than "0 minutes" ("há 0 minuto")."""
+    return expiry.left_words(timezone.now() - moment)
+
+
+@register.filter
+def step_label(step: str) -> str:
+    """A job's recorded step in words (registry.step_label)."""
+    return registry.step_label(step)
+
+
+@register.filter
+def plain_failure(raw: str) -> str:
+    """A job's error or a guest's last error in a student's words (labs.services.explain)."""
+    return explain.plain_failure(raw) if raw else ""
+
+
+@register.filter
 def percent(part: int | float | None, whole: int | float | None) -> int:
     """Whole-number percentage for bar widths, clamped to 0..100."""
     if not part or not whole:
@@ -126,6 +147,12 @@ def host_health(host: Host, stale_after_s: int = 300) -> dict:
     if stale and host.health_ok:
         word, css = _("not seen recently"), "warning"
     return {"word": word, "class": css, "stale": stale}
+
+
+@register.simple_tag
+def host_health_lines(host: Host) -> list[health.HealthLine]:
+    """The host's last health check in words (labs.services.health)."""
+    return health.health_lines(host)
 
 
 @register.simple_tag

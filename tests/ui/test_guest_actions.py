@@ -28,7 +28,7 @@ def test_reboot_queues_a_task_and_says_so(client, alice, running_guest):
     assert (task.kind, task.guest, task.actor) == ("reboot", running_guest, alice)
     running_guest.refresh_from_db()
     assert running_guest.busy_with == "reboot"
-    assert any("Reboot requested for net101-alice" in m for m in messages_of(r))
+    assert any("Reboot of net101-alice" in m for m in messages_of(r))  # "Requested:", not "Done:" (issue 15)
 
 
 def test_refused_action_changes_nothing_and_explains(client, alice, alice_guest):

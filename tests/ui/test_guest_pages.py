@@ -151,11 +151,14 @@ def test_job_log_is_shown(client, ivy, alice_guest):
     assert "2/5" in body
 
 
-def test_last_error_is_shown(client, alice, alice_guest):
+def test_last_error_is_shown(client, alice, ivy, alice_guest):
     alice_guest.last_error = "xl create: out of memory"
     alice_guest.save()
-    client.force_login(alice)
+    # The lab's instructors read it as the host wrote it; its student in words (tests/ui/test_failure_words.py).
+    client.force_login(ivy)
     assert "xl create: out of memory" in client.get(reverse("guest_detail", args=[alice_guest.pk])).content.decode()
+    client.force_login(alice)
+    assert "not have enough free memory" in client.get(reverse("guest_detail", args=[alice_guest.pk])).content.decode()
 
 
 def test_memory_field_carries_the_limits(client, alice, alice_guest):
