@@ -106,3 +106,13 @@ def test_memory_starts_at_the_templates(client, ivy, template, pool, host):
     body = client.get(reverse("lab_create")).content.decode()
     assert 'name="memory_mb" value="384"' in body
     assert f'"{template.pk}": 384' in body  # batch.js follows the template picked
+
+
+def test_the_preview_in_portuguese(client, ivy, alice, form_data):
+    client.force_login(ivy)
+    client.post(reverse("set_language"), {"language": "pt-br"})
+    body = preview(client, {**form_data, "roster_text": "alice,Alicia Nova,\nana,Ana,\n"}).content.decode()
+    assert "Prévia: nada foi criado ainda" in body and "mantido como Alice" in body
+    assert "2 VMs de 256 MiB cada (512 MiB no total)." in body and "Atualizar a prévia" in body
+    r = preview(client, {**form_data, "roster_text": "a..b\n"})
+    assert "tem dois pontos seguidos" in r.content.decode()
