@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Benchmark: a lab batch on the real Xen testbed, and how much of its time is the panel's own.
 
-    .venv/bin/python bench/e2e.py                # batches of 2 and 4 guests
-    .venv/bin/python bench/e2e.py --sizes 2 4 8
+    .venv/bin/python bench/e2e.py                # batches of 2 and 4 guests, one job at a time
+    .venv/bin/python bench/e2e.py --sizes 8 --jobs 1 2   # 8 guests, one job at a time, then two
 
 It boots the testbed (tests/testbed/), sets its dom0 up with
 deploy/dom0-setup.md (xenpanel's worker inside dom0, as in
@@ -21,8 +21,11 @@ and measures:
 - all consoles booted: until every guest printed its boot marker (not part of
   the share: the guests boot on their own after `xl create`).
 
-One worker runs the jobs one after the other (a dom0's default), so the
-jobs' times add up. No sync loop runs: its `xl list` jobs would interleave
+`--jobs` sets the host's "jobs at a time" (its worker pool follows within
+seconds) for each round: with 1 the jobs' times add up and the panel's own
+share is measured; with several, the ratio of the rounds' "submit -> all
+running" times for the largest size is the figure (goal <= 0.75 for 2 against
+1: under TCG the hotplug scripts, not the CPU, are the wait). No sync loop runs: its `xl list` jobs would interleave
 with the batch and blur the figures (the test runs one). It uses its own
 PostgreSQL database (xenpanel_bench_e2e, created and dropped) and Redis
 database (REDIS_URL, default db 15). It prints figures and is not a test.
@@ -74,6 +77,7 @@ def drop_db() -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[2, 4])
+    parser.add_argument("--jobs", type=int, nargs="+", default=[1], help="jobs at a time, one round each (1 2)")
     args = parser.parse_args()
     setup_env()
 
@@ -111,10 +115,11 @@ def main() -> int:
         enqueue_health_check(host)
         until(lambda: Host.objects.get(pk=host.pk).health_ok, "the health check", 600, on_timeout=dom0.worker_log)
 
-        for n in args.sizes:
-            slug = f"bench{n}"
-            roster = [RosterEntry(i, f"s{n}x{i}", f"Student {i}", f"s{i}@example.edu") for i in range(1, n + 1)]
-            consoles = {f"{slug}-s{n}x{i}": 0 for i in range(1, n + 1)}
+        for jobs, n in ((j, n) for j in args.jobs for n in args.sizes):
+            set_jobs_at_a_time(host, jobs, settings.REDIS_URL)
+            slug = f"bench{n}j{jobs}"
+            roster = [RosterEntry(i, f"s{n}j{jobs}x{i}", f"Student {i}", f"s{i}@example.edu") for i in range(1, n + 1)]
+            consoles = {f"{slug}-s{n}j{jobs}x{i}": 0 for i in range(1, n + 1)}
             t0 = time.monotonic()
             lab = create_lab_batch(instructor, template, pool, roster, MEMORY_MB, slug=slug).lab
             submit_s = time.monotonic() - t0
@@ -140,13 +145,15 @@ def main() -> int:
             assert Lab.objects.get(pk=lab.pk).status == Lab.Status.TORN_DOWN
             teardown_s = time.monotonic() - t1
             assert not Guest.objects.filter(lab=lab).exists()
-            results.append((n, submit_s, running_s, dom0_s, jobs_s, booted_s, teardown_s))
+            results.append((jobs, n, submit_s, running_s, dom0_s, jobs_s, booted_s, teardown_s))
             print(
-                f"N={n}: submit {submit_s:.2f} s, all running {running_s:.1f} s, dom0 commands {dom0_s:.1f} s,"
+                f"jobs at a time {jobs}, N={n}: submit {submit_s:.2f} s, all running {running_s:.1f} s,"
+                f" dom0 commands {dom0_s:.1f} s,"
                 f" jobs {jobs_s:.1f} s, panel share {(running_s - dom0_s) / running_s:.1%},"
                 f" all consoles booted {booted_s:.1f} s, teardown {teardown_s:.1f} s",
                 flush=True,
             )
+        hotplug_retries = dom0.sh(["grep", "-c", "because of timeout", "/var/log/xenpanel-rqworker.log"], check=False)
         dom0.stop_worker()
     finally:
         tb.shutdown()
@@ -154,23 +161,66 @@ def main() -> int:
         drop_db()
 
     print(
-        "\n|   N | submit | submit -> all running | in dom0 commands | panel's own | share | jobs in-job overhead |"
-        " all consoles booted | teardown |"
+        "\n| jobs at a time |   N | submit | submit -> all running | in dom0 commands | panel's own | share |"
+        " jobs in-job overhead | all consoles booted | teardown |"
     )
     print(
-        "|----:|-------:|----------------------:|-----------------:|------------:|------:|---------------------:|"
-        "--------------------:|---------:|"
+        "|---------------:|----:|-------:|----------------------:|-----------------:|------------:|------:|"
+        "---------------------:|--------------------:|---------:|"
     )
-    for n, submit_s, running_s, dom0_s, jobs_s, booted_s, teardown_s in results:
+    for jobs, n, submit_s, running_s, dom0_s, jobs_s, booted_s, teardown_s in results:
         own = running_s - dom0_s
+        # With several jobs at once their dom0 seconds overlap: the share means something only for one at a time.
+        share = f"{own / running_s:5.1%}" if jobs == 1 else "  n/a"
         print(
-            f"| {n:3d} | {submit_s:4.2f} s | {running_s:19.1f} s | {dom0_s:14.1f} s | {own:9.1f} s |"
-            f" {own / running_s:5.1%} | {jobs_s - dom0_s:18.1f} s | {booted_s:17.1f} s | {teardown_s:6.1f} s |"
+            f"| {jobs:14d} | {n:3d} | {submit_s:4.2f} s | {running_s:19.1f} s | {dom0_s:14.1f} s | {own:9.1f} s |"
+            f" {share} | {jobs_s - dom0_s:18.1f} s | {booted_s:17.1f} s | {teardown_s:6.1f} s |"
         )
-    print("\nGoal: the panel's own share < 5% (emulation makes absolute times slow; the share is what matters).")
-    met = all((r[2] - r[3]) / r[2] < 0.05 for r in results)
+    print(f"\nlibxl hotplug timeouts retried by the jobs (worker log): {hotplug_retries.strip() or '0'}")
+    return report(results)
+
+
+def report(results: list[tuple]) -> int:
+    """The goals, and the figures last: the panel's share with one job at a time; the ratio of several to one."""
+    met = True
+    print("Goal: the panel's own share < 5% with one job at a time (emulation makes absolute times slow).")
+    for jobs, n, _submit, running_s, dom0_s, *_rest in results:
+        if jobs == 1:
+            ok = (running_s - dom0_s) / running_s < 0.05
+            met = met and ok
+            print(f"  N={n}: share {(running_s - dom0_s) / running_s:.1%}  {'ok' if ok else 'OVER GOAL'}")
+    running = {(r[0], r[1]): r[3] for r in results}
+    n = max(r[1] for r in results)
+    for jobs in sorted({r[0] for r in results} - {1}):
+        if (1, n) in running and (jobs, n) in running:
+            ratio = running[(jobs, n)] / running[(1, n)]
+            ok = ratio <= 0.75 or jobs != 2
+            met = met and ok
+            print(
+                f"  N={n}, {jobs} jobs at a time against 1: {running[(jobs, n)]:.1f} s / {running[(1, n)]:.1f} s"
+                f" = {ratio:.2f} (goal <= 0.75 for 2)  {'ok' if ok else 'OVER GOAL'}"
+            )
+    print(f"load average (uptime): {open('/proc/loadavg').read().split(' ', 3)[:3]}")
     print("goal met" if met else "GOAL MISSED")
     return 0 if met else 1
+
+
+def set_jobs_at_a_time(host, jobs: int, redis_url: str) -> None:
+    """Set the host's jobs at a time, as the admin does, and wait until its worker pool runs that many workers."""
+    from redis import Redis
+    from rq import Worker
+
+    from labs.models import Host
+    from tests.testbed.timing import until
+
+    Host.objects.filter(pk=host.pk).update(jobs_at_a_time=jobs)
+    conn = Redis.from_url(redis_url)
+    until(
+        lambda: sum(host.queue_name in w.queue_names() for w in Worker.all(connection=conn)) == jobs,
+        f"{jobs} workers on {host.queue_name}",
+        120,
+        interval=1,
+    )
 
 
 if __name__ == "__main__":
