@@ -2,7 +2,16 @@ from __future__ import annotations
 
 from django.urls import path
 
-from labs import auth_views, batch_views, console_views, key_views, token_views, usage_views, views
+from labs import (
+    auth_views,
+    batch_views,
+    console_views,
+    key_views,
+    save_point_views,
+    token_views,
+    usage_views,
+    views,
+)
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -20,6 +29,9 @@ urlpatterns = [
     path("vms/<int:pk>/console/ticket/", console_views.console_ticket, name="console_ticket"),
     path("vms/<int:pk>/confirm/<str:action>/", views.guest_confirm, name="guest_confirm"),
     path("vms/<int:pk>/action/<str:action>/", views.guest_action, name="guest_action"),
+    path("vms/<int:pk>/savepoints/", save_point_views.save_point_take, name="save_point_take"),
+    path("vms/<int:pk>/savepoints/<int:sp>/return/", save_point_views.save_point_return, name="save_point_return"),
+    path("vms/<int:pk>/savepoints/<int:sp>/delete/", save_point_views.save_point_delete, name="save_point_delete"),
     path("labs/", views.lab_list, name="lab_list"),
     path("labs/new/", batch_views.lab_create, name="lab_create"),
     path("labs/<int:pk>/", views.lab_detail, name="lab_detail"),
@@ -45,6 +57,8 @@ urlpatterns = [
         name="student_password_new",
     ),
     path("labs/<int:pk>/teardown/", views.lab_confirm_teardown, name="lab_confirm_teardown"),
+    path("labs/<int:pk>/savepoints/", save_point_views.lab_save_point_take, name="lab_save_point_take"),
+    path("labs/<int:pk>/savepoints/return/", save_point_views.lab_save_point_return, name="lab_save_point_return"),
     path("labs/<int:pk>/expiry/", views.lab_expiry, name="lab_expiry"),
     path("labs/<int:pk>/action/<str:action>/", views.lab_action, name="lab_action"),
     path("hosts/", views.host_list, name="host_list"),

@@ -12,7 +12,7 @@ import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from labs.models import ApiToken, SshKey, Task
+from labs.models import ApiToken, SavePoint, SshKey, Task
 from labs.services import api_tokens
 
 SKIPPED_PREFIXES = ("admin/", "rq/", "i18n/")
@@ -88,6 +88,26 @@ TABLE = {
     # An empty POST is refused with a message (nothing changes) and back to the lab page.
     "lab_expiry": [("get", lambda o: [o["lab"].pk], POST_ONLY), ("post", lambda o: [o["lab"].pk], LAB_POST)],
     "lab_guests_csv": [("get", lambda o: [o["lab"].pk], LAB_PAGE)],
+    # Save points: an empty label is refused with a message, back to the page; without the ticked box
+    # nothing happens (back to the confirmation page). One taken for the whole lab is the instructors' to delete.
+    "save_point_take": [
+        ("get", lambda o: [o["guest"].pk], POST_ONLY),
+        ("post", lambda o: [o["guest"].pk], GUEST_POST),
+    ],
+    "save_point_return": [
+        ("get", lambda o: [o["guest"].pk, o["save_point"].pk], GUEST_PAGE),
+        ("post", lambda o: [o["guest"].pk, o["save_point"].pk], GUEST_POST),
+        ("get", lambda o: [o["guest"].pk, o["lab_save_point"].pk], GUEST_PAGE),
+    ],
+    "save_point_delete": [
+        ("get", lambda o: [o["guest"].pk, o["save_point"].pk], GUEST_PAGE),
+        ("post", lambda o: [o["guest"].pk, o["save_point"].pk], GUEST_POST),
+        ("get", lambda o: [o["guest"].pk, o["lab_save_point"].pk], _statuses(302, 404, 404, 404, 200, 200)),
+        ("post", lambda o: [o["guest"].pk, o["lab_save_point"].pk], _statuses(302, 404, 404, 404, 302, 302)),
+    ],
+    "lab_save_point_take": [("get", lambda o: [o["lab"].pk], POST_ONLY), ("post", lambda o: [o["lab"].pk], LAB_POST)],
+    # Without a label there is nothing to confirm: back to the lab page.
+    "lab_save_point_return": [("get", lambda o: [o["lab"].pk], LAB_POST), ("post", lambda o: [o["lab"].pk], LAB_POST)],
     "student_password_confirm": [
         ("get", lambda o: [o["lab"].pk, o["guest"].student_id], LAB_PAGE),
         # Someone with no VM in the lab is nobody the lab's instructors can reset.
@@ -197,6 +217,23 @@ def cast(alice, bob, charlie, ivy, admin_user, alice_guest, bob_guest, lab, host
             "no_guest": charlie,
             "key": alice_key,
             "token": alice_token,
+            "save_point": SavePoint.objects.create(
+                guest=alice_guest,
+                label="before exercise 3",
+                volume="vm-x.sp1",
+                method="copy",
+                size_mb=64,
+                status="ready",
+            ),
+            "lab_save_point": SavePoint.objects.create(
+                guest=alice_guest,
+                label="class",
+                volume="vm-x.sp2",
+                method="copy",
+                size_mb=64,
+                status="ready",
+                lab_wide=True,
+            ),
             "task": Task.objects.create(
                 kind="start", guest=alice_guest, lab=lab, host=host, actor=alice, steps_total=1
             ),
