@@ -189,31 +189,32 @@ def create_lab_batch(
 
 
 def preview_lab_batch(
-    instructor,
-    template: LabTemplate,
-    pool: IpPool,
-    roster: list[RosterEntry],
-    memory_mb: int,
-    hosts=None,
-    expires_at: datetime | None = None,
-    name: str | None = None,
-    slug: str | None = None,
+    instructor, template: LabTemplate, pool: IpPool, roster: list[RosterEntry], memory_mb: int, **options
 ) -> BatchPreview:
     """What create_lab_batch would create now, checked as it checks (ServiceError alike); nothing is written
-    or reserved.
+    or reserved. `options`: hosts, expires_at, name, slug, as create_lab_batch takes them.
 
     Pass the preview's token to create_lab_batch(confirm_preview=...): it
     creates exactly this batch, or raises PreviewChanged with a new preview
     and what changed (another batch took the addresses, an account appeared...).
     """
-    request, plans = _prepare(instructor, template, pool, roster, memory_mb, hosts, expires_at, name, slug, None)
+    request, plans = _prepare(instructor, template, pool, roster, memory_mb, confirm_existing=None, **options)
     with transaction.atomic():
         layout = _lay_out(request, plans)
         return preview(request, plans, layout)
 
 
 def _prepare(
-    instructor, template, pool, roster, memory_mb, hosts, expires_at, name, slug, confirm_existing
+    instructor,
+    template,
+    pool,
+    roster,
+    memory_mb,
+    hosts=None,
+    expires_at=None,
+    name=None,
+    slug=None,
+    confirm_existing=None,
 ) -> tuple[_Request, list[_Plan]]:
     """The request checked (no locks yet) and each student's names."""
     _check_request(instructor, template, roster, memory_mb, expires_at)
