@@ -27,10 +27,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol, runtime_checkable
 
 from . import names
-from .errors import CommandFailed, Dom0Error, InvalidName
+from .base import HostConfig, Volume
+from .errors import CommandFailed, Dom0Error, InvalidName, LvmError
 from .runner import Runner
 
 Tool = Literal["debootstrap", "mmdebstrap"]
@@ -424,3 +425,58 @@ class TemplateBuilder:
             self._run(["ln", "-sfn", "--", target, root + link])
         # systemd's package enables tty1's getty; masked above, and not wanted either.
         self._run(["rm", "-f", "--", f"{root}/etc/systemd/system/getty.target.wants/getty@tty1.service"])
+
+
+# ---------------------------------------------------------------- what a template build needs of a host
+@runtime_checkable
+class TemplateHost(Protocol):
+    """The template work of one dom0: the tree (debootstrap) and the golden LV that thin clones snapshot.
+
+    The golden LV is a thin volume (only thin volumes have O(1) snapshots),
+    filled with `Dom0Host.clone_template(..., "mkfs")` under a temporary name
+    and renamed into place, so clones never snapshot a half-built one.
+    """
+
+    def build_template(self, spec: TemplateSpec, log: Callable[[str], None] | None = None) -> TemplateResult: ...
+    def create_thin_volume(self, name: str, size_mb: int) -> Volume: ...
+    def rename_volume(self, name: str, new_name: str) -> Volume: ...
+
+
+class RunnerTemplateHost:
+    """A real dom0's template work, through the host's runner (`template_ops` makes it)."""
+
+    def __init__(self, runner: Runner, config: HostConfig) -> None:
+        from .lvm import Lvm
+
+        self.runner = runner
+        self.lvm = Lvm(runner, config.volume_group, config.thin_pool)
+
+    def build_template(self, spec: TemplateSpec, log: Callable[[str], None] | None = None) -> TemplateResult:
+        return TemplateBuilder(self.runner, log=log).build(spec)
+
+    def create_thin_volume(self, name: str, size_mb: int) -> Volume:
+        return self.lvm.create(name, size_mb, thin=True)
+
+    def rename_volume(self, name: str, new_name: str) -> Volume:
+        vg = self.lvm.vg
+        argv = ["lvrename", vg, names.volume_name(name), names.volume_name(new_name)]
+        try:
+            self.runner.run(argv)
+        except CommandFailed as e:
+            raise LvmError(f"lvrename: {e.message}", argv=e.argv, rc=e.rc, stderr=e.stderr) from None
+        return self.lvm.get(new_name)
+
+
+def template_ops(host: object) -> TemplateHost:
+    """The template work of a host the jobs got from `labs.dom0.connect`.
+
+    The simulated host does it itself, running nothing; a real one runs the
+    commands through its runner.
+    """
+    from .host import XenHost
+
+    if isinstance(host, XenHost):
+        return RunnerTemplateHost(host.runner, host.config)
+    if isinstance(host, TemplateHost):
+        return host
+    raise Dom0Error(f"{type(host).__name__} cannot build templates")

@@ -25,6 +25,7 @@ from labs.models import Guest, Host, Task, Xl
 from labs.services.limits import template_lab_max_mb
 from labs.services.registry import GUEST_ACTIONS, GuestAction
 from labs.services.ssh_keys import authorized_keys_for
+from labs.services.templates import clone_method_on
 
 Handler = Callable[[Recorder, Guest], None]
 # The job of each guest action, by its name in the registry.
@@ -155,7 +156,8 @@ def _provision(rec: Recorder, guest: Guest, reimage: bool = False) -> None:
 
     with rec.step("volumes"):
         existing = {v.name: v for v in rec.call(host.list_volumes)}
-        if template.clone_method == template.CloneMethod.THIN:
+        method = clone_method_on(template, guest.host.thin_pool, existing)
+        if method == template.CloneMethod.THIN:
             if guest.root_lv in existing:
                 root = existing[guest.root_lv]
                 rec.log(f"volume {guest.root_lv} exists, reused")
@@ -171,9 +173,9 @@ def _provision(rec: Recorder, guest: Guest, reimage: bool = False) -> None:
     with rec.step("clone"):
         # Re-run on a retry too: a clone interrupted half-way leaves a
         # filesystem that must not be trusted, and mkfs starts over.
-        source = template.golden_volume if template.clone_method == template.CloneMethod.THIN else template.rootfs_path
-        rec.call(host.clone_template, source, root.path, template.fs_type, template.clone_method)
-        rec.log(f"cloned {source} into {root.path} ({template.clone_method}, {template.fs_type})")
+        source = template.golden_volume if method == template.CloneMethod.THIN else template.rootfs_path
+        rec.call(host.clone_template, source, root.path, template.fs_type, method)
+        rec.log(f"cloned {source} into {root.path} ({method}, {template.fs_type})")
     with rec.step("customize"):
         files = _guest_files(guest)
         rec.call(host.customize_rootfs, root.path, files)

@@ -22,7 +22,7 @@ from labs.dom0 import names
 from labs.dom0.errors import InvalidName
 from labs.models import AuditEvent, Guest, Host, IpPool, Lab, LabTemplate, Task
 from labs.roster import USERNAME_RE, RosterEntry
-from labs.services import capacity, ipam, limits, queueing, quotas
+from labs.services import capacity, ipam, limits, queueing, quotas, templates
 from labs.services.accounts import random_password
 from labs.services.batch_preview import BatchPreview, check_preview, preview
 from labs.services.errors import AccountsToConfirm, QuotaExceeded, ServiceError
@@ -400,7 +400,7 @@ def _lay_out(req: _Request, plans: list[_Plan]) -> _Layout:
         raise ServiceError(_("The short name %(slug)s is in use by another lab.") % {"slug": req.slug}, field="slug")
     enrolled, standing = _check_accounts(req, plans)
     template = req.template
-    thin = template.clone_method == LabTemplate.CloneMethod.THIN
+    thin = templates.uses_thin(template)
     disk_mb = template.root_size_mb + template.swap_size_mb
     for plan, host in zip(
         plans, capacity.place(len(plans), host_rows, req.memory_mb, disk_mb, thin=thin), strict=True

@@ -343,10 +343,19 @@ def steps_total(kind: str) -> int:
     return len(action.job_steps) if action is not None else 1
 
 
+# Task kinds that are no guest action: the template jobs (labs.services.templates).
+OTHER_KINDS: dict[str, Promise] = {
+    "build_template": pgettext_lazy("job", "build the template"),
+    "build_golden": pgettext_lazy("job", "build the golden LV"),
+}
+
+
 def log_name(kind: str) -> str:
     """A Task kind in words, as the job log names it."""
     action = GUEST_ACTIONS.get(kind)
-    return str(action.log_name) if action is not None else kind
+    if action is not None:
+        return str(action.log_name)
+    return str(OTHER_KINDS.get(kind, kind))
 
 
 def busy_word(kind: str) -> str:

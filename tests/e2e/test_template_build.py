@@ -289,22 +289,6 @@ def test_job_failure_is_recorded_and_registers_nothing(redis_clean, monkeypatch,
     assert build_template_job(task.pk) == f"task {task.pk} is already failed"
 
 
-# The in-process worker closes connections around each job, as production
-# does, so the test needs real commits rather than one wrapping transaction.
-@pytest.mark.django_db(transaction=True)
-def test_on_the_simulated_dom0_the_job_fails_clearly(
-    redis_clean, host, settings, tmp_path, django_capture_on_commit_callbacks
-):
-    settings.XENPANEL_DOM0 = "simulated"
-    settings.XENPANEL_SIM_DIR = str(tmp_path)
-    with django_capture_on_commit_callbacks(execute=True):
-        task = enqueue_template_build(host, "debian-12", make_spec(path=PATH))
-    work(host.queue_name)
-    task.refresh_from_db()
-    assert task.status == Task.Status.FAILED
-    assert "simulated" in task.error and task.step == "check"
-
-
 @pytest.mark.django_db
 def test_command_uses_the_settings_suite_and_mirror(redis_clean, host, settings, django_capture_on_commit_callbacks):
     settings.XENPANEL_TEMPLATE_SUITE = "trixie"

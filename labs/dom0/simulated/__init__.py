@@ -28,6 +28,9 @@ accounting a real host would enforce. One module per concern:
 - load.py: believable load: CPU time for `xl list`'s Time(s) and xentop's
   network and disk counters, from how long each domain has run; an idle
   guest stays near 0 % and the demo's runaway guest spins near 97 %;
+- templates.py: `build_template` (the debootstrap tree, its files rendered by
+  the real template module) and the golden LV's `create_thin_volume` and
+  `rename_volume` (labs.dom0.template.TemplateHost); `templates()` lists the trees;
 - console.py: `open_console(name)`, the serial console of a guest: a login
   banner, echo, and `hostname` / `ip addr` from the guest's files; it runs
   no command and starts no process.
@@ -56,10 +59,13 @@ from .inspection import InspectionMixin
 from .load import LoadMixin
 from .state import STEP_ALIASES, STEP_SECONDS
 from .storage import StorageMixin
+from .templates import TemplatesMixin
 from .xl import ToolstackMixin
 
 __all__ = ["EXTENT_BYTES", "FAULT_KINDS", "STEP_ALIASES", "STEP_SECONDS", "SimulatedHost"]
 
 
-class SimulatedHost(StorageMixin, FilesystemMixin, ToolstackMixin, InspectionMixin, ConsoleMixin, LoadMixin):
+class SimulatedHost(
+    TemplatesMixin, StorageMixin, FilesystemMixin, ToolstackMixin, InspectionMixin, ConsoleMixin, LoadMixin
+):
     """A fake dom0 whose state lives in a JSON file shared by all processes."""

@@ -15,10 +15,11 @@ from ..base import CloneMethod, FsType, GuestFiles
 from ..errors import InvalidName, RootfsError
 from ..rootfs import guest_files, set_root_password
 from . import accounting
-from .accounting import THIN_FILE_BYTES, THIN_FINISH_BYTES
+from .accounting import MIB, THIN_FILE_BYTES, THIN_FINISH_BYTES
 from .failures import rootfs_error
 from .faults import FaultsMixin
 from .state import Record, State
+from .templates import TREE_MB
 
 # The template's /etc/shadow, for setting root's password in a clone.
 TEMPLATE_SHADOW = "root:*:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n"
@@ -61,6 +62,10 @@ class FilesystemMixin(FaultsMixin):
             what = f"cloning {template} into {device}"
             self._volume_or_fail(state, lv, device, what, argvs[main])
             self._refuse_in_use(state, device, what, argvs[main])
+            # mkfs -d writes the whole tree, into the thin pool when the volume is thin (a golden LV).
+            tree_mb = state.get("templates", {}).get(template, {}).get("size_mb", TREE_MB)
+            if not accounting.thin_write(self.config, state, state["volumes"][lv], tree_mb * MIB):
+                raise rootfs_error(what, argvs[main], f"{device}: Input/output error")
             state["volumes"][lv].update(
                 content="fs", template=template, fs_type=fs_type, method=method, files={}, modes={}
             )

@@ -53,6 +53,10 @@ STEP_SECONDS: dict[str, float] = {
     "thin_pool_usage": 0.05,
     "remove_volume": 0.1,
     "clone_template": 0.6,
+    # debootstrap of a minbase tree from a nearby mirror: minutes on a real dom0; kept short for the demo.
+    "build_template": 20.0,
+    "create_thin_volume": 0.1,
+    "rename_volume": 0.05,
     "customize_rootfs": 0.15,
     "make_swap": 0.05,
     "read_guest_file": 0.02,
