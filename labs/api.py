@@ -151,7 +151,10 @@ def guest_action(request: HttpRequest, guest_id: int, action: str, body: ActionI
 
 @api.get("/tasks/{task_id}", response={200: TaskOut, 404: Error}, url_name="task", summary="Poll a task")
 def task(request: HttpRequest, task_id: int):
-    return task_json(access.get_task_for_user(request, task_id))
+    task = access.get_task_for_user(request, task_id)
+    # A lab's task (no guest) is its instructors' to see; a guest's, the raw lines are for instructors and admins.
+    role = access.guest_role(request.user, task.guest) if task.guest is not None else access.Role.INSTRUCTOR
+    return task_json(task, role is not None and role >= access.Role.INSTRUCTOR)
 
 
 # ---------------------------------------------------------------- labs

@@ -13,6 +13,7 @@ from ninja import Field, Schema
 
 from labs.access import Role
 from labs.models import Guest, Lab, Task
+from labs.services.explain import for_viewer
 from labs.services.registry import GUEST_ACTIONS
 from labs.templatetags.xenpanel import state_word
 
@@ -174,7 +175,9 @@ class LabTasks(Schema):
     tasks: list[TaskOut]
 
 
-def task_json(task: Task) -> dict:
+def task_json(task: Task, sees_raw: bool = True) -> dict:
+    """The task; for a student (not `sees_raw`) a failure in words, without the host's raw lines (as the pages)."""
+    hidden = {} if sees_raw else {"error": for_viewer(task.error, False), "log": "" if task.error else task.log}
     return {
         **{
             name: getattr(task, name)
@@ -193,6 +196,7 @@ def task_json(task: Task) -> dict:
                 "finished_at",
             )
         },
+        **hidden,
         "guest": task.guest_id,
         "lab": task.lab_id,
         "url": reverse("api:task", args=[task.pk]),
@@ -234,9 +238,9 @@ def guest_detail_json(guest: Guest, role: Role, allowed: set[str], latest: Task 
     ]
     return {
         **guest_json(guest),
-        "last_error": guest.last_error,
+        "last_error": for_viewer(guest.last_error, role >= Role.INSTRUCTOR),
         "actions": actions,
-        "latest_task": task_json(latest) if latest else None,
+        "latest_task": task_json(latest, role >= Role.INSTRUCTOR) if latest else None,
     }
 
 

@@ -242,7 +242,7 @@ def _guest_live_context(request: HttpRequest, guest: Guest, latest: Task | None)
 
 @login_required
 def my_vms(request: AuthenticatedHttpRequest) -> HttpResponse:
-    qs = Guest.objects.filter(student=request.user).select_related("lab", "host").order_by("-created_at")
+    qs = Guest.objects.filter(student=request.user).select_related("lab__template", "host").order_by("-created_at")
     page = _paginate(request, qs, GUESTS_PER_PAGE)
     ctx = {"page": page, "expiry_notices": expiry.expiring_soon(g.lab for g in page)}
     return render(request, "labs/my_vms.html", ctx)

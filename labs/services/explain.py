@@ -71,3 +71,8 @@ def plain_failure(raw: str) -> str:
     else:
         retry = _("Trying again will not help until the host is fixed.")
     return " ".join((str(cause.what), retry, _("The lab's instructors see the details.")))
+
+
+def for_viewer(raw: str, sees_raw: bool) -> str:
+    """`raw` for an instructor or admin (`sees_raw`), its plain sentence for anyone else ("" stays "")."""
+    return raw if sees_raw or not raw else plain_failure(raw)

@@ -222,6 +222,12 @@ def guest_memory_limit(guest: Guest) -> MemoryLimit:
     )
 
 
+def over_fixed_limit(guest: Guest) -> bool:
+    """Whether the guest holds more than its lab and template allow: the part of guest_memory_limit that
+    needs no query, for lists of guests (My VMs)."""
+    return guest.memory_mb > template_lab_max_mb(guest.lab.template, guest.lab)
+
+
 def memory_limits(obj: Guest | Lab | LabTemplate) -> tuple[int, int]:
     """(min, max) MiB for a guest's mem-set, or for a new batch on a lab or template."""
     if isinstance(obj, LabTemplate):

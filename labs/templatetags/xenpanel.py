@@ -16,7 +16,7 @@ from django.utils.translation import pgettext_lazy
 
 from labs.access import roles_for
 from labs.models import Guest, Host, Xl
-from labs.services import expiry, explain, health, registry, thin_pool
+from labs.services import expiry, explain, health, limits, registry, thin_pool
 
 register = template.Library()
 
@@ -90,6 +90,12 @@ def task_kind(kind: str) -> str:
 def elapsed(moment: datetime) -> str:
     """How long ago `moment` was, in words: "less than a minute" rather than "0 minutes" ("há 0 minuto")."""
     return expiry.left_words(timezone.now() - moment)
+
+
+@register.filter
+def over_limit(guest: Guest) -> bool:
+    """The guest holds more memory than its lab and template allow now (labs.services.limits)."""
+    return limits.over_fixed_limit(guest)
 
 
 @register.filter

@@ -11,6 +11,7 @@ import pytest
 from django.urls import reverse
 
 from labs.models import Guest, Task
+from labs.services import api_tokens
 from labs.services.explain import plain_failure
 
 LIBXL = (
@@ -25,6 +26,7 @@ def failed(alice_guest):
     Task.objects.create(
         kind="provision",
         guest=alice_guest,
+        lab=alice_guest.lab,
         status=Task.Status.FAILED,
         step="create",
         steps_done=4,
@@ -81,3 +83,16 @@ def test_in_portuguese_too(client, alice, failed):
     client.force_login(alice)
     body = client.get(reverse("guest_detail", args=[failed.pk]), HTTP_ACCEPT_LANGUAGE="pt-br").content.decode()
     assert "Os professores do laboratório veem os detalhes." in body
+
+
+def test_the_api_follows_the_same_rule(client, alice, ivy, failed):
+    task = Task.objects.get(guest=failed)
+    for user, sees_raw in ((alice, False), (ivy, True)):
+        auth = {"HTTP_AUTHORIZATION": f"Bearer {api_tokens.create_token(user, 'script', 30)[1]}"}
+        guest = client.get(reverse("api:guest", args=[failed.pk]), **auth).json()
+        polled = client.get(reverse("api:task", args=[task.pk]), **auth).json()
+        assert ("libxl_device.c:1290" in guest["last_error"]) is sees_raw
+        assert ("libxl" in polled["error"] + polled["log"]) is sees_raw
+        assert ("libxl" in str(guest["latest_task"])) is sees_raw
+        if not sees_raw:
+            assert "could not be connected to the lab's network" in guest["last_error"] + polled["error"]

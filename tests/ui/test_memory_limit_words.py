@@ -62,3 +62,10 @@ def test_no_size_fits_disables_the_form_and_says_why(client, alice, alice_guest,
     body = client.get(reverse("guest_detail", args=[alice_guest.pk])).content.decode()
     assert "No memory size fits this VM now" in body
     assert 'id="id_memory_mb"' in body and "disabled>" in body.split('id="id_memory_mb"', 1)[1].split("\n", 1)[0]
+
+
+def test_my_vms_marks_a_vm_over_a_lowered_lab_limit(client, alice, alice_guest):
+    client.force_login(alice)
+    assert "over its limit" not in client.get(reverse("my_vms")).content.decode()
+    Lab.objects.filter(pk=alice_guest.lab_id).update(max_guest_memory_mb=128)
+    assert "over its limit" in client.get(reverse("my_vms")).content.decode()
