@@ -563,14 +563,12 @@ def lab_expiry(request: HttpRequest, pk: int) -> HttpResponse:
     except services.ServiceError as e:
         messages.error(request, _("The expiry was not changed: %(errors)s") % {"errors": e.message})
     else:
-        if when is None:
+        notice = expiry.expiry_notice(lab)
+        if notice is None:
             messages.success(request, _("Lab %(lab)s no longer expires.") % {"lab": lab.name})
         else:
-            messages.success(
-                request,
-                _("The VMs of lab %(lab)s will now be destroyed on %(when)s.")
-                % {"lab": lab.name, "when": expiry.when_words(when)},
-            )
+            # The banner's own sentence: the date inside it, never before a full stop ("11:39 a.m..").
+            messages.success(request, notice.words())
     return redirect("lab_detail", pk=lab.pk)
 
 
