@@ -9,13 +9,19 @@ from tests.conftest import make_guest
 from tests.ui.conftest import messages_of, set_state
 
 
-def test_the_page_says_which_limit_binds(client, alice, alice_guest, host, template, pool):
+def _page_with_quota(client, alice, alice_guest, quota_mb: int, others_mb: int) -> str:
+    """alice's running VM's page, with a quota and another VM of hers in another lab holding `others_mb`."""
     set_state(alice_guest, "r")
-    StudentQuota.objects.create(user=alice, max_guests=3, max_memory_mb=1024)
-    other_lab = Lab.objects.create(name="Systems", slug="sys", template=template, pool=pool, memory_mb=640)
-    Guest.objects.filter(pk=make_guest(other_lab, alice, host, 3).pk).update(memory_mb=640)
+    StudentQuota.objects.create(user=alice, max_guests=3, max_memory_mb=quota_mb)
+    lab = alice_guest.lab
+    other_lab = Lab.objects.create(name="Systems", slug="sys", template=lab.template, pool=lab.pool, memory_mb=256)
+    Guest.objects.filter(pk=make_guest(other_lab, alice, alice_guest.host, 3).pk).update(memory_mb=others_mb)
     client.force_login(alice)
-    body = client.get(reverse("guest_detail", args=[alice_guest.pk])).content.decode()
+    return client.get(reverse("guest_detail", args=[alice_guest.pk])).content.decode()
+
+
+def test_the_page_says_which_limit_binds(client, alice, alice_guest):
+    body = _page_with_quota(client, alice, alice_guest, 1024, 640)
     assert "You can give this VM at most 384 MiB: your quota is 1024 MiB and your other VMs use 640 MiB." in body
     assert 'max="384"' in body and 'value="256"' in body
 
@@ -53,13 +59,8 @@ def test_a_refused_size_names_the_limit_not_djangos_bound(client, alice, alice_g
     assert not Task.objects.filter(kind="mem_set").exists()
 
 
-def test_no_size_fits_disables_the_form_and_says_why(client, alice, alice_guest, host, template, pool):
-    set_state(alice_guest, "r")
-    StudentQuota.objects.create(user=alice, max_guests=3, max_memory_mb=270)
-    other_lab = Lab.objects.create(name="Systems", slug="sys", template=template, pool=pool, memory_mb=256)
-    Guest.objects.filter(pk=make_guest(other_lab, alice, host, 3).pk).update(memory_mb=250)
-    client.force_login(alice)
-    body = client.get(reverse("guest_detail", args=[alice_guest.pk])).content.decode()
+def test_no_size_fits_disables_the_form_and_says_why(client, alice, alice_guest):
+    body = _page_with_quota(client, alice, alice_guest, 270, 250)
     assert "No memory size fits this VM now" in body
     assert 'id="id_memory_mb"' in body and "disabled>" in body.split('id="id_memory_mb"', 1)[1].split("\n", 1)[0]
 
