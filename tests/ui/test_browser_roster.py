@@ -35,6 +35,9 @@ def test_existing_accounts_are_confirmed_then_enrolled(browser, ivy, alice, temp
     assert "1 account on the roster already exists" in browser.find_element(By.ID, "existing-accounts").text
     # The roster's name for alice is not applied: the preview says so.
     assert "kept as Alice" in browser.find_element(By.ID, "preview-vms").text
+    # The preview's wide table scrolls inside its box, not the page (1366 px is the screen).
+    browser.set_window_size(1366, 900)
+    assert not browser.execute_script("const e = document.documentElement; return e.scrollWidth > e.clientWidth;")
     assert not Lab.objects.exists()
     shot(browser, "lab-create-existing-accounts")
     confirm_existing_accounts(browser, ["alice"])
