@@ -207,6 +207,8 @@ def setup_env(args, scratch: Path) -> dict[str, str]:
         XENPANEL_DOM0="simulated",
         XENPANEL_SIM_DIR=str(scratch / "sim"),
         XENPANEL_SIM_DELAY="0",
+        # 32 MiB a guest beside the dom0 reserve: 16 GiB holds 300 students, not 1000.
+        XENPANEL_SIM_MEMORY_MB=str(max(16384, 1024 + 40 * args.students)),
         LOG_LEVEL="WARNING",
         DJANGO_SETTINGS_MODULE="xenpanel.settings",
         XENPANEL_BENCH_SPAWN_DIR=str(scratch / "spawns"),
@@ -237,8 +239,9 @@ def seed(n_students: int) -> tuple[list[Student], int]:
     django_rq.get_connection("default").flushdb()
     ivy = User.objects.create_user("ivy", "ivy@example.edu", "x")
     ivy.groups.add(Group.objects.get_or_create(name=INSTRUCTORS_GROUP)[0])
-    # The simulated dom0 has 16 GiB: 300 guests of 32 MiB fit beside the reserve.
-    host = Host.objects.create(name="load-dom0", queue_name="load-dom0", volume_group="vg0", total_memory_mb=16384)
+    # The simulated dom0's memory (XENPANEL_SIM_MEMORY_MB, set above) holds every guest of 32 MiB beside the reserve.
+    total = int(os.environ["XENPANEL_SIM_MEMORY_MB"])
+    host = Host.objects.create(name="load-dom0", queue_name="load-dom0", volume_group="vg0", total_memory_mb=total)
     template = LabTemplate.objects.create(
         name="debian-12", kernel="/boot/vmlinuz", root_size_mb=64, swap_size_mb=0, max_memory_mb=1024
     )

@@ -207,6 +207,8 @@ XENPANEL_DOM0 = envchoice("XENPANEL_DOM0", "simulated", ("simulated", "xen"))
 XENPANEL_SIM_DIR = os.getenv("XENPANEL_SIM_DIR", str(BASE_DIR / "var" / "simdom0"))
 # Seconds a simulated step takes (clone, create...); 0 for fast tests.
 XENPANEL_SIM_DELAY = envfloat("XENPANEL_SIM_DELAY", 0)
+# The simulated host's memory (xl info total_memory), for demos and benchmarks of more guests than 16 GiB hold.
+XENPANEL_SIM_MEMORY_MB = envint("XENPANEL_SIM_MEMORY_MB", 16384, 1024)
 # The sync loop queues a health check (VG space, bridge, dom0 reserve...) on a
 # host not checked for this many seconds; 0 leaves them to `check_hosts`.
 XENPANEL_HEALTH_INTERVAL = envint("XENPANEL_HEALTH_INTERVAL", 300, 0)

@@ -26,6 +26,7 @@ def host_config(host: Host) -> HostConfig:
         dom0_reserve_mb=host.dom0_reserve_mb,
         sim_dir=settings.XENPANEL_SIM_DIR,
         sim_delay=settings.XENPANEL_SIM_DELAY,
+        sim_total_memory_mb=settings.XENPANEL_SIM_MEMORY_MB,
     )
 
 
