@@ -15,7 +15,7 @@ from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest
 from django.shortcuts import get_object_or_404
 
-from labs.models import ApiToken, Guest, Host, Lab, SavePoint, SshKey, Task
+from labs.models import ApiToken, AuditEvent, Guest, Host, Lab, LabTemplate, SavePoint, SshKey, Task
 
 INSTRUCTORS_GROUP = "instructors"
 
@@ -130,6 +130,36 @@ def tasks_for(user: AnyUser) -> QuerySet[Task]:
 def get_task_for_user(request: HttpRequest, pk: int) -> Task:
     """The task if the user may see its guest or manage its lab; else 404, as for a stranger."""
     return get_object_or_404(tasks_for(request.user).distinct(), pk=pk)
+
+
+def audit_for_lab(user: AnyUser, lab: Lab) -> QuerySet[AuditEvent]:
+    """The lab's audit trail, refusals included: its own rows and its VMs', for its instructors and admins only."""
+    if not teaches(user, lab.pk):
+        return AuditEvent.objects.none()
+    return AuditEvent.objects.filter(Q(lab=lab) | Q(guest__lab=lab))
+
+
+def may_build_templates(user: AnyUser) -> bool:
+    """Template builds run debootstrap and LVM on a dom0: admins only."""
+    return is_admin(user)
+
+
+def get_template_for_user(request: HttpRequest, pk: int) -> LabTemplate:
+    """A template's page and its builds are the admins'; anyone else gets 404."""
+    if not may_build_templates(request.user):
+        raise Http404
+    return get_object_or_404(LabTemplate, pk=pk)
+
+
+def template_builds_for(user: AnyUser) -> QuerySet[Task]:
+    """The template builds (the tree and the golden LV) the user may follow: all for admins, none otherwise."""
+    from labs.services.templates import KINDS  # the services import this module
+
+    return Task.objects.filter(kind__in=KINDS) if may_build_templates(user) else Task.objects.none()
+
+
+def get_template_build_for_user(request: HttpRequest, pk: int) -> Task:
+    return get_object_or_404(template_builds_for(request.user).select_related("host", "actor"), pk=pk)
 
 
 def _roles(user: AnyUser) -> dict[str, bool]:

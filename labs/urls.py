@@ -3,11 +3,13 @@ from __future__ import annotations
 from django.urls import path
 
 from labs import (
+    audit_views,
     auth_views,
     batch_views,
     console_views,
     key_views,
     save_point_views,
+    template_views,
     token_views,
     usage_views,
     views,
@@ -61,6 +63,12 @@ urlpatterns = [
     path("labs/<int:pk>/savepoints/return/", save_point_views.lab_save_point_return, name="lab_save_point_return"),
     path("labs/<int:pk>/expiry/", views.lab_expiry, name="lab_expiry"),
     path("labs/<int:pk>/action/<str:action>/", views.lab_action, name="lab_action"),
+    path("labs/<int:pk>/audit/", audit_views.lab_audit, name="lab_audit"),
+    path("templates/", template_views.template_list, name="template_list"),
+    path("templates/<int:pk>/", template_views.template_detail, name="template_detail"),
+    path("templates/<int:pk>/<str:what>/", template_views.template_rebuild, name="template_rebuild"),
+    path("templates/builds/<int:pk>/", template_views.template_build, name="template_build"),
+    path("templates/builds/<int:pk>/live/", template_views.template_build_live, name="template_build_live"),
     path("hosts/", views.host_list, name="host_list"),
     path("hosts/<int:pk>/", views.host_detail, name="host_detail"),
     path("hosts/<int:pk>/usage/", usage_views.host_usage, name="host_usage"),

@@ -37,6 +37,7 @@ INSTRUCTORS = _statuses(302, 404, 404, 200, 200, 200)
 LAB_PAGE = _statuses(302, 404, 404, 404, 200, 200)
 LAB_POST = _statuses(302, 404, 404, 404, 302, 302)
 POST_ONLY = _statuses(405, 405, 405, 405, 405, 405)
+ADMINS = _statuses(302, 404, 404, 404, 404, 200)
 # The JSON API, here by session cookie (tests/ui/test_api.py: by token): no login redirect, a 401.
 API_ANY_USER = _statuses(401, 200, 200, 200, 200, 200)
 API_GUEST = _statuses(401, 200, 404, 404, 200, 200)
@@ -154,6 +155,20 @@ TABLE = {
     "api:api-root": [("get", lambda o: [], _statuses(404, 404, 404, 404, 404, 404))],
     "api:openapi-json": [("get", lambda o: [], PUBLIC)],
     "api:openapi-view": [("get", lambda o: [], PUBLIC)],
+    # A lab's audit trail is its instructors' (and admins').
+    "lab_audit": [("get", lambda o: [o["lab"].pk], LAB_PAGE)],
+    # Templates and their builds are the admins'; an empty POST is the form with its errors (or, for a
+    # rebuild, the message that nothing was done), shown again: nothing is queued.
+    "template_list": [("get", lambda o: [], ADMINS), ("post", lambda o: [], ADMINS)],
+    "template_detail": [("get", lambda o: [o["template"].pk], ADMINS)],
+    "template_rebuild": [
+        ("get", lambda o: [o["template"].pk, "golden"], ADMINS),
+        ("get", lambda o: [o["template"].pk, "tree"], ADMINS),
+        ("post", lambda o: [o["template"].pk, "golden"], ADMINS),
+        ("get", lambda o: [o["template"].pk, "explode"], _statuses(302, 404, 404, 404, 404, 404)),
+    ],
+    "template_build": [("get", lambda o: [o["build"].pk], ADMINS)],
+    "template_build_live": [("get", lambda o: [o["build"].pk], ADMINS)],
     "host_list": [("get", lambda o: [], INSTRUCTORS)],
     "host_detail": [("get", lambda o: [o["host"].pk], INSTRUCTORS)],
     # Usage charts: the same rules as the pages they sit on (the guest's, the lab's, the host's).
@@ -237,6 +252,8 @@ def cast(alice, bob, charlie, ivy, admin_user, alice_guest, bob_guest, lab, host
             "task": Task.objects.create(
                 kind="start", guest=alice_guest, lab=lab, host=host, actor=alice, steps_total=1
             ),
+            "template": lab.template,
+            "build": Task.objects.create(kind="build_template", host=host, target=lab.template.name, steps_total=3),
         },
     }
 
