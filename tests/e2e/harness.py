@@ -339,3 +339,59 @@ def stop_process(proc: subprocess.Popen, timeout: float = 30) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+# ------------------------------------------------------------------ a module's tests, again on PostgreSQL
+def postgres_answers(url: str) -> bool:
+    import socket
+
+    parts = url.split("@", 1)[-1].split("/", 1)[0]
+    host, _, port = parts.partition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port or 5432)), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def start_local_postgres() -> str:
+    """Start the machine's PostgreSQL cluster(s) with Debian's tools; returns what was tried."""
+    import shutil
+
+    if not shutil.which("pg_lsclusters"):
+        return "no pg_lsclusters (postgresql-common) on this machine"
+    tried = []
+    for line in subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True).stdout.splitlines():
+        version, cluster, *_ = line.split()
+        r = subprocess.run(["pg_ctlcluster", version, cluster, "start"], capture_output=True, text=True)
+        tried.append(f"pg_ctlcluster {version} {cluster} start: exit {r.returncode} {r.stderr.strip()}")
+    return "; ".join(tried) or "pg_lsclusters lists no cluster"
+
+
+def run_module_on_postgresql(module: Path, passed: int) -> str:
+    """On SQLite, which a worker inside QEMU cannot share: run `module` again in a pytest on PostgreSQL
+    (XENPANEL_TEST_POSTGRES_URL, else the machine's cluster); asserts `passed` tests passed, returns its output."""
+    import pytest
+
+    url = os.environ.get("XENPANEL_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/xenpanel_e2e")
+    if not postgres_answers(url):
+        tried = start_local_postgres()
+        if not postgres_answers(url):
+            pytest.fail(
+                f"tests/e2e needs PostgreSQL (the dom0 worker shares the panel's database) and none answers at"
+                f" {url.split('@')[-1]} ({tried}). Start it, or set XENPANEL_TEST_POSTGRES_URL or DATABASE_URL.",
+                pytrace=False,
+            )
+    r = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "--create-db", str(module)],
+        cwd=ROOT,
+        env=dict(os.environ, DATABASE_URL=url),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=7000,
+    )
+    print(r.stdout[-6000:])
+    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-3000:]
+    assert re.search(rf"\b{passed} passed\b", r.stdout), r.stdout[-2000:]
+    return r.stdout

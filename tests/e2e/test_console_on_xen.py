@@ -49,6 +49,7 @@ from tests.e2e.harness import (
     Dom0,
     panel_rows,
     revoke_dom0_credentials,
+    run_module_on_postgresql,
     run_panel_steps,
     set_up_dom0_for_this_panel,
     start_sync_loop,
@@ -241,23 +242,5 @@ def test_typed_in_chromium_read_back_through_xl_console_and_back_after_a_reboot(
 @pytest.mark.timeout(7200)
 def test_console_on_xen_runs_on_postgresql():
     """This run uses SQLite, which the agent and worker inside QEMU cannot share: run this module on PostgreSQL."""
-    url = os.environ.get("XENPANEL_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/xenpanel_e2e")
-    if not product._postgres_answers(url):
-        tried = product._start_local_postgres()
-        if not product._postgres_answers(url):
-            pytest.fail(
-                f"tests/e2e needs PostgreSQL and none answers at {url.split('@')[-1]} ({tried})", pytrace=False
-            )
-    env = dict(os.environ, DATABASE_URL=url)
-    r = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "--create-db", str(HERE)],
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=7000,
-    )
-    print(r.stdout[-6000:])
-    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-3000:]
-    assert re.search(r"\b1 passed\b", r.stdout) and "deselected" in r.stdout, r.stdout[-2000:]
+    out = run_module_on_postgresql(HERE, passed=1)
+    assert "deselected" in out, out[-2000:]

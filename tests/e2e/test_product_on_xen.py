@@ -32,12 +32,7 @@ printed with -s and in pytest's terminal summary.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import socket
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -62,6 +57,7 @@ from tests.e2e.harness import (
     Dom0,
     panel_rows,
     revoke_dom0_credentials,
+    run_module_on_postgresql,
     run_panel_steps,
     set_up_dom0_for_this_panel,
     start_sync_loop,
@@ -506,51 +502,9 @@ def test_the_dom0_guide_ran_on_the_testbed_and_matches_the_worker_unit(dom0):
 
 
 # ------------------------------------------------------------------ on SQLite: the same tests, on PostgreSQL
-def _postgres_answers(url: str) -> bool:
-    parts = url.split("@", 1)[-1].split("/", 1)[0]
-    host, _, port = parts.partition(":")
-    try:
-        with socket.create_connection((host or "127.0.0.1", int(port or 5432)), timeout=2):
-            return True
-    except OSError:
-        return False
-
-
-def _start_local_postgres() -> str:
-    """Start the machine's PostgreSQL cluster(s) with Debian's tools; returns what was tried."""
-    if not shutil.which("pg_lsclusters"):
-        return "no pg_lsclusters (postgresql-common) on this machine"
-    tried = []
-    for line in subprocess.run(["pg_lsclusters", "-h"], capture_output=True, text=True).stdout.splitlines():
-        version, cluster, *_ = line.split()
-        r = subprocess.run(["pg_ctlcluster", version, cluster, "start"], capture_output=True, text=True)
-        tried.append(f"pg_ctlcluster {version} {cluster} start: exit {r.returncode} {r.stderr.strip()}")
-    return "; ".join(tried) or "pg_lsclusters lists no cluster"
-
-
 @pytest.mark.postgres_relay
 @pytest.mark.timeout(7200)
 def test_product_on_xen_runs_on_postgresql():
     """This run uses SQLite, which a worker inside QEMU cannot share: run this module again on PostgreSQL."""
-    url = os.environ.get("XENPANEL_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/xenpanel_e2e")
-    if not _postgres_answers(url):
-        tried = _start_local_postgres()
-        if not _postgres_answers(url):
-            pytest.fail(
-                f"tests/e2e needs PostgreSQL (the dom0 worker shares the panel's database) and none answers at"
-                f" {url.split('@')[-1]} ({tried}). Start it, or set XENPANEL_TEST_POSTGRES_URL or DATABASE_URL.",
-                pytrace=False,
-            )
-    env = dict(os.environ, DATABASE_URL=url)
-    r = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "--create-db", str(HERE)],
-        cwd=ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=7000,
-    )
-    print(r.stdout[-6000:])
-    assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-3000:]
-    assert re.search(r"\b4 passed\b", r.stdout) and "deselected" in r.stdout, r.stdout[-2000:]
+    out = run_module_on_postgresql(HERE, passed=4)
+    assert "deselected" in out, out[-2000:]
