@@ -80,7 +80,8 @@ TABLE = {
         ("post", lambda o: [o["guest"].pk, "format-disk"], _statuses(302, 404, 404, 404, 404, 404)),
     ],
     "lab_list": [("get", lambda o: [], INSTRUCTORS)],
-    "lab_create": [("get", lambda o: [], INSTRUCTORS)],
+    # An empty POST (no "Create"): the form with its errors, nothing previewed or created.
+    "lab_create": [("get", lambda o: [], INSTRUCTORS), ("post", lambda o: [], INSTRUCTORS)],
     "lab_detail": [("get", lambda o: [o["lab"].pk], LAB_PAGE)],
     "lab_live": [("get", lambda o: [o["lab"].pk], LAB_PAGE)],
     # Nothing stashed in the session: the owner is sent on to the lab page.
