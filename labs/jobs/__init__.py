@@ -6,6 +6,7 @@ One module per concern:
 - `host`: state sync and health checks, queued by the sync loop;
 - `template`: template builds;
 - `worker`: HostWorker, the worker class every dom0 runs;
+- `pool`: the host's worker pool of HostWorkers, sized by Host.jobs_at_a_time (`manage.py host_worker`);
 - `connect`: the dom0 a job works on.
 
 Only workers import this package; services queue jobs by name
