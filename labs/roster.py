@@ -31,6 +31,8 @@ MAX_FULL_NAME = 150
 HEADER_WORDS = {"username", "user", "login", "usuario", "usuário"}
 # The delimiters spreadsheets write: ',' (English), ';' (where ',' is the decimal mark), tab (copied cells).
 DELIMITERS = ",;\t"
+# How much of the roster csv.Sniffer reads (its time grows with the square of it on hostile text).
+SNIFF_CHARS = 1024
 COLUMNS = ("username", "full_name", "email")
 # Files that are not text: a workbook saved as is, or a PDF.
 BINARY_MAGIC = {b"PK\x03\x04": "xlsx/ods", b"\xd0\xcf\x11\xe0": "xls", b"%PDF": "pdf"}
@@ -80,7 +82,8 @@ def sniff_delimiter(text: str) -> str:
     """
     sample = "\n".join(text[:16384].splitlines()[:50])
     try:
-        sniffed = csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
+        # The Sniffer's regular expressions take seconds on some hostile text ('",' * 8000): a short sample.
+        sniffed = csv.Sniffer().sniff(sample[:SNIFF_CHARS], delimiters=DELIMITERS).delimiter
     except csv.Error:  # one column, or lines of different lengths
         sniffed = ","
     order = [sniffed, *(d for d in DELIMITERS if d != sniffed)]
@@ -132,9 +135,10 @@ def _is_header(cells: list[str]) -> bool:
 
 def _trimmed(cells: list[str]) -> list[str]:
     """The cells without a spreadsheet's empty trailing columns (`ana;Ana;;`)."""
-    while cells and not cells[-1].strip():
-        cells = cells[:-1]
-    return cells
+    end = len(cells)
+    while end and not cells[end - 1].strip():
+        end -= 1
+    return cells[:end]
 
 
 def _records(text: str, delimiter: str) -> list[tuple[int, int, list[str]]]:
