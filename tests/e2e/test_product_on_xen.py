@@ -341,7 +341,7 @@ def test_batch_to_booted_vms_reboot_and_teardown_on_real_xen(
             browser, browser.find_element(By.XPATH, "//section[@id='guest-live']//button[normalize-space()='Reboot']")
         )
         WebDriverWait(browser, 60).until(
-            lambda d: "Reboot requested" in d.find_element(By.CSS_SELECTOR, ".messages").text
+            lambda d: "Requested: Reboot of" in d.find_element(By.CSS_SELECTOR, ".messages").text
         )
 
         def back_to_running(d) -> bool:
