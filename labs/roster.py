@@ -28,7 +28,11 @@ USERNAME_RE = re.compile(r"(?!.*\.\.)[a-z][a-z0-9_.-]{0,29}")
 # auth.User keeps first and last name in 150 characters each; we split on the
 # first space, so 150 keeps both halves within their columns.
 MAX_FULL_NAME = 150
-HEADER_WORDS = {"username", "user", "login", "usuario", "usuário"}
+# A first line whose first cell is one of these names the columns (English, and pt-BR spreadsheets).
+HEADER_WORDS = {
+    *("username", "user", "login"),
+    *("usuario", "usuário", "nome de usuário", "nome de usuario", "matrícula", "matricula"),
+}
 # The delimiters spreadsheets write: ',' (English), ';' (where ',' is the decimal mark), tab (copied cells).
 DELIMITERS = ",;\t"
 # How much of the roster csv.Sniffer reads (its time grows with the square of it on hostile text).

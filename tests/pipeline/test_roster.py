@@ -156,3 +156,8 @@ def test_hostile_text_is_read_quickly(text):
     started = time.perf_counter()
     parse_roster(text)
     assert time.perf_counter() - started < 1.5
+
+
+def test_a_portuguese_header_is_skipped():
+    entries, errors = parse_roster("Matrícula;Nome;E-mail\nana;Ana;ana@example.edu\n")
+    assert errors == [] and [e.username for e in entries] == ["ana"]
