@@ -42,6 +42,7 @@ from labs.api_schemas import (
 )
 from labs.models import Host, IpPool, LabTemplate
 from labs.services import api_tokens
+from labs.services.refusals import refused
 from labs.services.registry import LAB_ACTIONS, guest_action_def
 
 MAX_PAGE = 500
@@ -142,9 +143,9 @@ def guest_action(request: HttpRequest, guest_id: int, action: str, body: ActionI
     if definition is None or role is None or role < definition.role:
         raise Http404
     if definition.confirm is not None and not body.confirm:
-        return Status(
-            400, {"detail": _("Nothing was done: send confirm: true. %(why)s") % {"why": definition.confirm.text}}
-        )
+        why = _("Nothing was done: send confirm: true. %(why)s") % {"why": definition.confirm.text}
+        refused(request.user, action, why, guest=guest)
+        return Status(400, {"detail": why})
     task = services.guest_action(request.user, guest, action, memory_mb=body.memory_mb)
     return Status(202, task_json(task))
 
@@ -250,6 +251,8 @@ def lab_teardown(request: HttpRequest, lab_id: int, body: ConfirmIn | None = Non
     lab = access.get_lab_for_user(request, lab_id)
     if not (body and body.confirm):
         why = str(LAB_ACTIONS["teardown"].confirm) % {"n": lab.guests.count()}
-        return Status(400, {"detail": _("Nothing was done: send confirm: true. %(why)s") % {"why": why}})
+        detail = _("Nothing was done: send confirm: true. %(why)s") % {"why": why}
+        refused(request.user, "teardown", detail, lab=lab)
+        return Status(400, {"detail": detail})
     tasks = services.lab_action(request.user, lab, "teardown")
     return Status(202, {"lab": lab_json(lab, services.lab_progress(lab)), "tasks": [task_json(t) for t in tasks]})

@@ -66,6 +66,7 @@ class ConsoleConsumer(AsyncWebsocketConsumer):
         if not valid or not running:
             await link.close()
         if not valid:
+            await database_sync_to_async(console.record_refusal)(target, user.pk, "invalid, used or expired ticket")
             await self.close(CLOSE_BAD_TICKET)
             return
         if not running:

@@ -44,6 +44,7 @@ from labs.forms import ConfirmForm, ExpiryForm, MemoryForm
 from labs.models import Guest, Host, Lab, Task, Xl
 from labs.services import expiry, ssh_keys, upkeep, usage
 from labs.services.limits import guest_memory_limit
+from labs.services.refusals import refused
 from labs.services.registry import GUEST_ACTIONS, LAB_ACTIONS, GuestAction, guest_action_def
 from labs.spreadsheet import csv_download
 from labs.templatetags.xenpanel import state_word
@@ -320,6 +321,7 @@ def guest_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
         back = _next_url(request, reverse("lab_detail", args=[guest.lab_id]))
     if definition.confirm is not None and not ConfirmForm(request.POST).is_valid():
         messages.error(request, _("Nothing was done: tick the confirmation box first."))
+        refused(request.user, action, _("The confirmation box was not ticked."), guest=guest)
         return redirect("guest_confirm", pk=guest.pk, action=action)
     memory_mb = None
     if action == "mem_set":
@@ -329,6 +331,7 @@ def guest_action(request: HttpRequest, pk: int, action: str) -> HttpResponse:
         if not form.is_valid():
             errors = " ".join(str(e) for e in form.errors.get("memory_mb", []))
             messages.error(request, _("Memory not changed: %(errors)s") % {"errors": errors})
+            refused(request.user, action, errors, guest=guest)
             return redirect(back)
         memory_mb = form.cleaned_data["memory_mb"]
     try:

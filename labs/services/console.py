@@ -229,16 +229,23 @@ async def redeem_ticket(token: str, user_id: int, guest_id: int, session_key: st
 # ---------------------------------------------------------------- audit
 
 
-def _audit(target: ConsoleTarget, user_id: int, action: str, message: str) -> None:
+def _audit(
+    target: ConsoleTarget, user_id: int, action: str, message: str, result: str = AuditEvent.Result.SUCCEEDED
+) -> None:
     AuditEvent.objects.create(
         actor_id=user_id,
         action=action,
         guest_id=target.guest_id,
         lab_id=target.lab_id,
         target=target.domain,
-        result=AuditEvent.Result.SUCCEEDED,
+        result=result,
         message=message,
     )
+
+
+def record_refusal(target: ConsoleTarget, user_id: int, why: str) -> None:
+    """A console the user may see but did not get: a ticket that was not theirs, was used, or had expired."""
+    _audit(target, user_id, "console_open", why, AuditEvent.Result.REFUSED)
 
 
 def record_open(target: ConsoleTarget, user_id: int) -> None:

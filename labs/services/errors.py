@@ -10,6 +10,9 @@ class ServiceError(Exception):
     attach the message to it.
     """
 
+    # Set once a "refused" audit row says so, so the caller does not record it twice.
+    audited = False
+
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.message = str(message)

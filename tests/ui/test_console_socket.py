@@ -204,7 +204,12 @@ def test_a_ticket_opens_one_socket_only(redis, agent_up, alice, alice_guest):
         assert await closed_with(socket(client, alice_guest.pk, "x" * 43)) == 4403  # made up
 
     run(test())
-    assert AuditEvent.objects.filter(action="console_open").count() == 1
+    opened = AuditEvent.objects.filter(action="console_open")
+    assert opened.filter(result=AuditEvent.Result.SUCCEEDED).count() == 1
+    # Each refused ticket is on the lab's audit trail.
+    refused = opened.filter(result=AuditEvent.Result.REFUSED)
+    assert [e.message for e in refused] == ["invalid, used or expired ticket"] * 3
+    assert {e.actor_id for e in refused} == {alice.pk}
 
 
 def test_a_ticket_is_bound_to_its_user_and_session(redis, agent_up, alice, ivy, alice_guest):
