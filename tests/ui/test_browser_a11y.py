@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
@@ -121,13 +122,32 @@ class Crawl:
             return
         self.pages += 1
         key = f"{self.language}/{name}"
-        png = b.execute_cdp_cmd("Page.captureScreenshot", {"format": "png"})
+        # The whole page at the 1366 px viewport's width (at most 4000 px high), not only the first 900 px.
+        height = b.execute_script("return document.documentElement.scrollHeight;")
+        clip = {"x": 0, "y": 0, "width": WIDTH, "height": min(max(height, HEIGHT), 4000), "scale": 1}
+        png = b.execute_cdp_cmd(
+            "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip}
+        )
         (SCREENSHOTS / f"{self.language}-{name}.png").write_bytes(base64.b64decode(png["data"]))
         if found := axe_violations(b):
             self.violations[key] = found
         if scrolls_sideways(b):
             width = b.execute_script("return document.documentElement.scrollWidth;")
             self.sideways.append(f"{key} ({b.current_url}): {width} px wide")
+
+    def check_lab_rows(self, name: str) -> None:
+        """Every row of the lab's table on one line, and the table no wider than its place."""
+        wrapped, wide = self.browser.execute_script(
+            """const table = document.getElementById("guest-table");
+            const line = parseFloat(getComputedStyle(table).lineHeight) || 24;
+            const rows = Array.from(table.tBodies[0].rows, (r) => [r.dataset.guest, r.getBoundingClientRect().height]);
+            const box = table.parentElement;
+            return [rows.filter(([, h]) => h > 2 * line).map(([g]) => g), box.scrollWidth > box.clientWidth];"""
+        )
+        if wrapped:
+            self.sideways.append(f"{self.language}/{name}: rows on more than one line: {wrapped}")
+        if wide:
+            self.sideways.append(f"{self.language}/{name}: the lab's table is wider than the page")
 
     def visit(self, name: str, user, path: str) -> None:
         sign_in(self.browser, user, self.language)
@@ -164,6 +184,13 @@ def _states(browser, crawl: Crawl, cast) -> None:  # noqa: F811
     set_state(bob_guest, "", status=Guest.Status.FAILED)
     set_state(alice_guest, "r")
     crawl.visit("lab-provisioned-one-failed", ivy, lab_url)
+    # Names as long as real ones: each row still on one line, and the table within the page.
+    User.objects.filter(pk=alice.pk).update(first_name="Maria Aparecida", last_name="dos Santos Oliveira Filha")
+    Guest.objects.filter(pk=alice_guest.pk).update(domain_name="redes-de-computa-student123", ip="10.10.100.211")
+    Guest.objects.filter(pk=bob_guest.pk).update(last_error="libxl_device.c:1290: device model did not start " * 3)
+    Host.objects.update(name="dom0-laboratorio-b", last_seen=timezone.now())
+    crawl.visit("lab-long-names", ivy, lab_url)
+    crawl.check_lab_rows("lab-long-names")
     states = (("running", "r", ""), ("paused", "p", ""), ("stopped", "", ""), ("busy", "r", "reboot"))
     for state, observed, busy in states:
         set_state(alice_guest, observed, busy=busy)
