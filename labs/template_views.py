@@ -39,7 +39,7 @@ class TemplateBuildForm(forms.Form):
         label=gettext_lazy("Directory on the host"),
         max_length=200,
         required=False,
-        help_text=gettext_lazy("Empty: /srv/xenpanel/templates/<name>."),
+        help_text=gettext_lazy("Empty: /srv/xenpanel/templates/ and the template's name."),
     )
     suite = forms.CharField(label=gettext_lazy("Debian suite"), max_length=32, required=False)
     mirror = forms.CharField(label=gettext_lazy("Debian mirror"), max_length=200, required=False)

@@ -33,6 +33,8 @@ def test_the_list_shows_templates_and_recent_builds(client, admin_user, template
     assert reverse("template_detail", args=[template.pk]) in page
     assert reverse("template_build", args=[build.pk]) in page
     assert "build the template" in page and "install Debian (debootstrap)" in page
+    # The path's help is all there (a "<name>" would be taken for HTML and lost).
+    assert "Empty: /srv/xenpanel/templates/ and the template" in page
     # The admins' menu leads there.
     assert reverse("template_list") in client.get(reverse("lab_list")).content.decode()
 
@@ -42,6 +44,7 @@ def test_the_build_page_shows_progress_and_log_and_polls_while_running(client, a
     page = client.get(reverse("template_build", args=[build.pk])).content.decode()
     assert "1 of 3 steps done" in page and 'aria-valuenow="1"' in page
     assert "$ debootstrap --variant=minbase bookworm" in page
+    assert ".." not in page.split("<main", 1)[-1].split("Log", 1)[0]  # no date ending a sentence twice
     live = reverse("template_build_live", args=[build.pk])
     assert f'hx-get="{live}"' in page
     # The live fragment follows the row, and stops polling once the build has ended.
