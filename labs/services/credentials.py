@@ -34,6 +34,7 @@ from labs.models import (
     IpPool,
     Lab,
     LabTemplate,
+    SavePoint,
     SshKey,
     Task,
     UsageCursor,
@@ -76,14 +77,15 @@ UPDATES: dict[type, tuple[str, ...]] = {
     HostUsageSample: _RING_COLUMNS,
     UsageTotal: ("run_seconds", "cpu_seconds", "peak_memory_mb", "last_seen", "guest_id"),
     UsageCursor: ("state",),
+    SavePoint: ("status", "size_mb"),
 }
 _USAGE: tuple[type, ...] = (UsageSample, HostUsageSample, UsageTotal, UsageCursor)
-READ: tuple[type, ...] = (Host, Guest, Task, AuditEvent, Lab, LabTemplate, IpPool, SshKey, *_USAGE)
+READ: tuple[type, ...] = (Host, Guest, Task, AuditEvent, Lab, LabTemplate, IpPool, SshKey, SavePoint, *_USAGE)
 # Template builds register their result; the sync writes usage samples; a teardown deletes its guest
-# (and with it the guest's samples).
+# (and with it the guest's samples and save points); a save point's job deletes it when its volume is gone.
 INSERT: tuple[type, ...] = (LabTemplate, *_USAGE)
 UPDATE_ALL: tuple[type, ...] = (LabTemplate,)
-DELETE: tuple[type, ...] = (Guest, UsageSample)
+DELETE: tuple[type, ...] = (Guest, UsageSample, SavePoint)
 # Models whose rows a dom0 sees only for its own host, and how to say which. A dom0 is its queue
 # name, not its row's id, which a re-created Host row would change under a running worker.
 _MINE = "(SELECT id FROM labs_host WHERE queue_name = {queue})"
@@ -108,6 +110,8 @@ ROW_POLICIES: dict[type, str] = {
     HostUsageSample: f"host_id IN {_MINE}",
     UsageTotal: f"host_id IN {_MINE}",
     UsageCursor: f"host_id IN {_MINE}",
+    # Its guests' save points: the jobs mark them taken, and delete them with their volume.
+    SavePoint: f"guest_id IN (SELECT id FROM labs_guest WHERE host_id IN {_MINE})",
 }
 
 

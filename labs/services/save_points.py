@@ -12,7 +12,9 @@ whole lab do not count. Save points outlive a reset to the template; the VM's de
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -27,6 +29,7 @@ from labs.services import actions, capacity, thin_pool
 from labs.services.errors import InvalidAction, QueueUnavailable, QuotaExceeded, ServiceError
 
 LABEL_MAX = 64
+T = TypeVar("T")
 
 
 def quota_for(user) -> int:
@@ -178,18 +181,23 @@ def _lab_guests(actor, lab: Lab):
     return lab.guests.filter(status=Guest.Status.READY).select_related("lab__template", "host", "student")
 
 
-def take_for_lab(actor, lab: Lab, label: str) -> LabOutcome:
-    """A save point of every ready VM of the lab, with one label; it counts in no student's quota."""
-    label = clean_label(label)
+def _each(items: Iterable[T], ask: Callable[[T], Task]) -> LabOutcome:
+    """Ask for each item in turn: a refusal is noted and the rest go on; Redis down stops all."""
     outcome = LabOutcome()
-    for guest in _lab_guests(actor, lab):
+    for item in items:
         try:
-            outcome.tasks.append(take(actor, guest, label, lab_wide=True))
+            outcome.tasks.append(ask(item))
         except QueueUnavailable:
             raise
         except ServiceError as e:
             outcome.refused.append(e.message)
     return outcome
+
+
+def take_for_lab(actor, lab: Lab, label: str) -> LabOutcome:
+    """A save point of every ready VM of the lab, with one label; it counts in no student's quota."""
+    label = clean_label(label)
+    return _each(_lab_guests(actor, lab), lambda guest: take(actor, guest, label, lab_wide=True))
 
 
 def lab_labels(lab: Lab) -> list[str]:
@@ -210,15 +218,7 @@ def lab_points(lab: Lab, label: str) -> list[SavePoint]:
 def return_lab(actor, lab: Lab, label: str) -> LabOutcome:
     """Return every VM of the lab that has it to the whole-lab save point `label`."""
     guests = {g.pk: g for g in _lab_guests(actor, lab)}
-    outcome = LabOutcome()
-    for point in lab_points(lab, label):
-        if point.guest_id not in guests:
-            continue
+    points = [p for p in lab_points(lab, label) if p.guest_id in guests]
+    for point in points:
         point.guest = guests[point.guest_id]
-        try:
-            outcome.tasks.append(return_to(actor, point))
-        except QueueUnavailable:
-            raise
-        except ServiceError as e:
-            outcome.refused.append(e.message)
-    return outcome
+    return _each(points, lambda point: return_to(actor, point))

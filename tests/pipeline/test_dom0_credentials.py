@@ -15,8 +15,8 @@ import redis
 from django.core.management import call_command
 from django.db import connection
 
-from labs.models import AuditEvent, Guest, Task, UsageCursor, UsageSample, UsageTotal
-from labs.services import credentials, guest_action, lab_action
+from labs.models import AuditEvent, Guest, SavePoint, Task, UsageCursor, UsageSample, UsageTotal
+from labs.services import credentials, guest_action, lab_action, save_points
 from labs.services.batch import create_lab_batch
 from labs.services.upkeep import enqueue_health_check, enqueue_sync, tick
 
@@ -137,6 +137,19 @@ def test_the_pipeline_runs_on_the_dom0_credentials(two_labs, creds_a, host, sim_
         task.refresh_from_db()
         assert task.status == "succeeded", (action, task.error, task.log)
     assert Guest.objects.get(pk=guest.pk).memory_mb == 384
+    # Save points on the dom0's role: two taken, a return to one, the other deleted; the teardown removes the rest.
+    for label in ("deleted", "kept"):
+        task = save_points.take(alice, Guest.objects.get(pk=guest.pk), label)
+        run()
+        task.refresh_from_db()
+        assert task.status == "succeeded", (label, task.error, task.log)
+    deleted, kept = SavePoint.objects.filter(guest=guest).order_by("label")
+    for ask in (lambda: save_points.return_to(alice, kept), lambda: save_points.delete(alice, deleted)):
+        task = ask()
+        run()
+        task.refresh_from_db()
+        assert task.status == "succeeded", (task.kind, task.error, task.log)
+    assert list(SavePoint.objects.filter(guest=guest).values_list("label", "status")) == [("kept", "ready")]
     # Audit rows that name the guest without a task (a console session, a refused action): the teardown
     # clears their guest, which the row policy must allow.
     AuditEvent.objects.create(
@@ -149,6 +162,7 @@ def test_the_pipeline_runs_on_the_dom0_credentials(two_labs, creds_a, host, sim_
     assert not Guest.objects.filter(host=host).exists()
     # The guest's samples went with it; its total stays for the lab's usage report.
     assert not UsageSample.objects.filter(guest_id=guest.pk).exists()
+    assert not SavePoint.objects.exists()
     assert UsageTotal.objects.get(lab=lab_a).guest_id is None
     tick()
     lab_a.refresh_from_db()
