@@ -83,6 +83,8 @@ class Host(models.Model):
     health_checked_at = models.DateTimeField(_("health checked"), null=True, blank=True)
 
     class Meta:
+        verbose_name = _("host")
+        verbose_name_plural = _("hosts")
         ordering = ["name"]
 
     def __str__(self) -> str:
@@ -146,6 +148,8 @@ class LabTemplate(models.Model):
     created_at = models.DateTimeField(_("created"), default=timezone.now)
 
     class Meta:
+        verbose_name = _("lab template")
+        verbose_name_plural = _("lab templates")
         ordering = ["name"]
 
     def __str__(self) -> str:
@@ -193,6 +197,7 @@ class IpPool(models.Model):
     )
 
     class Meta:
+        verbose_name_plural = _("IP pools")
         ordering = ["name"]
         verbose_name = _("IP pool")
 
@@ -273,6 +278,8 @@ class Lab(models.Model):
     created_at = models.DateTimeField(_("created"), default=timezone.now)
 
     class Meta:
+        verbose_name = _("lab")
+        verbose_name_plural = _("labs")
         ordering = ["-created_at"]
         constraints = [
             models.UniqueConstraint(
@@ -348,6 +355,8 @@ class Guest(models.Model):
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
 
     class Meta:
+        verbose_name = _("guest")
+        verbose_name_plural = _("guests")
         ordering = ["lab", "domain_name"]
         constraints = [
             models.UniqueConstraint(fields=["pool", "ip"], name="guest_ip_unique_in_pool"),
@@ -368,6 +377,7 @@ class StudentQuota(models.Model):
     max_save_points = models.PositiveIntegerField(_("maximum save points"), default=default_max_save_points)
 
     class Meta:
+        verbose_name_plural = _("student quotas")
         verbose_name = _("student quota")
 
     def __str__(self) -> str:
@@ -404,6 +414,8 @@ class Task(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = _("task")
+        verbose_name_plural = _("tasks")
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
@@ -430,6 +442,8 @@ class AuditEvent(models.Model):
     created_at = models.DateTimeField(_("when"), default=timezone.now, db_index=True)
 
     class Meta:
+        verbose_name = _("audit event")
+        verbose_name_plural = _("audit events")
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
@@ -549,6 +563,8 @@ class UsageSample(UsageRing):
     guest = models.ForeignKey(Guest, on_delete=models.CASCADE, related_name="usage_samples")
 
     class Meta:
+        verbose_name = _("guest usage sample")
+        verbose_name_plural = _("guest usage samples")
         constraints = [models.UniqueConstraint(fields=["guest", "tier", "slot"], name="usage_sample_ring_slot")]
 
     def __str__(self) -> str:
@@ -561,6 +577,8 @@ class HostUsageSample(UsageRing):
     host = models.ForeignKey(Host, on_delete=models.CASCADE, related_name="usage_samples")
 
     class Meta:
+        verbose_name = _("host usage sample")
+        verbose_name_plural = _("host usage samples")
         constraints = [models.UniqueConstraint(fields=["host", "tier", "slot"], name="host_usage_sample_ring_slot")]
 
     def __str__(self) -> str:
@@ -583,6 +601,8 @@ class UsageTotal(models.Model):
     last_seen = models.DateTimeField()
 
     class Meta:
+        verbose_name = _("usage total")
+        verbose_name_plural = _("usage totals")
         constraints = [models.UniqueConstraint(fields=["guest"], name="usage_total_one_per_guest")]
 
     def __str__(self) -> str:
@@ -594,6 +614,10 @@ class UsageCursor(models.Model):
 
     host = models.OneToOneField(Host, on_delete=models.CASCADE, primary_key=True, related_name="+")
     state = models.JSONField(default=dict)
+
+    class Meta:
+        verbose_name = _("usage cursor")
+        verbose_name_plural = _("usage cursors")
 
     def __str__(self) -> str:
         return f"usage cursor of host {self.host_id}"

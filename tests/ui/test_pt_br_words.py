@@ -51,3 +51,19 @@ def test_the_host_admins_help_text_keeps_its_words(client, admin_user, host):
     body = client.get(reverse("admin:labs_host_change", args=[host.pk])).content.decode()
     assert "Guest volumes are named with this prefix" in body and "vm-net101-alice.raiz" in body
     assert "<prefix>" not in body and "named .raiz" not in body
+
+
+def test_the_admin_index_names_every_model_in_portuguese(client, admin_user):
+    client.force_login(admin_user)
+    body = client.get(reverse("admin:index"), **PT).content.decode()
+    for name in (
+        "Laboratórios",
+        "Servidores",
+        "Modelos de laboratório",
+        "Faixas de IPs",
+        "Tarefas",
+        "Eventos de auditoria",
+    ):
+        assert name in body, name
+    for english in ("Lab templates", "Audit events", "Usage totals", ">Hosts<", ">Tasks<"):
+        assert english not in body, english
