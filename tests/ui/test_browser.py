@@ -44,16 +44,22 @@ def wait(browser, timeout: float, poll_frequency: float = 0.5) -> WebDriverWait:
     )
 
 
-@pytest.fixture(scope="module")
-def driver():
+def chrome(width: int = 1280, height: int = 1000) -> webdriver.Chrome:
+    """Headless Chromium as the browser tests drive it, one a module."""
     options = Options()
     options.binary_location = "/usr/bin/chromium"
     for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"):
         options.add_argument(arg)
-    options.add_argument("--window-size=1280,1000")
+    options.add_argument(f"--window-size={width},{height}")
     options.add_experimental_option("prefs", {"intl.accept_languages": "en-US,en"})
     d = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=options)
     d.implicitly_wait(0)
+    return d
+
+
+@pytest.fixture(scope="module")
+def driver():
+    d = chrome()
     yield d
     d.quit()
 

@@ -12,6 +12,8 @@ while polls pass and while someone else changes a VM, the failed submit lands on
 persistent status region says what changed.
 """
 
+# The shared fixtures (browser, cast) are imported by name, and tests take them as arguments.
+# ruff: noqa: F811
 from __future__ import annotations
 
 import base64
@@ -26,15 +28,12 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
-from selenium import webdriver
-from selenium.webdriver.chrome.options import Options
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
 from labs.models import Guest, Host, Task
 from tests.ui.conftest import SCREENSHOTS, set_state
-from tests.ui.test_browser import click, wait
+from tests.ui.test_browser import browser, chrome, click, wait  # noqa: F401
 from tests.ui.test_url_roles import TABLE, alice_key, alice_token, cast  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -53,27 +52,13 @@ FAILING_IMPACTS = ("serious", "critical")
 
 @pytest.fixture(scope="module")
 def driver():
-    options = Options()
-    options.binary_location = "/usr/bin/chromium"
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"):
-        options.add_argument(arg)
-    options.add_argument(f"--window-size={WIDTH},{HEIGHT}")
-    d = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=options)
+    d = chrome(WIDTH, HEIGHT)
     # The page's viewport itself is 1366x900, whatever the window's frame takes.
     metrics = {"width": WIDTH, "height": HEIGHT, "deviceScaleFactor": 1, "mobile": False}
     d.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
-    d.implicitly_wait(0)
     d.set_script_timeout(60)
     yield d
     d.quit()
-
-
-@pytest.fixture
-def browser(driver, live_server):
-    driver.delete_all_cookies()
-    driver.go = lambda path: driver.get(live_server.url + path)
-    yield driver
-    driver.delete_all_cookies()
 
 
 def sign_in(browser, user, language: str = "en") -> None:
@@ -155,7 +140,7 @@ class Crawl:
         self.look(name)
 
 
-def _matrix_pages(cast):  # noqa: F811
+def _matrix_pages(cast):
     """(name, role, url) of every GET the matrix lets a role open, once per side."""
     for name, rows in TABLE.items():
         if any(part in name for part in NOT_PAGES):
@@ -170,7 +155,7 @@ def _matrix_pages(cast):  # noqa: F811
                     yield f"{name.replace(':', '-')}-{n}-{role}", role, url
 
 
-def _states(browser, crawl: Crawl, cast) -> None:  # noqa: F811
+def _states(browser, crawl: Crawl, cast) -> None:
     """The states the matrix does not reach: live pages in each state, forms sent with errors."""
     users, objects = cast["users"], cast["objects"]
     alice_guest, lab = objects["guest"], objects["lab"]
@@ -229,7 +214,7 @@ SIDEWAYS: dict[str, list[str]] = {}
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
-def test_every_page_passes_axe(browser, cast, screenshots, language):  # noqa: F811
+def test_every_page_passes_axe(browser, cast, screenshots, language):
     crawl = Crawl(browser, language)
     for name, role, url in _matrix_pages(cast):
         crawl.visit(name, cast["users"][role], url)
@@ -358,3 +343,14 @@ def test_failed_new_lab_submit_focuses_the_error_summary(browser, ivy, template,
     target = links[0].get_attribute("href").split("#")[1]
     links[0].send_keys(Keys.ENTER)
     assert browser.find_element(By.ID, target) is not None
+
+
+def test_after_an_action_the_focus_is_on_its_message(browser, alice, lab, alice_guest, host_heard):
+    set_state(alice_guest, "r")
+    sign_in(browser, alice)
+    browser.go(reverse("guest_detail", args=[alice_guest.pk]))
+    click(browser, browser.find_element(By.ID, "control-reboot"))
+    wait(browser, 10).until(lambda d: d.find_elements(By.CSS_SELECTOR, ".messages .alert"))
+    # The answer, not the top of the page: a screen reader reads it, the next Tab goes on from there.
+    assert browser.execute_script("return document.activeElement.classList.contains('messages');")
+    assert "Reboot" in browser.switch_to.active_element.text
