@@ -22,8 +22,8 @@ INSTRUCTORS_GROUP = "instructors"
 AnyUser = User | AnonymousUser
 # What a guest's pages show besides the guest: its lab (with the template the
 # memory limits read and the pool the gateway comes from), host and student
-# (with the student's quota row, if any, which the memory limits read too).
-GUEST_RELATED = ("lab__template", "lab__pool", "host", "student__quota")
+# (with the student's quota row, if any, which the memory limits read too), and the lab's class hours.
+GUEST_RELATED = ("lab__template", "lab__pool", "lab__class_hours", "host", "student__quota")
 
 
 class Role(enum.IntEnum):
@@ -274,3 +274,18 @@ def teaches_every_lab_of(actor: AnyUser, student: User) -> bool:
         return False
     others = Lab.objects.filter(guests__student=student).exclude(status=Lab.Status.TORN_DOWN)
     return not others.exclude(instructors__pk=actor.pk).exists()
+
+
+# ------------------------------------------------------------------ class hours
+def may_edit_class_hours(user: AnyUser, lab: Lab) -> bool:
+    """A lab's class hours are its instructors' (and admins') to set."""
+    return may_manage_lab(user, lab)
+
+
+def may_wake_outside_class_hours(user: AnyUser, guest: Guest, students_may_wake: bool) -> bool:
+    """Who may start or restore a VM while its lab's class hours say it sleeps: the lab's instructors and
+    admins always; its student only when the lab lets students wake their VMs."""
+    role = guest_role(user, guest)
+    if role is None:
+        return False
+    return role >= Role.INSTRUCTOR or students_may_wake

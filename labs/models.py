@@ -324,6 +324,7 @@ class Guest(models.Model):
         RUNNING = "running", _("running")
         STOPPED = "stopped", _("stopped")
         PAUSED = "paused", _("paused")
+        SAVED = "saved", _("saved")  # `xl save`d outside class hours (labs.services.class_hours)
 
     lab = models.ForeignKey(Lab, on_delete=models.CASCADE, related_name="guests", verbose_name=_("lab"))
     student = models.ForeignKey(

@@ -35,6 +35,7 @@ def test_who_may_run_what():
         "unpause",
         "mem_set",
         "reset",
+        "restore",  # "Wake" a VM saved outside class hours (labs.services.class_hours)
         "savepoint",
         "savepoint_return",
         "savepoint_delete",
@@ -51,7 +52,7 @@ def test_destructive_actions_ask_first():
         "savepoint_return",
         "savepoint_delete",
     }
-    assert {a.name for a in LAB_ACTIONS.values() if a.confirm} == {"teardown", "savepoint_return_all"}
+    assert {a.name for a in LAB_ACTIONS.values() if a.confirm} == {"teardown", "savepoint_return_all", "start_stopped"}
 
 
 def test_steps_of_the_long_jobs():
@@ -76,6 +77,7 @@ def _guest(status="ready", state="", busy="", lab_status="active"):
         (_guest(state="s"), Situation.LEFTOVER),
         (_guest(state="c"), Situation.LEFTOVER),
         (_guest(state=""), Situation.STOPPED),
+        (Guest(status="ready", observed_state="", desired_state="saved", lab=Lab(status="active")), Situation.SAVED),
         (_guest(status="failed", state="r"), Situation.FAILED),
         (_guest(state="r", lab_status="tearing_down"), Situation.LAB_CLOSING),
         (_guest(state="r", busy="reboot"), None),

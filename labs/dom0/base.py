@@ -11,10 +11,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from . import names
+
 Toolstack = Literal["xl", "xm"]
 RootDevice = Literal["xvda", "hda"]
 FsType = Literal["ext4", "ext3"]
 CloneMethod = Literal["mkfs", "copy", "thin"]
+
+# Where `xl save` images go: the directory the recipe's xendomains saves to at
+# shutdown (XENDOMAINS_SAVE) and restores from at boot, so one image per guest.
+SAVE_DIR = "/var/lib/xen/save"
+
+
+def save_path(domain: str) -> str:
+    """The save image of a domain, named as xendomains names its own (the domain's name)."""
+    return f"{SAVE_DIR}/{names.domain_name(domain)}"
+
 
 # xl list state letters, in column order: running, blocked, paused,
 # shutdown, crashed, dying.
@@ -211,6 +223,8 @@ class Dom0Host(Protocol):
     def mem_set(self, name: str, memory_mb: int) -> None: ...
     def save(self, name: str, path: str) -> None: ...
     def restore(self, path: str) -> None: ...
+    def saved_image_exists(self, path: str) -> bool: ...
+    def remove_saved_image(self, path: str) -> bool: ...
     def console_command(self, name: str) -> list[str]: ...
 
 

@@ -193,6 +193,17 @@ class XenHost:
     def restore(self, path: str) -> None:
         self.tools.restore(path)
 
+    def saved_image_exists(self, path: str) -> bool:
+        return self.runner.run(["test", "-f", names.abs_path(path)], check=False).rc == 0
+
+    def remove_saved_image(self, path: str) -> bool:
+        """Delete a save image once restored (xendomains does the same): a stale one restored later, at a
+        host's boot, would run the guest on a disk that has moved on since."""
+        if not self.saved_image_exists(path):
+            return False
+        self.runner.run(["rm", "-f", "--", names.abs_path(path)])
+        return True
+
     def console_command(self, name: str) -> list[str]:
         return self.tools.console_command(name)
 

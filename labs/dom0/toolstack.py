@@ -323,10 +323,13 @@ class Toolstack:
 
     # --- verbs ----------------------------------------------------------------
     def create(self, config_path: str) -> None:
-        path = names.abs_path(config_path)
+        self._build("create", names.abs_path(config_path), timeout=CREATE_TIMEOUT)
+
+    def _build(self, verb: str, path: str, timeout: float) -> None:
+        """`create` or `restore`: both run the hotplug scripts, and libxl's timeout there is tried again."""
         for attempt in range(HOTPLUG_RETRIES + 1):
             try:
-                self._run("create", path, timeout=CREATE_TIMEOUT)
+                self._run(verb, path, timeout=timeout)
                 return
             except ToolstackError as e:
                 if attempt == HOTPLUG_RETRIES or not _HOTPLUG_TIMEOUT.search(e.stderr):
@@ -364,7 +367,8 @@ class Toolstack:
         self._run("save", names.domain_name(name), names.abs_path(path), timeout=SAVE_TIMEOUT)
 
     def restore(self, path: str) -> None:
-        self._run("restore", names.abs_path(path), timeout=SAVE_TIMEOUT)
+        # libxl destroys a domain whose hotplug timed out; the image is still there to restore again.
+        self._build("restore", names.abs_path(path), timeout=SAVE_TIMEOUT)
 
     def console_command(self, name: str) -> list[str]:
         """The argv that attaches to the guest's console (detach with Ctrl+])."""

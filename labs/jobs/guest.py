@@ -460,5 +460,6 @@ def _failed(rec: Recorder, task: Task, guest: Guest, e: StepFailed | Dom0Error, 
     finish(task, False, message, guest, last_error=message, **fields)
 
 
-# Save points' handlers live in their own module (this one's size); importing it registers them.
-from labs.jobs import save_points  # noqa: E402, F401
+# Save points' and class hours' handlers live in their own modules (this one's size); importing them
+# registers them.
+from labs.jobs import class_hours, save_points  # noqa: E402, F401

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.utils import timezone
@@ -12,9 +12,10 @@ from django.utils import timezone
 from labs.dom0.base import Dom0Host, Domain, DomainCounters
 from labs.dom0.errors import Dom0Error
 from labs.jobs import connect
-from labs.models import Guest, Host
+from labs.models import Guest, Host, Xl
 from labs.services import usage
 from labs.services.thin_pool import PoolFill
+from labs.services.upkeep import SILENT_AFTER_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -37,26 +38,51 @@ def sync_once(host: Host, h: Dom0Host, now: datetime, samples: bool = True) -> s
     info = h.info()
     domains = h.list_domains()
     letters = {d.name: d.letter for d in domains if d.domid != 0}
+    # Silent for a while, then back: a dom0 that rebooted. Its guests come back restored by xendomains;
+    # one that does not is told apart from a VM its student shut down.
+    came_back = host.last_seen is not None and host.last_seen < now - timedelta(seconds=SILENT_AFTER_SECONDS)
     Host.objects.filter(pk=host.pk).update(
         total_memory_mb=info.total_memory_mb,
         free_memory_mb=max(info.free_memory_mb, 0),
         xen_version=info.xen_version[:64],
         last_seen=now,
     )
-    changed = []
+    changed, lost = [], []
     guests = list(
-        Guest.objects.filter(host=host).only("pk", "domain_name", "observed_state", "busy_with", "lab", "student")
+        Guest.objects.filter(host=host).only(
+            "pk", "domain_name", "observed_state", "busy_with", "lab", "student", "desired_state"
+        )
     )
     for guest in guests:
         letter = letters.get(guest.domain_name, "")
         if letter != guest.observed_state:
+            if came_back and _lost_in_reboot(guest, letter):
+                lost.append(guest.pk)
             guest.observed_state = letter
             changed.append(guest)
     if changed:
         Guest.objects.bulk_update(changed, ["observed_state"])
+    if lost:
+        Guest.objects.filter(pk__in=lost).update(last_error=LOST_IN_REBOOT % {"host": host.name})
     Guest.objects.filter(host=host).update(observed_at=now)
     note = _sample(host, h, now, domains, info.nr_cpus, guests) if samples else ""
     return f"{len(letters)} domains, {len(changed)} changed{note}, {time.monotonic() - started:.3f} s"
+
+
+LOST_IN_REBOOT = (
+    "The host %(host)s came back without this VM: it was running when the host went silent, and nothing"
+    " restored it (is xendomains enabled as deploy/dom0-setup.md says?). Start it again."
+)
+
+
+def _lost_in_reboot(guest: Guest, letter: str) -> bool:
+    """A VM that ran when its host went silent and is gone now that the host answers, nobody having asked."""
+    return (
+        guest.observed_state in Xl.UP
+        and letter == Xl.ABSENT
+        and not guest.busy_with
+        and guest.desired_state == Guest.Desired.RUNNING
+    )
 
 
 def _sample(host: Host, h: Dom0Host, now: datetime, domains: list[Domain], nr_cpus: int, guests: list[Guest]) -> str:

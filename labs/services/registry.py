@@ -27,6 +27,7 @@ class Situation(enum.StrEnum):
     PAUSED = "paused"
     LEFTOVER = "leftover"  # a dead domain (s, c, d) that blocks `xl create`
     STOPPED = "stopped"  # no domain
+    SAVED = "saved"  # no domain: `xl save`d outside class hours, restored by "restore"
     FAILED = "failed"  # its last build failed
     LAB_CLOSING = "lab_closing"  # its lab is being deleted: deleting is all that is left
 
@@ -46,6 +47,8 @@ def situation(guest: Guest) -> Situation | None:
         return Situation.PAUSED
     if state in Xl.LEFTOVER:
         return Situation.LEFTOVER
+    if guest.desired_state == Guest.Desired.SAVED:
+        return Situation.SAVED
     return Situation.STOPPED
 
 
@@ -187,6 +190,29 @@ GUEST_ACTIONS: dict[str, GuestAction] = {
             states=frozenset({Situation.PAUSED}),
             desired=Guest.Desired.RUNNING,
         ),
+        # Class hours (labs.services.class_hours) save a lab's VMs outside class and restore them before it.
+        GuestAction(
+            "save",
+            label=_("Save (xl save)"),
+            verb=_("save"),
+            busy=_("saving"),
+            log_name=_("save (xl save)"),
+            role=Role.INSTRUCTOR,
+            states=frozenset({Situation.RUNNING, Situation.PAUSED}),
+            desired=Guest.Desired.SAVED,
+            requestable=False,
+        ),
+        GuestAction(
+            "restore",
+            label=_("Wake"),
+            verb=_("wake"),
+            busy=_("waking"),
+            log_name=_("wake (xl restore)"),
+            states=frozenset({Situation.SAVED}),
+            desired=Guest.Desired.RUNNING,
+            boots=True,
+            quick=True,
+        ),
         GuestAction(
             "mem_set",
             label=_("Set memory"),
@@ -292,6 +318,13 @@ LAB_ACTIONS: dict[str, LabAction] = {
     for a in (
         LabAction("retry_failed", label=_("Retry failed VMs"), job="provision"),
         LabAction("provision_missing", label=_("Provision missing VMs"), job="provision"),
+        LabAction(
+            "start_stopped",
+            label=_("Start the lab's stopped VMs"),
+            job="start",
+            confirm=_("I understand that the lab's %(n)s stopped VMs will be started."),
+            button=False,  # its own confirmation page (labs.class_hours_views)
+        ),
         LabAction("savepoint_all", label=_("Take a save point of every VM"), job="savepoint", button=False, asks=True),
         LabAction(
             "savepoint_return_all",

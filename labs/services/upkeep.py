@@ -24,6 +24,7 @@ from rq.registry import StartedJobRegistry
 from labs.models import AuditEvent, Guest, Host, Lab, Task
 from labs.services import queueing
 from labs.services.actions import close_lab_if_empty, queue_for_guests, retry_lost_task, teardown_expired_lab
+from labs.services.class_hours import apply_class_hours
 from labs.services.registry import breaks_guest
 
 log = logging.getLogger(__name__)
@@ -192,13 +193,22 @@ def enqueue_due_health_checks(now: datetime | None = None) -> int:
 
 def tick(now: datetime | None = None) -> dict:
     """One pass of the sync loop; each part runs even when another fails."""
-    summary: dict[str, Any] = {"synced": 0, "health": 0, "lost": 0, "expired": 0, "teardowns": 0, "errors": []}
+    summary: dict[str, Any] = {
+        "synced": 0,
+        "health": 0,
+        "lost": 0,
+        "expired": 0,
+        "teardowns": 0,
+        "class_hours": 0,
+        "errors": [],
+    }
     steps = (
         ("synced", lambda: sum(1 for h in Host.objects.all() if enqueue_sync(h) is not None)),
         ("health", lambda: enqueue_due_health_checks(now)),
         ("lost", lambda: len(detect_lost_work())),
         ("expired", lambda: len(expire_labs(now))),
         ("teardowns", continue_teardowns),
+        ("class_hours", lambda: apply_class_hours(now)),
     )
     for key, fn in steps:
         try:

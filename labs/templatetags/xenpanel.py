@@ -17,6 +17,7 @@ from django.utils.translation import pgettext_lazy
 from labs.access import roles_for
 from labs.models import Guest, Host, Xl
 from labs.services import expiry, explain, health, limits, registry, thin_pool
+from labs.services.upkeep import silent_hosts
 
 register = template.Library()
 
@@ -52,19 +53,39 @@ def _key(guest: Guest) -> str:
     return guest.observed_state if guest.observed_state in XL_STATES else ""
 
 
+SAVED = pgettext_lazy("vm state", "saved")
+# A host silent since its guests ran: xendomains saved them as it shut down (deploy/dom0-setup.md).
+SAVED_HOST_DOWN = pgettext_lazy("vm state", "saved (host down)")
+
+
+def _saved(guest: Guest) -> str | None:
+    """The state of a VM class hours saved, or of one that ran on a host now silent; None for others."""
+    if guest.observed_state == Xl.ABSENT and guest.desired_state == Guest.Desired.SAVED:
+        return str(SAVED)
+    # Only a host the query brought along: a page of guests must not ask for each one's host.
+    if guest.observed_state in Xl.UP and Guest.host.is_cached(guest) and _went_silent(guest.host):
+        return str(SAVED_HOST_DOWN)
+    return None
+
+
+def _went_silent(host: Host) -> bool:
+    """A host that answered once and is silent now (one never heard from has saved nothing)."""
+    return host.last_seen is not None and bool(silent_hosts([host]))
+
+
 @register.filter
 def state_word(guest: Guest) -> str:
     """One word for what the student cares about: the VM's life-cycle state."""
     if guest.status != Guest.Status.READY:
         return guest.get_status_display()
-    return str(XL_STATES[_key(guest)])
+    return _saved(guest) or str(XL_STATES[_key(guest)])
 
 
 @register.filter
 def state_class(guest: Guest) -> str:
     if guest.status != Guest.Status.READY:
         return STATUS_CLASSES.get(guest.status, "secondary")
-    return XL_CLASSES[_key(guest)]
+    return "info" if _saved(guest) else XL_CLASSES[_key(guest)]
 
 
 @register.filter

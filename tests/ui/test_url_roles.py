@@ -87,6 +87,10 @@ TABLE = {
     # Nothing stashed in the session: the owner is sent on to the lab page.
     "lab_accounts": [("get", lambda o: [o["lab"].pk], LAB_POST)],
     "lab_confirm_teardown": [("get", lambda o: [o["lab"].pk], LAB_PAGE)],
+    # Class hours: an empty POST is the form with its errors, shown again (nothing saved).
+    "lab_class_hours": [("get", lambda o: [o["lab"].pk], LAB_PAGE), ("post", lambda o: [o["lab"].pk], LAB_PAGE)],
+    # Without the ticked box, nothing starts: back to the confirmation page.
+    "lab_start_stopped": [("get", lambda o: [o["lab"].pk], LAB_PAGE), ("post", lambda o: [o["lab"].pk], LAB_POST)],
     # An empty POST is refused with a message (nothing changes) and back to the lab page.
     "lab_expiry": [("get", lambda o: [o["lab"].pk], POST_ONLY), ("post", lambda o: [o["lab"].pk], LAB_POST)],
     "lab_guests_csv": [("get", lambda o: [o["lab"].pk], LAB_PAGE)],

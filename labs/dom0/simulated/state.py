@@ -72,6 +72,8 @@ STEP_SECONDS: dict[str, float] = {
     "mem_set": 0.1,
     "save": 2.0,
     "restore": 2.0,
+    "saved_image_exists": 0.01,
+    "remove_saved_image": 0.01,
     "xentop": 1.0,  # -i 2 -d 1: one second between its two samples
 }
 

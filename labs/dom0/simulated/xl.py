@@ -18,7 +18,7 @@ import copy
 import time
 
 from .. import names
-from ..base import Domain, HostInfo
+from ..base import SAVE_DIR, Domain, HostInfo, save_path
 from ..errors import CommandTimeout, InvalidState
 from ..toolstack import classify_error
 from . import accounting, load
@@ -262,8 +262,41 @@ class ToolstackMixin(ConfigMixin):
             state["domains"][name] = d
             self._event(state, f"{name}: restored from {path} as domain {d['domid']}")
 
+    def saved_image_exists(self, path: str) -> bool:
+        names.abs_path(path)
+        with self._op("saved_image_exists", [["test", "-f", path]], path, readonly=True) as state:
+            return path in state["saved"]
+
+    def remove_saved_image(self, path: str) -> bool:
+        names.abs_path(path)
+        with self._op("remove_saved_image", [["test", "-f", path]], path) as state:
+            if state["saved"].pop(path, None) is None:
+                return False
+            self._log([["rm", "-f", "--", path]])
+            self._event(state, f"removed save image {path}")
+            return True
+
     def console_command(self, name: str) -> list[str]:
         return self._ts("console", names.domain_name(name))
+
+    def power_cycle(self, xendomains: bool = True) -> None:
+        """dom0 shuts down and boots again (tests). With the guide's xendomains, its stop saves every guest to
+        SAVE_DIR and its start restores each image and deletes it; without it the guests are simply gone."""
+        with self._locked() as state:
+            for name, d in list(state["domains"].items()):
+                if xendomains:
+                    path = save_path(name)
+                    state["saved"][path] = {"name": name, "domain": copy.deepcopy(d), "saved_at": time.time()}
+                del state["domains"][name]
+            self._event(state, "dom0 shut down" + (" (xendomains saved its guests)" if xendomains else ""))
+            state["booted_at"] = time.time()
+        if not xendomains:
+            return
+        with self._locked(readonly=True) as state:
+            images = sorted(p for p in state["saved"] if p.startswith(SAVE_DIR + "/"))
+        for path in images:
+            self.restore(path)
+            self.remove_saved_image(path)
 
     def crash(self, name: str) -> None:
         """Make a guest crash and stay (state ----c-), as with on_crash="preserve" (tests)."""
