@@ -84,3 +84,15 @@ def test_a_student_reads_when_the_vm_wakes(client, alice, alice_guest, lab, sett
     # In class it is not asleep: no note.
     with mock.patch("labs.services.class_hours.timezone.now", return_value=datetime(2026, 12, 3, 14, tzinfo=UTC)):
         assert "sleeps until" not in client.get(reverse("guest_detail", args=[alice_guest.pk])).content.decode()
+
+
+def test_the_sleep_note_in_portuguese(client, alice, alice_guest, lab, settings):
+    settings.TIME_ZONE = "UTC"
+    ClassSchedule.objects.create(lab=lab, days="13", start=time(14), end=time(16))
+    set_state(alice_guest, "")
+    Guest.objects.filter(pk=alice_guest.pk).update(desired_state="saved")
+    client.force_login(alice)
+    with mock.patch("labs.services.class_hours.timezone.now", return_value=datetime(2026, 12, 1, 22, tzinfo=UTC)):
+        page = client.get(reverse("guest_detail", args=[alice_guest.pk]), HTTP_ACCEPT_LANGUAGE="pt-br").content
+    text = page.decode()
+    assert "Sua VM dorme até Qui 13:50." in text and 'state-badge">salva <span' in text
