@@ -15,7 +15,8 @@ from redis.exceptions import RedisError
 from labs.access import may_act_on_guest, may_manage_lab
 from labs.models import AuditEvent, Guest, Host, Lab, Task, Xl
 from labs.services import class_hours, limits, queueing
-from labs.services.errors import InvalidAction
+from labs.services.errors import InvalidAction, QueueUnavailable, ServiceError
+from labs.services.refusals import refused
 from labs.services.registry import (
     GUEST_ACTIONS,
     LAB_ACTIONS,
@@ -105,15 +106,7 @@ def _new_task(kind: str, guest: Guest, actor, args: dict | None = None) -> Task:
 
 
 def _refuse(actor, guest: Guest, action: str, message: str) -> None:
-    AuditEvent.objects.create(
-        actor=_user_or_none(actor),
-        action=action,
-        guest=guest,
-        lab=guest.lab,
-        target=guest.domain_name,
-        result=AuditEvent.Result.REFUSED,
-        message=message,
-    )
+    refused(actor, action, message, guest=guest)
 
 
 def guest_action(actor, guest: Guest, action: str, *, memory_mb: int | None = None, prepare: Prepare = None) -> Task:
@@ -126,11 +119,22 @@ def guest_action(actor, guest: Guest, action: str, *, memory_mb: int | None = No
     if definition is None:
         raise InvalidAction(_("Unknown action %(action)r.") % {"action": action})
     if not may_act_on_guest(actor, guest, definition.role):
-        raise InvalidAction(_("You may not act on this VM."))
+        refusal = _("You may not act on this VM.")
+        _refuse(actor, guest, action, refusal)
+        raise InvalidAction(refusal)
     if definition.boots and (asleep := class_hours.wake_refusal(actor, guest)) is not None:
         _refuse(actor, guest, action, str(asleep))
         raise asleep
-    return _request(actor, guest, definition, memory_mb, prepare)
+    try:
+        return _request(actor, guest, definition, memory_mb, prepare)
+    except QueueUnavailable:
+        raise  # nothing was refused: the queue is down
+    except ServiceError as e:
+        # The memory limits (the student's quota among them) refuse inside the request's transaction,
+        # which a refused row written there would not outlive: record it now.
+        if not e.audited:
+            _refuse(actor, guest, action, e.message)
+        raise
 
 
 def scheduled_action(guest: Guest, action: str, actor=None) -> Task:
@@ -185,7 +189,9 @@ def _request(actor, guest: Guest, definition: GuestAction, memory_mb: int | None
             queueing.enqueue_after_commit([task], undo)
     if refusal is not None:
         _refuse(actor, g, action, refusal)
-        raise InvalidAction(refusal)
+        error = InvalidAction(refusal)
+        error.audited = True
+        raise error
     for name in ("busy_with", "status", "desired_state"):
         setattr(guest, name, getattr(g, name))
     return task
@@ -291,11 +297,18 @@ def lab_action(actor, lab: Lab, action: str) -> list[Task]:
     """provision_missing | retry_failed | teardown, for every guest it applies to; returns the Tasks."""
     if action not in LAB_ACTIONS:
         raise InvalidAction(_("Unknown lab action %(action)r.") % {"action": action})
-    if not may_manage_lab(actor, lab):
-        raise InvalidAction(_("You may not manage this lab."))
-    if LAB_ACTIONS[action].asks:
-        raise InvalidAction(_("%(action)s: use the form on the lab's page.") % {"action": LAB_ACTIONS[action].label})
-    return _lab_action(actor, lab, action)
+    try:
+        if not may_manage_lab(actor, lab):
+            raise InvalidAction(_("You may not manage this lab."))
+        if LAB_ACTIONS[action].asks:
+            label = LAB_ACTIONS[action].label
+            raise InvalidAction(_("%(action)s: use the form on the lab's page.") % {"action": label})
+        return _lab_action(actor, lab, action)
+    except QueueUnavailable:
+        raise
+    except ServiceError as e:
+        refused(actor, action, e.message, lab=lab)
+        raise
 
 
 def cancel_waiting_jobs(lab: Lab) -> list[Task]:
