@@ -41,6 +41,8 @@ _ERRORS: list[tuple[re.Pattern[str], type[LvmError]]] = [
     (re.compile(r"already exists in volume group", re.I), VolumeExists),
     (re.compile(r'Volume group "[^"]*" not found', re.I), VolumeGroupNotFound),
     (re.compile(r"Failed to find logical volume", re.I), VolumeNotFound),
+    # lvrename's own words for a missing volume.
+    (re.compile(r'Existing logical volume "[^"]*" not found', re.I), VolumeNotFound),
 ]
 
 
@@ -244,6 +246,12 @@ class Lvm:
         dd = ["dd", f"if={source.path}", f"of={self.path(name)}", "bs=4M", "iflag=direct", "oflag=direct"]
         self._run([*dd, "conv=fsync", "status=none"], timeout=COPY_TIMEOUT)
         return self.get(name)
+
+    def rename(self, name: str, new_name: str) -> Volume:
+        """Give a volume a new name: a golden LV built under a temporary one goes into place so."""
+        name, new_name = self._name(name), self._name(new_name)
+        self._run(["lvrename", self.vg, name, new_name])
+        return self.get(new_name)
 
     def extend(self, name: str, size_mb: int) -> Volume:
         """Grow a volume to at least `size_mb` MiB; a no-op when it is already that big.

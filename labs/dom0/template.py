@@ -31,7 +31,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 from . import names
 from .base import HostConfig, Volume
-from .errors import CommandFailed, Dom0Error, InvalidName, LvmError
+from .errors import CommandFailed, Dom0Error, InvalidName
 from .runner import Runner
 
 Tool = Literal["debootstrap", "mmdebstrap"]
@@ -458,13 +458,7 @@ class RunnerTemplateHost:
         return self.lvm.create(name, size_mb, thin=True)
 
     def rename_volume(self, name: str, new_name: str) -> Volume:
-        vg = self.lvm.vg
-        argv = ["lvrename", vg, names.volume_name(name), names.volume_name(new_name)]
-        try:
-            self.runner.run(argv)
-        except CommandFailed as e:
-            raise LvmError(f"lvrename: {e.message}", argv=e.argv, rc=e.rc, stderr=e.stderr) from None
-        return self.lvm.get(new_name)
+        return self.lvm.rename(name, new_name)
 
 
 def template_ops(host: object) -> TemplateHost:
