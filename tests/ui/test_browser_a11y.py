@@ -115,6 +115,7 @@ class Crawl:
         png = b.execute_cdp_cmd(
             "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip}
         )
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)  # another run on this machine may have just emptied it
         (SCREENSHOTS / f"{self.language}-{name}.png").write_bytes(base64.b64decode(png["data"]))
         found = axe_violations(b)
         # Words, not a Python dict read aloud (the host page's health panel once printed {'ok': True, ...}).
