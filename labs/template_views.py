@@ -22,7 +22,13 @@ from labs.dom0.template import TOOLS
 from labs.forms import ConfirmForm
 from labs.models import Host, LabTemplate, Task
 from labs.services.errors import ServiceError
-from labs.services.templates import default_path, enqueue_golden_build, enqueue_template_build, make_spec
+from labs.services.templates import (
+    GOLDEN_KIND,
+    default_path,
+    enqueue_golden_build,
+    enqueue_template_build,
+    make_spec,
+)
 from labs.views import POLL_BUSY, live_login_required
 
 RECENT_BUILDS = 20
@@ -104,7 +110,15 @@ def template_list(request: HttpRequest) -> HttpResponse:
 def template_detail(request: HttpRequest, pk: int) -> HttpResponse:
     template = get_template_for_user(request, pk)
     builds = template_builds_for(request.user).filter(target=template.name).select_related("actor", "host")
-    ctx = {"template": template, "tasks": builds[:RECENT_BUILDS], "rebuilds": [(k, v[0]) for k, v in REBUILDS.items()]}
+    # Where its golden LV stands: the hosts whose last golden build of it succeeded (newest first).
+    golden = builds.filter(kind=GOLDEN_KIND, status=Task.Status.SUCCEEDED).order_by("-finished_at")
+    golden_hosts = {t.host: t.finished_at for t in reversed(list(golden)) if t.host is not None}
+    ctx = {
+        "template": template,
+        "tasks": builds[:RECENT_BUILDS],
+        "rebuilds": [(k, v[0]) for k, v in REBUILDS.items()],
+        "golden_hosts": sorted(golden_hosts.items(), key=lambda pair: pair[0].name),
+    }
     return render(request, "labs/template_detail.html", ctx)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from labs.models import Host, Task
 from tests.ui.conftest import messages_of
@@ -106,3 +107,20 @@ def test_the_build_page_reads_in_portuguese(client, admin_user, build):
     client.force_login(admin_user)
     page = client.get(reverse("template_build", args=[build.pk]), HTTP_ACCEPT_LANGUAGE="pt-br").content.decode()
     assert "1 de 3 etapas concluídas" in page and "Construir o modelo" in page
+
+
+def test_the_template_page_says_where_its_golden_lv_was_built(client, admin_user, host, template):
+    template.golden_volume = f"xenpanel-golden-{template.pk}"
+    template.save(update_fields=["golden_volume"])
+    Task.objects.create(
+        kind="build_golden",
+        host=host,
+        target=template.name,
+        status=Task.Status.SUCCEEDED,
+        finished_at=timezone.now(),
+        args={"template_id": template.pk},
+    )
+    Task.objects.create(kind="build_golden", host=host, target=template.name, status=Task.Status.FAILED)
+    client.force_login(admin_user)
+    page = client.get(reverse("template_detail", args=[template.pk])).content.decode()
+    assert page.count("Built on: dom0-a (") == 1
