@@ -28,6 +28,7 @@ from labs.models import (
     IpPool,
     Lab,
     LabTemplate,
+    SavePoint,
     SshKey,
     StudentQuota,
     Task,
@@ -307,6 +308,16 @@ class SshKeyAdmin(ReadOnlyAdmin):
     list_filter = ("key_type",)
     list_select_related = ("user",)
     search_fields = ("user__username", "comment", "fingerprint")
+
+
+@admin.register(SavePoint)
+class SavePointAdmin(ReadOnlyAdmin):
+    """Students and instructors take, return to and delete save points from the guest and lab pages (jobs)."""
+
+    list_display = ("guest", "label", "method", "size_mb", "status", "lab_wide", "created_at")
+    list_filter = ("method", "status", "lab_wide")
+    list_select_related = ("guest",)
+    search_fields = ("guest__domain_name", "label", "volume")
 
 
 @admin.register(ApiToken)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from labs.dom0.errors import Dom0Error, DomainNotFound
+from labs.dom0.errors import Dom0Error
 from labs.jobs.guest import (
     REBOOT_GONE_SECONDS,
     REBOOT_POLL_SECONDS,
@@ -92,27 +92,41 @@ def _return_to_save_point(rec: Recorder, guest: Guest) -> None:
 
 
 def _power_off(rec: Recorder, name: str) -> None:
-    """Shut the domain down, and destroy it if it does not go (its disk is replaced anyway); wait until gone."""
+    """Shut the domain down and wait until it is gone; destroy it if it does not go (its disk is replaced anyway).
+
+    `xl shutdown -w` returns a moment before xl stops listing the domain, and a destroy in that moment
+    fails (libxl finds its devices half gone), so the job waits first and destroys only what stays.
+    """
     d = _domains(rec).get(name)
     if d is None:
         rec.log(f"{name} is not running")
         return
-    try:
-        if d.letter in Xl.RUNS:
+    if d.letter in Xl.RUNS:
+        try:
             rec.call(rec.host.shutdown, name, wait=True, timeout=SHUTDOWN_TIMEOUT)
             rec.log(f"xl shutdown {name}")
-        if name in _domains(rec):
-            rec.call(rec.host.destroy, name)
-            rec.log(f"xl destroy {name}")
-    except DomainNotFound:
-        pass  # gone meanwhile
-    except Dom0Error as e:
-        rec.log(f"{name} did not shut down ({e}); destroying it")
+        except Dom0Error as e:
+            rec.log(f"{name} did not shut down ({e}); destroying it")
+        if _gone(rec, name):
+            return
+    try:
         rec.call(rec.host.destroy, name)
-    # The volume is still held while the domain is listed (blkback lets go last).
+        rec.log(f"xl destroy {name}")
+    except Dom0Error as e:
+        # Gone meanwhile is what was wanted; anything else still there is an error.
+        rec.log(f"xl destroy {name}: {e}")
+    if not _gone(rec, name):
+        raise Dom0Error(f"{name} is still there {REBOOT_GONE_SECONDS:g} s after xl destroy")
+
+
+def _gone(rec: Recorder, name: str) -> bool:
+    """Whether xl stops listing `name` within REBOOT_GONE_SECONDS (the volume is held while it is listed)."""
     deadline = time.monotonic() + REBOOT_GONE_SECONDS
-    while name in _domains(rec) and time.monotonic() < deadline:
+    while name in _domains(rec):
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(REBOOT_POLL_SECONDS)
+    return True
 
 
 @handles("savepoint_delete")

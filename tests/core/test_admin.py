@@ -12,6 +12,7 @@ from labs.models import (
     HostUsageSample,
     IpPool,
     Lab,
+    SavePoint,
     SshKey,
     StudentQuota,
     Task,
@@ -24,7 +25,7 @@ from labs.services import api_tokens
 REGISTERED = sorted(m._meta.label for m in admin.site._registry)
 # Rows the service layer creates; the admin shows them but offers no add page.
 NO_ADD = {"labs.Guest", "labs.Task", "labs.AuditEvent", "labs.SshKey", "labs.ApiToken", "django_rq.Dashboard"}
-NO_ADD |= {"labs.UsageSample", "labs.HostUsageSample", "labs.UsageTotal", "labs.UsageCursor"}
+NO_ADD |= {"labs.UsageSample", "labs.HostUsageSample", "labs.UsageTotal", "labs.UsageCursor", "labs.SavePoint"}
 # Not a table: the django-rq dashboard link has a changelist only.
 NO_ROWS = {"django_rq.Dashboard"}
 
@@ -50,6 +51,9 @@ def every_row(instructors_group, alice, bob, host, template, pool, lab, alice_gu
         "labs.AuditEvent": event,
         "labs.SshKey": key,
         "labs.ApiToken": api_tokens.create_token(alice, "script", 1)[0],
+        "labs.SavePoint": SavePoint.objects.create(
+            guest=alice_guest, label="before exercise 3", volume="vm-x.sp1", method="copy", size_mb=64
+        ),
         **_usage_rows(alice_guest, host),
     }
     assert set(rows) | NO_ROWS == set(REGISTERED), "a newly registered model needs a row here"
@@ -150,7 +154,14 @@ def test_quota_is_added_and_edited_on_the_user_page(client, admin_user, alice, a
     page = url("auth.User", "change", alice.pk)
     data = admin_form(client.get(page), "user_form")
     # What the inline's "Add another" button does in the browser.
-    data.update({"quota-TOTAL_FORMS": ["1"], "quota-0-max_guests": ["5"], "quota-0-max_memory_mb": ["3072"]})
+    data.update(
+        {
+            "quota-TOTAL_FORMS": ["1"],
+            "quota-0-max_guests": ["5"],
+            "quota-0-max_memory_mb": ["3072"],
+            "quota-0-max_save_points": ["3"],
+        }
+    )
     r = client.post(page, data)
     assert r.status_code == 302, r.context and r.context["adminform"].form.errors
     quota = StudentQuota.objects.get(user=alice)

@@ -54,7 +54,7 @@ def test_guest_limit_set_in_the_admin_stops_the_next_batch(staff, admin_form, iv
     lab = create_lab_batch(ivy, template, pool, roster(alice), 256, name="First", slug="first").lab
     assert Guest.objects.filter(student=alice).count() == 1
 
-    set_quota_on_user_page(staff, admin_form, alice, max_guests=1, max_memory_mb=4096)
+    set_quota_on_user_page(staff, admin_form, alice, max_guests=1, max_memory_mb=4096, max_save_points=3)
     with pytest.raises(QuotaExceeded) as refused:
         create_lab_batch(ivy, template, pool, roster(alice), 256, name="Second", slug="second")
     assert "alice" in refused.value.message
@@ -97,3 +97,16 @@ def test_lab_memory_ceiling_set_in_the_admin_stops_a_mem_set(staff, admin_form, 
         guest_action(alice, guest, "mem_set", memory_mb=512)
     assert "maximum memory per guest (384 MiB)" in refused.value.message
     assert guest_action(alice, guest, "mem_set", memory_mb=384).args == {"memory_mb": 384}
+
+
+def test_save_point_limit_set_in_the_admin_stops_the_next_save_point(staff, admin_form, alice, alice_guest):
+    from labs.services import save_points
+
+    guest = running(alice_guest)
+    set_quota_on_user_page(staff, admin_form, alice, max_guests=2, max_memory_mb=2048, max_save_points=1)
+    save_points.take(alice, guest, "first")
+    Guest.objects.filter(pk=guest.pk).update(busy_with="")  # as if its job were done
+    with pytest.raises(QuotaExceeded, match="alice already has 1 save point"):
+        save_points.take(alice, guest, "second")
+    set_quota_on_quota_page(staff, admin_form, StudentQuota.objects.get(user=alice), max_save_points=2)
+    assert save_points.take(alice, guest, "second").kind == "savepoint"

@@ -251,3 +251,16 @@ def test_strangers_cannot_act_on_a_lab(running_guest, charlie, alice):
             save_points.take_for_lab(who, running_guest.lab, "x")
         with pytest.raises(InvalidAction, match="You may not manage this lab"):
             save_points.return_lab(who, running_guest.lab, "x")
+
+
+def test_a_guest_that_will_not_shut_down_or_is_paused_is_destroyed_for_the_return(running_guest, alice, sim):
+    g = running_guest
+    point = take(alice, g)
+    sim.inject("shutdown", "timeout", times=1)
+    task = done(save_points.return_to(alice, point))
+    assert "did not shut down" in task.log and f"xl destroy {g.domain_name}" in task.log
+    done(guest_action(alice, g, "pause"))
+    task = done(save_points.return_to(alice, point))
+    assert f"xl destroy {g.domain_name}" in task.log and "xl shutdown" not in task.log
+    g.refresh_from_db()
+    assert g.observed_state in ("r", "b")
