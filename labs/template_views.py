@@ -81,6 +81,11 @@ def template_list(request: HttpRequest) -> HttpResponse:
     form = TemplateBuildForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
+        existing = LabTemplate.objects.filter(name=data["name"]).first()
+        if existing is not None:
+            # Its build would repoint the template its labs use: that is a rebuild, with its confirmation.
+            form.add_error("name", _("A template of that name exists: rebuild it from its page."))
+            return render(request, "labs/template_list.html", _list_context(request, form))
         try:
             spec = make_spec(
                 path=data["path"] or default_path(data["name"]),
@@ -98,12 +103,15 @@ def template_list(request: HttpRequest) -> HttpResponse:
                 request, _("Build of %(name)s queued on %(host)s.") % {"name": task.target, "host": task.host}
             )
             return redirect("template_build", pk=task.pk)
-    ctx = {
+    return render(request, "labs/template_list.html", _list_context(request, form))
+
+
+def _list_context(request: HttpRequest, form: TemplateBuildForm) -> dict:
+    return {
         "templates": LabTemplate.objects.order_by("name"),
         "tasks": template_builds_for(request.user).select_related("actor", "host")[:RECENT_BUILDS],
         "form": form,
     }
-    return render(request, "labs/template_list.html", ctx)
 
 
 @login_required

@@ -77,6 +77,14 @@ def test_the_form_queues_a_build_and_leads_to_its_page(client, admin_user, host)
     assert "invalid mirror" in page and Task.objects.count() == 1
 
 
+def test_a_new_build_may_not_take_an_existing_template_s_name(client, admin_user, host, template):
+    client.force_login(admin_user)
+    page = client.post(
+        reverse("template_list"), {"name": template.name, "host": host.pk, "tool": "debootstrap"}
+    ).content.decode()
+    assert "A template of that name exists: rebuild it from its page." in page and not Task.objects.exists()
+
+
 def test_the_golden_button_asks_first_then_queues(client, admin_user, host, template):
     client.force_login(admin_user)
     url = reverse("template_rebuild", args=[template.pk, "golden"])
