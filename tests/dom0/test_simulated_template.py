@@ -126,3 +126,15 @@ def test_the_real_dom0_runs_the_same_steps_through_its_runner():
     assert ["lvrename", "vg0", "golden.new", "golden"] in runner.calls
     commands = [c[0] for c in runner.calls]
     assert set(commands) == {"lvcreate", "lvrename", "lvs"}
+
+
+def test_a_sysvinit_tree_with_the_dom0_s_kernel_is_built_as_the_real_one(tmp_path, no_process):
+    sim = _sim(tmp_path)
+    spec = TemplateSpec(path=PATH, init="sysvinit", kernel="/boot/vmlinuz-6.1.0-xen", ramdisk="/boot/initrd-xen")
+    result = sim.build_template(spec)
+    assert (result.kernel, result.ramdisk) == ("/boot/vmlinuz-6.1.0-xen", "/boot/initrd-xen")
+    assert "linux-image-amd64" not in result.packages and "sysvinit-core" in result.packages
+    tree = sim.templates()[PATH]
+    inittab = tree["files"]["/etc/inittab"].splitlines()
+    assert "#2:23:respawn:/sbin/getty 38400 tty2" in inittab and any("hvc0" in line for line in inittab)
+    assert tree["links"] == {} and "/etc/default/ssh" in tree["files"]

@@ -25,6 +25,7 @@ from ..template import (
     TemplateSpec,
     bootstrap_argv,
     packages_for,
+    render_inittab,
     render_profile,
     static_files,
     template_path,
@@ -37,6 +38,8 @@ from .storage import StorageMixin, _new_volume
 
 # What Debian 12's debootstrap leaves in /etc/profile (its first lines), before the seed's touches.
 DEBIAN_PROFILE = 'if [ "$(id -u)" -eq 0 ]; then\n  PATH="/usr/local/sbin:/usr/sbin:/sbin"\nfi\nexport PATH\n'
+# The tty gettys of Debian 12's sysvinit-core /etc/inittab, before the seed's touch.
+DEBIAN_INITTAB = "".join(f"{n}:{'2345' if n == 1 else '23'}:respawn:/sbin/getty 38400 tty{n}\n" for n in range(1, 7))
 # bookworm's kernel and a minbase tree with BASE_PACKAGES, as measured on the testbed's dom0.
 KERNEL_VERSION = "6.1.0-28-amd64"
 TREE_MB = 431
@@ -55,11 +58,14 @@ class TemplatesMixin(StorageMixin):
             if (path in built or path in (self._templates or ())) and not spec.replace:
                 raise Dom0Error(f"{path} already exists: choose another path, or replace it (rebuild)")
             files = {**static_files(spec), "/etc/profile": render_profile(DEBIAN_PROFILE)}
+            if spec.init == "sysvinit":
+                files["/etc/inittab"] = render_inittab(DEBIAN_INITTAB)
             built[path] = {
                 "suite": spec.suite,
+                "init": spec.init,
                 "packages": list(packages_for(spec)),
                 "files": files,
-                "links": dict(CONSOLE_LINKS),
+                "links": dict(CONSOLE_LINKS) if spec.init == "systemd" else {},
                 "kernel_version": KERNEL_VERSION,
                 "size_mb": TREE_MB,
                 "built_at": time.time(),
@@ -68,10 +74,13 @@ class TemplatesMixin(StorageMixin):
                 self._templates.add(path)
         for line in TemplateBuilder.plan(spec):
             (log or (lambda _line: None))(f"(simulated) {line}")
+        # The clones boot the dom0's kernel when the spec names one, as the real builder's result says.
+        kernel = spec.kernel or f"{path}/boot/vmlinuz-{KERNEL_VERSION}"
+        ramdisk = spec.ramdisk if spec.kernel else f"{path}/boot/initrd.img-{KERNEL_VERSION}"
         return TemplateResult(
             path=path,
-            kernel=f"{path}/boot/vmlinuz-{KERNEL_VERSION}",
-            ramdisk=f"{path}/boot/initrd.img-{KERNEL_VERSION}",
+            kernel=kernel,
+            ramdisk=ramdisk,
             size_mb=TREE_MB,
             packages=packages_for(spec),
         )
