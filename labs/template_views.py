@@ -18,7 +18,7 @@ from django.utils.translation import gettext_lazy
 
 from labs.access import get_template_build_for_user, get_template_for_user, may_build_templates, template_builds_for
 from labs.dom0.errors import InvalidName
-from labs.dom0.template import TOOLS
+from labs.dom0.template import INITS, TOOLS
 from labs.forms import ConfirmForm
 from labs.models import Host, LabTemplate, Task
 from labs.services.errors import ServiceError
@@ -28,6 +28,7 @@ from labs.services.templates import (
     enqueue_golden_build,
     enqueue_template_build,
     make_spec,
+    rebuild_spec,
 )
 from labs.views import POLL_BUSY, live_login_required
 
@@ -50,6 +51,7 @@ class TemplateBuildForm(forms.Form):
     suite = forms.CharField(label=gettext_lazy("Debian suite"), max_length=32, required=False)
     mirror = forms.CharField(label=gettext_lazy("Debian mirror"), max_length=200, required=False)
     tool = forms.ChoiceField(label=gettext_lazy("Tool"), choices=[(t, t) for t in TOOLS])
+    init = forms.ChoiceField(label=gettext_lazy("Init system"), choices=[(i, i) for i in INITS])
 
 
 class HostConfirmForm(ConfirmForm):
@@ -92,6 +94,7 @@ def template_list(request: HttpRequest) -> HttpResponse:
                 suite=data["suite"] or None,
                 mirror=data["mirror"] or None,
                 tool=data["tool"],
+                init=data["init"],
             )
             task = enqueue_template_build(data["host"], data["name"], spec, actor=request.user)
         except InvalidName as e:
@@ -157,7 +160,7 @@ REBUILDS = {
 def _queue_rebuild(what: str, host: Host, template: LabTemplate, actor) -> Task:
     if what == "golden":
         return enqueue_golden_build(host, template, actor=actor)
-    return enqueue_template_build(host, template.name, make_spec(path=template.rootfs_path, replace=True), actor)
+    return enqueue_template_build(host, template.name, rebuild_spec(template), actor)
 
 
 @login_required

@@ -68,6 +68,19 @@ def enqueue_template_build(host: Host, name: str, spec: TemplateSpec, actor=None
     return _enqueue(host, KIND, name, args, len(STEPS), actor)
 
 
+def rebuild_spec(template: LabTemplate) -> TemplateSpec:
+    """The spec that rebuilds `template` in place: its last successful build's choices (suite, mirror, tool,
+    init, kernel), so a rebuild keeps the variant it was built as; the settings' defaults otherwise."""
+    last = (
+        Task.objects.filter(kind=KIND, target=template.name, status=Task.Status.SUCCEEDED)
+        .order_by("-finished_at", "-pk")
+        .values_list("args", flat=True)
+        .first()
+    ) or {}
+    kept = {k: last[k] for k in ("suite", "mirror", "tool", "init", "kernel", "ramdisk") if last.get(k)}
+    return make_spec(path=template.rootfs_path, replace=True, **kept)
+
+
 def golden_volume_name(template: LabTemplate) -> str:
     """The template's golden LV, the same on every host (its id, so a renamed template keeps it)."""
     return template.golden_volume or f"xenpanel-golden-{template.pk}"

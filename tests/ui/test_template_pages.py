@@ -66,13 +66,17 @@ def test_a_failed_build_shows_its_error(client, admin_user, build):
 
 def test_the_form_queues_a_build_and_leads_to_its_page(client, admin_user, host):
     client.force_login(admin_user)
-    response = client.post(reverse("template_list"), {"name": "deb13", "host": host.pk, "tool": "debootstrap"})
+    response = client.post(
+        reverse("template_list"), {"name": "deb13", "host": host.pk, "tool": "debootstrap", "init": "sysvinit"}
+    )
     task = Task.objects.get(kind="build_template")
     assert response.status_code == 302 and response["Location"] == reverse("template_build", args=[task.pk])
     assert task.args["path"] == "/srv/xenpanel/templates/deb13" and task.actor == admin_user
+    assert task.args["init"] == "sysvinit"
     # A bad value is refused with the dom0 layer's words, and nothing is queued.
     page = client.post(
-        reverse("template_list"), {"name": "x", "host": host.pk, "tool": "debootstrap", "mirror": "ftp://m/debian"}
+        reverse("template_list"),
+        {"name": "x", "host": host.pk, "tool": "debootstrap", "init": "systemd", "mirror": "ftp://m/debian"},
     ).content.decode()
     assert "invalid mirror" in page and Task.objects.count() == 1
 
@@ -80,7 +84,7 @@ def test_the_form_queues_a_build_and_leads_to_its_page(client, admin_user, host)
 def test_a_new_build_may_not_take_an_existing_template_s_name(client, admin_user, host, template):
     client.force_login(admin_user)
     page = client.post(
-        reverse("template_list"), {"name": template.name, "host": host.pk, "tool": "debootstrap"}
+        reverse("template_list"), {"name": template.name, "host": host.pk, "tool": "debootstrap", "init": "systemd"}
     ).content.decode()
     assert "A template of that name exists: rebuild it from its page." in page and not Task.objects.exists()
 
@@ -132,3 +136,21 @@ def test_the_template_page_says_where_its_golden_lv_was_built(client, admin_user
     client.force_login(admin_user)
     page = client.get(reverse("template_detail", args=[template.pk])).content.decode()
     assert page.count("Built on: dom0-a (") == 1
+
+
+def test_a_rebuild_keeps_the_variant_of_the_last_build(client, admin_user, host, template):
+    Task.objects.create(
+        kind="build_template",
+        host=host,
+        target=template.name,
+        status=Task.Status.SUCCEEDED,
+        finished_at=timezone.now(),
+        args={"path": template.rootfs_path, "suite": "bookworm", "init": "sysvinit", "tool": "mmdebstrap"},
+    )
+    client.force_login(admin_user)
+    url = reverse("template_rebuild", args=[template.pk, "tree"])
+    response = client.post(url, {"host": host.pk, "confirm": "on"})
+    task = Task.objects.filter(status=Task.Status.QUEUED).get()
+    assert response["Location"] == reverse("template_build", args=[task.pk])
+    assert (task.args["init"], task.args["tool"], task.args["replace"]) == ("sysvinit", "mmdebstrap", True)
+    assert task.args["path"] == template.rootfs_path
