@@ -39,7 +39,7 @@ from labs.models import (
 from labs.services import api_tokens
 from labs.services.errors import ServiceError
 from labs.services.limits import lab_limit_refusal
-from labs.services.templates import enqueue_template_build, make_spec
+from labs.services.templates import enqueue_template_build, rebuild_spec
 
 User = get_user_model()
 
@@ -111,7 +111,7 @@ class LabTemplateAdmin(admin.ModelAdmin):
             return
         for template in queryset:
             try:
-                spec = make_spec(path=template.rootfs_path, replace=True)
+                spec = rebuild_spec(template)
                 task = enqueue_template_build(host, template.name, spec, actor=request.user)
             except (InvalidName, ServiceError) as e:
                 self.message_user(request, f"{template.name}: {getattr(e, 'message', e)}", messages.ERROR)
