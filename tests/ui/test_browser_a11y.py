@@ -121,6 +121,10 @@ class Crawl:
         # Words, not a Python dict read aloud (the host page's health panel once printed {'ok': True, ...}).
         if dicts := PYTHON_DICT.findall(b.find_element(By.TAG_NAME, "main").text):
             found.append(f"Python data shown as text: {dicts[:3]}")
+        # The xl state letter is explained in words on the page, not only in a title keyboard users cannot reach.
+        unexplained = "return !!document.querySelector('.xl-letter') && !document.getElementById('xl-letter-note');"
+        if b.execute_script(unexplained):
+            found.append("a state letter without the note that explains it")
         if found:
             self.violations[key] = found
         if scrolls_sideways(b):
