@@ -16,7 +16,7 @@ from django.utils.translation import pgettext_lazy
 
 from labs.access import roles_for
 from labs.models import Guest, Host, Xl
-from labs.services import expiry, explain, health, limits, registry, thin_pool
+from labs.services import capacity, expiry, explain, health, limits, registry, thin_pool
 from labs.services.upkeep import silent_hosts
 
 register = template.Library()
@@ -180,6 +180,12 @@ def host_health(host: Host, stale_after_s: int = 300) -> dict:
 def host_health_lines(host: Host) -> list[health.HealthLine]:
     """The host's last health check in words (labs.services.health)."""
     return health.health_lines(host)
+
+
+@register.filter
+def bridge_missing(host: Host) -> bool:
+    """The host's last health check found its guests' bridge missing: placement gives it no new VMs."""
+    return capacity.bridge_failed(host)
 
 
 @register.simple_tag
