@@ -19,12 +19,13 @@ from typing import TypeVar
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.db.models import Count, Q, Sum
 from django.utils.translation import gettext as _
 
 from labs.access import may_delete_save_point, may_manage_lab
 from labs.dom0 import names
 from labs.dom0.errors import InvalidName
-from labs.models import Guest, Lab, LabTemplate, SavePoint, StudentQuota, Task
+from labs.models import Guest, Host, Lab, LabTemplate, SavePoint, StudentQuota, Task
 from labs.services import actions, capacity, thin_pool
 from labs.services.errors import InvalidAction, QueueUnavailable, QuotaExceeded, ServiceError
 
@@ -198,6 +199,13 @@ def take_for_lab(actor, lab: Lab, label: str) -> LabOutcome:
     """A save point of every ready VM of the lab, with one label; it counts in no student's quota."""
     label = clean_label(label)
     return _each(_lab_guests(actor, lab), lambda guest: take(actor, guest, label, lab_wide=True))
+
+
+def host_usage(host: Host) -> dict[str, int]:
+    """The host's save points (`n`) and the MiB of the volume group their full copies take (`copies_mb`)."""
+    copy = Q(method=SavePoint.Method.COPY)
+    row = SavePoint.objects.filter(guest__host=host).aggregate(n=Count("id"), copies_mb=Sum("size_mb", filter=copy))
+    return {"n": row["n"], "copies_mb": row["copies_mb"] or 0}
 
 
 def lab_labels(lab: Lab) -> list[str]:

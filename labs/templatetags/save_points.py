@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import template
 
 from labs.access import may_delete_save_point
-from labs.models import Guest, Lab
+from labs.models import Guest, Host, Lab
 from labs.services import allowed_actions, save_points
 
 register = template.Library()
@@ -31,6 +31,12 @@ def guest_save_points(context: template.Context, guest: Guest) -> dict:
         "size_mb": guest.lab.template.root_size_mb,
         "csrf_token": context.get("csrf_token"),
     }
+
+
+@register.simple_tag
+def host_save_points(host: Host) -> dict:
+    """How many save points the host's guests hold, and the VG space their full copies take (capacity)."""
+    return save_points.host_usage(host)
 
 
 @register.inclusion_tag("labs/_lab_save_points.html", takes_context=True)

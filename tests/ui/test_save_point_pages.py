@@ -123,3 +123,11 @@ def test_the_lab_page_takes_and_returns_the_whole_lab(client, ivy, running_guest
     assert Task.objects.filter(kind="savepoint_return").count() == 2
     r = client.get(url, {"label": "no such"})
     assert messages_of(r)[-1] == "The lab has no save point “no such”."
+
+
+def test_the_host_page_counts_save_points_and_their_copies(client, ivy, running_guest, host):
+    _point(running_guest)
+    _point(running_guest, method="thin")
+    client.force_login(ivy)
+    body = client.get(reverse("host_detail", args=[host.pk])).content.decode()
+    assert '<dd class="col-7" id="host-save-points">2, of which full copies take 1024 MiB of the volume group</dd>' in body
