@@ -36,9 +36,12 @@ from dataclasses import dataclass
 from . import names
 from .base import FsType, GuestFiles
 from .errors import CommandFailed, InvalidName, RootfsError
-from .runner import Result, Runner
+from .runner import DEFAULT_TIMEOUT, Result, Runner
 
 _MKFS = {"ext4": "mkfs.ext4", "ext3": "mkfs.ext3"}
+# Copying a whole Debian tree (a few hundred MiB) takes minutes on a busy host: 156 MiB took over
+# 300 s on the emulated testbed dom0 at load 10. The job's progress shows it is still cloning.
+CLONE_TIMEOUT = 1800.0
 _ROOT_DEVICES = ("xvda", "hda")
 # Guest filesystems are mounted on dom0 only by the "copy" method; nothing
 # on them may act as a device, setuid binary or executable there.
@@ -204,9 +207,11 @@ class Rootfs:
         self.runner = runner
 
     # --- plumbing --------------------------------------------------------------
-    def _run(self, argv: Sequence[str], *, what: str, input: bytes | None = None) -> Result:
+    def _run(
+        self, argv: Sequence[str], *, what: str, input: bytes | None = None, timeout: float = DEFAULT_TIMEOUT
+    ) -> Result:
         try:
-            return self.runner.run(list(argv), input=input)
+            return self.runner.run(list(argv), input=input, timeout=timeout)
         except CommandFailed as e:
             raise RootfsError(f"{what}: {e.message}", argv=e.argv, rc=e.rc, stderr=e.stderr) from None
 
@@ -248,7 +253,7 @@ class Rootfs:
         self._require_dir(template_dir)
         what = f"cloning {template_dir} into {device}"
         if method == "mkfs":
-            self._run([mkfs, "-q", "-F", "-d", template_dir, device], what=what)
+            self._run([mkfs, "-q", "-F", "-d", template_dir, device], what=what, timeout=CLONE_TIMEOUT)
             return
         self._run([mkfs, "-q", "-F", device], what=what)
         mnt = self._mktemp()
@@ -257,7 +262,7 @@ class Rootfs:
         try:
             self._run(["mount", "-t", fs_type, "-o", _MOUNT_OPTIONS, device, mnt], what=what)
             mounted = True
-            self._run(["cp", "-a", f"{template_dir}/.", f"{mnt}/"], what=what)
+            self._run(["cp", "-a", f"{template_dir}/.", f"{mnt}/"], what=what, timeout=CLONE_TIMEOUT)
         except RootfsError as e:
             failure = e
         finally:
