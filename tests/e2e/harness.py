@@ -274,6 +274,19 @@ def _in_dom0(testbed: Testbed, script: str) -> tuple[int, str]:
     return p.returncode, p.stdout + p.stderr
 
 
+def wait_host_memory(dom0: Dom0, host, timeout: float = 300) -> None:
+    """Until the sync loop's first tick on the dom0 worker has reported the host's memory (placement needs it)."""
+    from labs.models import Host
+
+    until(
+        lambda: Host.objects.filter(pk=host.pk, total_memory_mb__isnull=False).exists(),
+        "the dom0 worker to report the host's memory",
+        timeout,
+        interval=2,
+        on_timeout=dom0.worker_log,
+    )
+
+
 def wait_for_worker(env: Mapping[str, str], queue: str, dom0: Dom0, timeout: float = 600) -> None:
     """Until a worker of the pool the guide started (its pid) has registered on `queue` in this machine's Redis."""
     pid = dom0.worker_pid()

@@ -38,7 +38,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
-from labs.models import Guest, Host
+from labs.models import Guest
 from labs.roster import RosterEntry
 from labs.services import console, create_lab_batch
 from tests.e2e import test_product_on_xen as product
@@ -54,6 +54,7 @@ from tests.e2e.harness import (
     set_up_dom0_for_this_panel,
     start_sync_loop,
     stop_process,
+    wait_host_memory,
 )
 from tests.testbed import fixtures as testbed_fixtures
 from tests.testbed.testbed import Testbed
@@ -95,14 +96,7 @@ def guest(dom0: Dom0, testbed: Testbed, transactional_db, live_server, ivy, alic
     host, template, pool = panel_rows(dom0, "console-net", "10.78.0.0/24")
     sync = start_sync_loop(dom0.env)
     try:
-        # The sync loop's first tick on the dom0 worker reports the host's memory; placement needs it.
-        until(
-            lambda: Host.objects.filter(pk=host.pk, total_memory_mb__isnull=False).exists(),
-            "the dom0 worker to report the host's memory",
-            300,
-            interval=2,
-            on_timeout=dom0.worker_log,
-        )
+        wait_host_memory(dom0, host)
         create_lab_batch(
             ivy,
             template,

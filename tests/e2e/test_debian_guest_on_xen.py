@@ -41,7 +41,7 @@ from pathlib import Path
 
 import pytest
 
-from labs.models import Guest, Host, Lab, LabTemplate, Task
+from labs.models import Guest, Lab, LabTemplate, Task
 from labs.roster import RosterEntry
 from labs.services import create_lab_batch
 from labs.services.actions import guest_action, lab_action
@@ -56,6 +56,7 @@ from tests.e2e.harness import (
     run_module_on_postgresql,
     start_sync_loop,
     stop_process,
+    wait_host_memory,
 )
 from tests.testbed import debian_template
 from tests.testbed.fixtures import HOST_FROM_DOM0, postgres_port, redis_port, testbed, testbed_timings  # noqa: F401
@@ -284,13 +285,7 @@ def scenario(init: str, dom0: Dom0, testbed: Testbed, testbed_timings, ivy, alic
 
     sync = start_sync_loop(dom0.env)
     try:
-        until(
-            lambda: Host.objects.filter(pk=host.pk, total_memory_mb__isnull=False).exists(),
-            "the dom0 worker to report the host's memory",
-            300,
-            interval=2,
-            on_timeout=dom0.worker_log,
-        )
+        wait_host_memory(dom0, host)
         # --- 1. provisioning, by the dom0 worker
         with phases("provisioning (batch to guest ready)"):
             create_lab_batch(
