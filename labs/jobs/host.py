@@ -69,9 +69,12 @@ def sync_once(host: Host, h: Dom0Host, now: datetime, samples: bool = True) -> s
     return f"{len(letters)} domains, {len(changed)} changed{note}, {time.monotonic() - started:.3f} s"
 
 
+# A dom0 that rebooted without xendomains restoring its guests is the usual cause, but a long silence of
+# the worker alone (a shutdown inside the VM meanwhile) looks the same from here: the words say both.
 LOST_IN_REBOOT = (
-    "The host %(host)s came back without this VM: it was running when the host went silent, and nothing"
-    " restored it (is xendomains enabled as deploy/dom0-setup.md says?). Start it again."
+    "The host %(host)s came back after a silence without this VM: it was running before, and nothing restored"
+    " it (the host restarted without xendomains, see deploy/dom0-setup.md, or the VM was shut down meanwhile)."
+    " Start it again."
 )
 
 

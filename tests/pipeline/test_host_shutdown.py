@@ -68,7 +68,7 @@ def test_a_dom0_back_without_its_guests_says_so_and_the_instructor_starts_them(r
     page = client.get(f"/labs/{lab.pk}/").content.decode()
     assert "Start the lab's stopped VMs (2)" in page
     confirm = client.get(f"/labs/{lab.pk}/start-stopped/").content.decode()
-    assert "net-alice" in confirm and "came back without this VM" in confirm
+    assert "net-alice" in confirm and "came back after a silence without this VM" in confirm
     # Without the ticked box nothing starts.
     client.post(f"/labs/{lab.pk}/start-stopped/", {})
     assert not Guest.objects.exclude(busy_with="").exists()
