@@ -32,6 +32,7 @@ from labs.jobs import connect
 from labs.models import Guest, Host, IpPool, LabTemplate, SavePoint, Task
 from labs.services import create_lab_batch, guest_action, save_points
 from tests.pipeline.helpers import roster, work
+from tests.testbed import guest_shell
 from tests.testbed.fixtures import testbed, testbed_timings  # noqa: F401
 from tests.testbed.testbed import Testbed
 from tests.testbed.timing import Phases
@@ -46,20 +47,22 @@ BOOT_TIMEOUT = 900
 NETWORK = "10.77.0.0/24"
 
 
-def type_in_console(tb: Testbed, name: str, line: str) -> None:
-    """Type `line` and Enter into the guest's serial console: write it to the console's pty in dom0."""
-    script = (
-        'domid=$(xl domid "$1") && tty=$(xenstore-read "/local/domain/$domid/console/tty") && '
-        'printf "%s\\n" "$2" > "$tty"'
-    )
-    tb.ssh(["sh", "-c", script, "type", name, line])
-
-
 def ask(tb: Testbed, name: str, command: str, answer: str, timeout: float = 300) -> str:
-    """Run `command` in the guest's shell, then wait until the console shows `answer` (once more than before)."""
-    seen = tb.console_log(name).count(answer)
-    type_in_console(tb, name, command)
-    return tb.wait_console(name, answer, count=seen + 1, timeout=timeout)
+    """Run `command` in the guest's shell, then wait until the console shows `answer` once more than before.
+
+    Typed again when no answer comes (at most three times; the commands here are safe to repeat): a line
+    typed while the guest's shell is still starting after a boot is lost.
+    """
+    runner = tb.runner()
+    seen = guest_shell.console_log(runner, name).count(answer)
+    for _ in range(2):
+        guest_shell.type_line(runner, name, command)
+        try:
+            return guest_shell.wait_marker(runner, name, answer, count=seen + 1, timeout=timeout / 3)
+        except AssertionError:
+            pass  # lost (the shell was starting): type it again
+    guest_shell.type_line(runner, name, command)
+    return guest_shell.wait_marker(runner, name, answer, count=seen + 1, timeout=timeout / 3)
 
 
 @pytest.fixture
