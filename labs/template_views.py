@@ -58,6 +58,7 @@ class HostConfirmForm(ConfirmForm):
     """The host a template job runs on, and the ticked box a rebuild needs."""
 
     host = forms.ModelChoiceField(Host.objects.order_by("name"), label=gettext_lazy("Host"))
+    field_order = ["host", "confirm"]  # the host first, then the box that confirms what happens to it
 
     def __init__(self, *args, hosts=None, **kwargs) -> None:
         super().__init__(*args, **kwargs)

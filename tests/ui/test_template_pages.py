@@ -99,6 +99,7 @@ def test_the_golden_button_asks_first_then_queues(client, admin_user, host, temp
     Host.objects.filter(pk=host.pk).update(thin_pool="pool0")
     page = client.get(url).content.decode()
     assert "csrfmiddlewaretoken" in page and 'name="confirm"' in page and "thin snapshots" in page
+    assert page.index('name="host"') < page.index('name="confirm"')  # the host first, then the box
     # Without the ticked box nothing is queued.
     response = client.post(url, {"host": host.pk})
     assert "Nothing was done" in " ".join(messages_of(response)) and not Task.objects.exists()
