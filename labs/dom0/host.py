@@ -15,6 +15,7 @@ toolstack work does not need them loaded.
 
 from __future__ import annotations
 
+import posixpath
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -188,6 +189,9 @@ class XenHost:
         self.tools.mem_set(name, memory_mb)
 
     def save(self, name: str, path: str) -> None:
+        # xl does not make the image's directory; xendomains makes its own the same way (mode 0700: an
+        # image holds the guest's memory).
+        self.runner.run(["mkdir", "-p", "-m", "0700", posixpath.dirname(names.abs_path(path))])
         self.tools.save(name, path)
 
     def restore(self, path: str) -> None:

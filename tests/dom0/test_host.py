@@ -83,6 +83,7 @@ def test_lifecycle_verbs_reach_the_toolstack(config, scripted_runner, fixture_te
         ["xl", "pause", "web01"],
         ["xl", "unpause", "web01"],
         ["xl", "mem-set", "web01", "96m"],
+        ["mkdir", "-p", "-m", "0700", "/var/lib/xen/save"],  # xl does not make the image's directory
         ["xl", "save", "web01", "/var/lib/xen/save/web01"],
         ["xl", "restore", "/var/lib/xen/save/web01"],
     ):

@@ -35,6 +35,12 @@ def test_the_real_dom0_tests_and_removes_the_image(scripted_runner):
     assert host.remove_saved_image(PATH) is True
 
 
+def test_the_real_dom0_makes_the_save_directory_first(scripted_runner):
+    host = XenHost(HostConfig(name="a", volume_group="vg0"), runner=scripted_runner)
+    scripted_runner.expect(["mkdir", "-p", "-m", "0700", SAVE_DIR]).expect(["xl", "save", "net-alice", PATH])
+    host.save("net-alice", PATH)
+
+
 def test_a_bad_path_is_refused_before_any_command(forbidden_runner):
     host = XenHost(HostConfig(name="a", volume_group="vg0"), runner=forbidden_runner)
     for bad in ("relative/path", "/var/lib/xen/save/../../etc/shadow", "/tmp/a b"):
@@ -75,6 +81,9 @@ def test_the_simulated_dom0_saves_restores_and_forgets_an_image_like_the_real_on
     assert sim.saved_image_exists(PATH)  # xl restore leaves the file; the job removes it
     assert sim.remove_saved_image(PATH) is True and sim.remove_saved_image(PATH) is False
     assert ["test", "-f", PATH] in sim.history and ["rm", "-f", "--", PATH] in sim.history
+    assert sim.history.index(["mkdir", "-p", "-m", "0700", SAVE_DIR]) < sim.history.index(
+        ["xl", "save", "net-alice", PATH]
+    )
 
 
 def test_a_simulated_dom0_reboot_with_and_without_xendomains(sim):

@@ -237,7 +237,8 @@ class ToolstackMixin(ConfigMixin):
         names.domain_name(name)
         names.abs_path(path)
         argv = self._ts("save", name, path)
-        with self._op("save", [argv], name) as state:
+        mkdir = ["mkdir", "-p", "-m", "0700", path.rsplit("/", 1)[0] or "/"]
+        with self._op("save", [mkdir, argv], name, main=1) as state:
             d = self._domain(state, name, argv)
             _require_live(name, d, argv)
             state["saved"][path] = {"name": name, "domain": copy.deepcopy(d), "saved_at": time.time()}
