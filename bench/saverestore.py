@@ -94,7 +94,6 @@ def xl_save_restore(runner: Runner, args: argparse.Namespace) -> tuple[list[str]
 
         boot_s = timed(boot)
         guest_shell.start_counter(runner, NAME)
-        time.sleep(3)
         for _ in range(args.rounds):
             before = guest_shell.counter(runner, NAME)
             saves.append(timed(lambda: host.save(NAME, save_path(NAME))))

@@ -109,9 +109,7 @@ def test_a_process_keeps_counting_across_save_and_restore(xen_lab: Guest, testbe
     boots = testbed.console_log(name).count(BOOTED)  # the log of a name outlives one guest of that name
     with phases("start the counter loop in the guest (console)"):
         guest_shell.start_counter(runner, name)
-        time.sleep(3)
         before = guest_shell.counter(runner, name)
-    assert before >= 1
 
     with phases("after class: the tick saves the VM (xl save, 256 MiB)"):
         assert tick(AFTER_CLASS)["class_hours"] == 1
@@ -165,9 +163,7 @@ def test_xendomains_saves_and_restores_the_guests_and_the_panel_follows(
     boots = testbed.console_log(name).count(BOOTED)
     tick(timezone.now())  # a sync while the host answers: the guest is seen running
     work("tb")
-    guest_shell.start_counter(runner, name)
-    time.sleep(3)
-    before = guest_shell.counter(runner, name)
+    before = guest_shell.start_counter(runner, name)
     with phases("xendomains stop (dom0 shutting down)"):
         testbed.ssh(["/etc/init.d/xendomains", "stop"], timeout=900)
     assert name not in testbed.ssh(["xl", "list"]).stdout

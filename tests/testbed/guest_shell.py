@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import time
 
 from labs.dom0.runner import Runner
 
@@ -48,16 +49,33 @@ def wait_marker(runner: Runner, name: str, marker: str, count: int = 1, timeout:
 
 
 def ask(runner: Runner, name: str, command: str, timeout: float = 300) -> str:
-    """Run `command` (whose output ends the line) in the guest's shell; the line it printed."""
+    """Run `command` (whose output ends the line) in the guest's shell; the line it printed.
+
+    Typed again when no answer comes (three tries in all, each a third of `timeout`): a line typed while
+    the guest's shell is still starting after a boot is lost. The command only prints, so a repeat is safe.
+    """
     tag = next(_tags)
     marker = f"ANS{tag}"
     seen = console_log(runner, name).count(marker)
-    type_line(runner, name, f"echo {command} ANS$(({tag - 1}+1))")
-    return wait_marker(runner, name, marker, count=seen + 1, timeout=timeout)
+    for attempt in range(3):
+        type_line(runner, name, f"echo {command} ANS$(({tag - 1}+1))")
+        try:
+            return wait_marker(runner, name, marker, count=seen + 1, timeout=timeout / 3)
+        except AssertionError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
-def start_counter(runner: Runner, name: str) -> None:
-    type_line(runner, name, COUNTER_LOOP)
+def start_counter(runner: Runner, name: str) -> int:
+    """Start the counter loop and return its first value read; started again if the line was lost."""
+    for _ in range(3):
+        type_line(runner, name, COUNTER_LOOP)
+        time.sleep(3)
+        value = counter(runner, name)
+        if value > 0:
+            return value
+    raise AssertionError(f"the counter loop did not start in {name}")
 
 
 def counter(runner: Runner, name: str, timeout: float = 300) -> int:
