@@ -148,8 +148,8 @@ def main() -> int:
             results.append((jobs, n, submit_s, running_s, dom0_s, jobs_s, booted_s, teardown_s))
             print(
                 f"jobs at a time {jobs}, N={n}: submit {submit_s:.2f} s, all running {running_s:.1f} s,"
-                f" dom0 commands {dom0_s:.1f} s,"
-                f" jobs {jobs_s:.1f} s, panel share {(running_s - dom0_s) / running_s:.1%},"
+                f" dom0 commands {dom0_s:.1f} s, jobs {jobs_s:.1f} s,"
+                f" panel share {f'{(running_s - dom0_s) / running_s:.1%}' if jobs == 1 else 'n/a'},"
                 f" all consoles booted {booted_s:.1f} s, teardown {teardown_s:.1f} s",
                 flush=True,
             )
