@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from django.db.models import Q, Sum
 from django.utils.translation import gettext as _
 
-from labs.models import Guest, Host, SavePoint
+from labs.models import Guest, Host, SavePoint, Task
 from labs.services import thin_pool
 from labs.services.errors import QuotaExceeded, ServiceError
 from labs.services.quotas import promised_mb
@@ -66,6 +66,9 @@ def disk_free_mb(host: Host) -> int | None:
 
     Promised: the volumes of guests not yet provisioned, and the full copies of save points being
     taken (plain-LVM hosts); neither is in vg_free_mb yet. Thin snapshots take nothing from the VG.
+    And the root of a guest returning to a save point (queued or running): the job removes the root and
+    clones a new one, and a job running beside it (a host runs several at once) may report the VG in
+    between, without the old root and before the new one.
     """
     if host.vg_free_mb is None:
         return None
@@ -76,7 +79,10 @@ def disk_free_mb(host: Host) -> int | None:
     copying = SavePoint.objects.filter(
         guest__host=host, status=SavePoint.Status.TAKING, method=SavePoint.Method.COPY
     ).aggregate(mb=Sum("size_mb"))["mb"]
-    return host.vg_free_mb - promised - (copying or 0)
+    returning = Task.objects.filter(
+        host=host, kind="savepoint_return", status__in=(Task.Status.QUEUED, Task.Status.RUNNING)
+    ).aggregate(mb=Sum("guest__lab__template__root_size_mb"))["mb"]
+    return host.vg_free_mb - promised - (copying or 0) - (returning or 0)
 
 
 def _full_pools(hosts: list[Host]) -> dict[int, PoolFill]:

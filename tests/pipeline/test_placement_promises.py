@@ -106,3 +106,22 @@ def test_a_batch_that_does_not_fit_is_refused_at_every_moment_of_the_one_being_b
     assert set(first.guests.values_list("status", flat=True)) == {"ready"}
     assert Guest.objects.count() == 3
     batch(ivy, template, pool, "last", 1)  # the fourth still fits
+
+
+def test_a_return_to_a_save_point_holds_its_root_until_it_ends(ivy, host, template, pool, sim, sim_dir):
+    """Its job removes the root and clones a new one; a sibling job may report the VG in between."""
+    from labs.services.capacity import disk_free_mb
+
+    leave_disk_for(host, sim, 3)
+    lab = batch(ivy, template, pool, "one", 1).lab
+    build_all(host, sim_dir)
+    free = disk_free_mb(Host.objects.get(pk=host.pk))
+    guest = lab.guests.get()
+    task = Task.objects.create(
+        kind="savepoint_return", guest=guest, lab=lab, host=host, actor=ivy, target=guest.domain_name
+    )
+    assert disk_free_mb(Host.objects.get(pk=host.pk)) == free - template.root_size_mb
+    Task.objects.filter(pk=task.pk).update(status=Task.Status.RUNNING)
+    assert disk_free_mb(Host.objects.get(pk=host.pk)) == free - template.root_size_mb
+    Task.objects.filter(pk=task.pk).update(status=Task.Status.SUCCEEDED)
+    assert disk_free_mb(Host.objects.get(pk=host.pk)) == free
