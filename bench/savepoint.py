@@ -70,10 +70,9 @@ def save_points(runner: Runner, args: argparse.Namespace) -> tuple[list[str], li
                 root = f"xpbench-sp-{method}-{label}.raiz"
                 host.lvm.create(root, mb, thin=method == "thin")
                 made.insert(0, root)
-                runner.run(
-                    ["dd", "if=/dev/zero", f"of={host.lvm.path(root)}", "bs=4M", "oflag=direct", "status=none"],
-                    timeout=1800,
-                )
+                # Exactly the volume's size (LVM sizes are whole 4 MiB extents): past its end dd fails (ENOSPC).
+                full = [f"of={host.lvm.path(root)}", "bs=1M", f"count={mb}", "oflag=direct", "status=none"]
+                runner.run(["dd", "if=/dev/zero", *full], timeout=1800)
                 times[(method, label)] = {"take": [], "return": []}
         for i in range(args.rounds):
             # Alternate the order, so a slow moment of the machine hits both sizes alike.
