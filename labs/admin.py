@@ -18,6 +18,7 @@ from django.http import HttpRequest
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from labs.class_hours_models import ClassSchedule
 from labs.dom0.errors import InvalidName
 from labs.models import (
     ApiToken,
@@ -318,6 +319,16 @@ class SavePointAdmin(ReadOnlyAdmin):
     list_filter = ("method", "status", "lab_wide")
     list_select_related = ("guest",)
     search_fields = ("guest__domain_name", "label", "volume")
+
+
+@admin.register(ClassSchedule)
+class ClassScheduleAdmin(ReadOnlyAdmin):
+    """A lab's instructors set its class hours on the lab's page, where they are checked and audited."""
+
+    list_display = ("lab", "days", "start", "end", "outside", "students_may_wake", "applied_at")
+    list_filter = ("outside", "students_may_wake")
+    list_select_related = ("lab",)
+    search_fields = ("lab__name", "lab__slug")
 
 
 @admin.register(ApiToken)

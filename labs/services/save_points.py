@@ -39,9 +39,34 @@ def quota_for(user) -> int:
     return settings.XENPANEL_DEFAULT_MAX_SAVE_POINTS if row is None else row
 
 
+def shown_quota(guest: Guest) -> int:
+    """quota_for, from the quota row the guest pages load with the guest's student (access.GUEST_RELATED).
+
+    Only for showing: a check reads the row afresh (quota_for), under the student's lock.
+    """
+    try:
+        return guest.student.quota.max_save_points
+    except StudentQuota.DoesNotExist:
+        return settings.XENPANEL_DEFAULT_MAX_SAVE_POINTS
+
+
+def _counts(point: SavePoint) -> bool:
+    return not point.lab_wide  # those taken for the whole lab count in no student's quota
+
+
 def held_by(user) -> int:
-    """The save points that count in the student's quota: those not taken for the whole lab."""
+    """The save points that count in the student's quota."""
     return SavePoint.objects.filter(guest__student=user, lab_wide=False).count()
+
+
+def of_guest(guest: Guest) -> tuple[list[SavePoint], int]:
+    """The guest's save points, newest first, and how many its student holds in all: one query for the page."""
+    rows = list(
+        SavePoint.objects.filter(Q(guest=guest) | Q(guest__student_id=guest.student_id, lab_wide=False)).order_by(
+            "-created_at"
+        )
+    )
+    return [p for p in rows if p.guest_id == guest.pk], sum(map(_counts, rows))
 
 
 def method_for(guest: Guest) -> str:

@@ -14,8 +14,9 @@ register = template.Library()
 @register.inclusion_tag("labs/_save_points.html", takes_context=True)
 def guest_save_points(context: template.Context, guest: Guest) -> dict:
     user = context["request"].user
+    mine, held = save_points.of_guest(guest)
     points = []
-    for point in guest.save_points.order_by("-created_at"):
+    for point in mine:
         point.guest = guest
         points.append({"point": point, "deletable": may_delete_save_point(user, point)})
     allowed = allowed_actions(guest)
@@ -26,8 +27,8 @@ def guest_save_points(context: template.Context, guest: Guest) -> dict:
         "may_return": "savepoint_return" in allowed,
         "may_delete": "savepoint_delete" in allowed,
         "thin": save_points.method_for(guest) == "thin",
-        "held": save_points.held_by(guest.student),
-        "quota": save_points.quota_for(guest.student),
+        "held": held,
+        "quota": save_points.shown_quota(guest),
         "size_mb": guest.lab.template.root_size_mb,
         "csrf_token": context.get("csrf_token"),
     }

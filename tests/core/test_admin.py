@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
+
 import pytest
 from django.apps import apps
 from django.contrib import admin
 from django.urls import reverse
 
+from labs.class_hours_models import ClassSchedule
 from labs.models import (
     AuditEvent,
     HostUsageSample,
@@ -26,6 +29,7 @@ REGISTERED = sorted(m._meta.label for m in admin.site._registry)
 # Rows the service layer creates; the admin shows them but offers no add page.
 NO_ADD = {"labs.Guest", "labs.Task", "labs.AuditEvent", "labs.SshKey", "labs.ApiToken", "django_rq.Dashboard"}
 NO_ADD |= {"labs.UsageSample", "labs.HostUsageSample", "labs.UsageTotal", "labs.UsageCursor", "labs.SavePoint"}
+NO_ADD |= {"labs.ClassSchedule"}
 # Not a table: the django-rq dashboard link has a changelist only.
 NO_ROWS = {"django_rq.Dashboard"}
 
@@ -53,6 +57,9 @@ def every_row(instructors_group, alice, bob, host, template, pool, lab, alice_gu
         "labs.ApiToken": api_tokens.create_token(alice, "script", 1)[0],
         "labs.SavePoint": SavePoint.objects.create(
             guest=alice_guest, label="before exercise 3", volume="vm-x.sp1", method="copy", size_mb=64
+        ),
+        "labs.ClassSchedule": ClassSchedule.objects.create(
+            lab=lab, days="13", start=datetime.time(14), end=datetime.time(16), outside="save"
         ),
         **_usage_rows(alice_guest, host),
     }

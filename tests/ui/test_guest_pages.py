@@ -254,9 +254,10 @@ def test_guest_page_query_count_stays_flat(client, alice, alice_guest, django_as
         Task.objects.create(kind="reboot", guest=alice_guest, status=Task.Status.SUCCEEDED, actor=alice, log=f"n{n}")
     client.force_login(alice)
     # Session, user, guest (with lab, template, pool, host, student and quota),
-    # job log, the role check for the navigation, and one aggregate for the
-    # memory limits (the student's other guests and the host's allocation).
-    with django_assert_max_num_queries(6):
+    # job log, the role check for the navigation, one aggregate for the
+    # memory limits (the student's other guests and the host's allocation),
+    # and one for the save points card (this VM's, and how many the student holds).
+    with django_assert_max_num_queries(7):
         body = client.get(reverse("guest_detail", args=[alice_guest.pk])).content.decode()
     assert body.count('<summary id="task-show-') == 10  # the ten latest jobs, each with its log
 
