@@ -242,6 +242,19 @@ create_lab_batch(User.objects.get(username="instructor"), LabTemplate.objects.ge
 """
 
 
+def create_batch(env: dict[str, str]) -> None:
+    """BATCH, through manage.py shell with make run's environment (its database and Redis)."""
+    made = subprocess.run(
+        [sys.executable, str(ROOT / "manage.py"), "shell", "-c", BATCH],
+        cwd=ROOT,
+        env={**env, "DEBUG": "true"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert made.returncode == 0, made.stderr[-3000:]
+
+
 def _rows(db: Path, sql: str) -> list[tuple]:
     import sqlite3
 
@@ -291,15 +304,7 @@ def test_a_killed_worker_is_replaced_and_its_batch_ends_ready(tmp_path):
         while _rows(db, "SELECT total_memory_mb FROM labs_host") in ([], [(None,)]):
             assert time.monotonic() < deadline, log.read_text()[-3000:]
             time.sleep(0.2)
-        made = subprocess.run(
-            [sys.executable, str(ROOT / "manage.py"), "shell", "-c", BATCH],
-            cwd=ROOT,
-            env={**env, "DEBUG": "true"},
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert made.returncode == 0, made.stderr[-3000:]
+        create_batch(env)
         # The worker is in the middle of the batch (each simulated step takes 0.5 s under make run).
         deadline = time.monotonic() + 60
         while not _rows(db, "SELECT 1 FROM labs_task WHERE status = 'running'"):
