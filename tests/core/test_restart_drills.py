@@ -78,12 +78,6 @@ def _safe(rows: Callable[[str], list[tuple]]) -> object:
 
 
 @pytest.mark.timeout(600)
-@pytest.mark.xfail(
-    reason="open bug (#14): since hosts run a pool of workers, jobs still queued when PostgreSQL restarts can be"
-    " judged lost before any worker took them, and their automatic retry is judged lost the same way, so two"
-    " guests may end failed (seen once in three runs); passed with one worker per host",
-    strict=False,
-)
 def test_a_postgresql_restart_in_the_middle_of_a_batch(tmp_path):
     with cluster("drill") as pg:
         env, _port, _asgi, redis_url = run_env(tmp_path)

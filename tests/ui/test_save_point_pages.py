@@ -130,4 +130,5 @@ def test_the_host_page_counts_save_points_and_their_copies(client, ivy, running_
     _point(running_guest, method="thin")
     client.force_login(ivy)
     body = client.get(reverse("host_detail", args=[host.pk])).content.decode()
-    assert '<dd class="col-7" id="host-save-points">2, of which full copies take 1024 MiB of the volume group</dd>' in body
+    expected = "2, of which full copies take 1024 MiB of the volume group"
+    assert f'<dd class="col-7" id="host-save-points">{expected}</dd>' in body
