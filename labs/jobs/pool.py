@@ -44,8 +44,9 @@ def jobs_at_a_time(queues: Iterable[str]) -> int | None:
         log.warning("cannot read how many jobs to run at a time (%s); keeping the current number", e)
         return None
     finally:
-        # The pool forks its workers: none may inherit this process's connection.
-        connections.close_all()
+        # The pool forks its workers: none may inherit this process's connection (a test's transaction keeps its own).
+        if not connections["default"].in_atomic_block:
+            connections.close_all()
     return n or Host._meta.get_field("jobs_at_a_time").get_default()
 
 
