@@ -50,10 +50,6 @@ def shown_quota(guest: Guest) -> int:
         return settings.XENPANEL_DEFAULT_MAX_SAVE_POINTS
 
 
-def _counts(point: SavePoint) -> bool:
-    return not point.lab_wide  # those taken for the whole lab count in no student's quota
-
-
 def held_by(user) -> int:
     """The save points that count in the student's quota."""
     return SavePoint.objects.filter(guest__student=user, lab_wide=False).count()
@@ -66,7 +62,8 @@ def of_guest(guest: Guest) -> tuple[list[SavePoint], int]:
             "-created_at"
         )
     )
-    return [p for p in rows if p.guest_id == guest.pk], sum(map(_counts, rows))
+    # Those taken for the whole lab count in no student's quota.
+    return [p for p in rows if p.guest_id == guest.pk], sum(not p.lab_wide for p in rows)
 
 
 def method_for(guest: Guest) -> str:
