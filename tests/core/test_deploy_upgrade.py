@@ -1,7 +1,8 @@
 """deploy/README.md's upgrade block, run on a panel server whose PostgreSQL database holds a lab.
 
-The previous release is the newest `v*` tag before HEAD; none is tagged yet, so until then it is the
-commit before the newest migration, so that the upgrade crosses at least one. That code is
+The previous release is the newest `v*` tag before HEAD, else the newest commit before a migration change,
+so that the upgrade crosses at least one; either only if HEAD keeps its migrations as they were
+(previous_release()). That code is
 installed in a scratch root (test_deploy_scratch.py), with its own units running, its migrations and
 a lab with two students' guests; the block then runs as written, to this checkout as it is now
 (uncommitted work included: the test's repository holds it as one more commit on top of HEAD).
@@ -30,6 +31,7 @@ from tests.core.test_deploy_scratch import (
 )
 
 DB_PASSWORD = "upgrade-db-5e2a"
+MIGRATIONS = "labs/migrations"
 SERVICES = ("xenpanel-web", "xenpanel-asgi", "xenpanel-sync")  # and xenpanel-rqworker@default
 
 pytestmark = [
@@ -44,12 +46,30 @@ def git(*args: str) -> str:
 
 
 def previous_release() -> str:
+    """The newest `v*` tag, else the newest commit before a migration change, whose migrations HEAD keeps as
+    they were: a release never shipped one that was later rewritten (the empty placeholders reserved during
+    one session were filled in later, and a database that applied them as empty would never get their
+    tables), so no upgrade starts from such a commit."""
     head = git("rev-parse", "HEAD")
-    for tag in git("tag", "--list", "v*", "--merged", "HEAD", "--sort=-v:refname").split():
-        commit = git("rev-parse", f"{tag}^{{commit}}")
-        if commit != head:
+    tags = [
+        git("rev-parse", f"{t}^{{commit}}")
+        for t in git("tag", "--list", "v*", "--merged", "HEAD", "--sort=-v:refname").split()
+    ]
+    changes = git("log", "--format=%H", "--", MIGRATIONS).split()
+    for commit in [*tags, *(f"{c}^" for c in changes if git("rev-list", "--parents", "-n1", c).count(" "))]:
+        commit = git("rev-parse", commit)
+        if commit != head and _migrations_kept(commit):
             return commit
-    return git("rev-parse", git("log", "-1", "--format=%H", "--", "labs/migrations") + "^")
+    pytest.fail(f"no earlier commit has migrations that HEAD keeps unchanged ({len(changes)} looked at)")
+
+
+def _migrations_kept(commit: str) -> bool:
+    """Every migration `commit` has is in HEAD byte for byte, and HEAD has more (the upgrade crosses one)."""
+    files = set(git("ls-tree", "--name-only", f"{commit}:{MIGRATIONS}").split())
+    at_head = set(git("ls-tree", "--name-only", f"HEAD:{MIGRATIONS}").split())
+    if not files < at_head:
+        return False
+    return not git("diff", "--name-only", commit, "HEAD", "--", *(f"{MIGRATIONS}/{f}" for f in files))
 
 
 def rows(s: Scratch) -> dict[tuple[str, object], dict]:
