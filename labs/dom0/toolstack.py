@@ -97,10 +97,13 @@ _NUM = r"\d+(?:\.\d+)?"
 _XENTOP_ROW = re.compile(
     r"^\s*(?P<name>\S.*?)\s+(?P<state>[-dsbcpr]{6})\s+(?P<cpu>\d+)\s+(?P<cpu_pct>" + _NUM + r")"
     r"\s+(?P<mem>\d+)\s+" + _NUM + r"\s+(?P<maxmem>\d+|no limit)\s+(?:" + _NUM + r"|n/a)"
-    r"\s+(?P<vcpus>\d+)\s+(?P<nets>\d+)\s+(?P<nettx>\d+)\s+(?P<netrx>\d+)"
-    r"\s+(?P<vbds>\d+)\s+(?P<oo>\d+)\s+(?P<rd>\d+)\s+(?P<wr>\d+)\s+(?P<rsect>\d+)\s+(?P<wsect>\d+)"
+    r"\s+(?P<vcpus>\d+)\s+(?P<nets>\d+)\s+(?P<nettx>\d+|-)\s+(?P<netrx>\d+|-)"
+    r"\s+(?P<vbds>\d+)\s+(?P<oo>\d+|-)\s+(?P<rd>\d+|-)\s+(?P<wr>\d+|-)\s+(?P<rsect>\d+|-)\s+(?P<wsect>\d+|-)"
     r"\s+\d+\s*$"
 )
+# xentop prints "-" for counters it could not read: seen on Xen 4.17 for a domain whose disks were still
+# being connected (`e2ec-alice ----p- ... 2 - - - - - 0`).
+_COUNTERS = ("nettx", "netrx", "oo", "rd", "wr", "rsect", "wsect")
 # xm also lists domains xend manages but that are not running: no ID and an
 # empty state. They are configs, not domains, so they are left out.
 _XM_INACTIVE_ROW = re.compile(r"^\S.*?\s+\d+\s+\d+\s+-{6}\s+\d+(?:\.\d+)?\s*$")
@@ -177,6 +180,8 @@ def parse_xentop(text: str) -> list[DomainCounters]:
         m = _XENTOP_ROW.match(raw)
         if m is None or not blocks:
             raise ToolstackError(f"unexpected line in xentop output: {raw!r}")
+        if "-" in m.group(*_COUNTERS):
+            continue  # no reading for it this time: its next one starts afresh, as for a new domain
         blocks[-1].append(_xentop_row(m))
     if not blocks:
         raise ToolstackError("xentop printed no header: is this xentop -b output?")

@@ -465,6 +465,13 @@ def test_parse_xentop_reads_the_last_block(fixture_text):
     assert rows["db02"].state == "----p-" and rows["web01"].state == "--b---"
 
 
+def test_parse_xentop_leaves_out_a_domain_whose_counters_it_could_not_read(fixture_text):
+    """Seen on the testbed while a guest's disks were being connected: xentop printed "-" for its disk
+    counters. That guest has no reading this time (its next one starts afresh); the others are read."""
+    rows = parse_xentop(fixture_text("xentop-4.17-unread-disks.txt"))
+    assert [r.name for r in rows] == ["Domain-0"]
+
+
 def test_xentop_without_f_cuts_names_to_ten_characters(fixture_text):
     """Why the panel passes -f: a lab's domain names are longer than xentop's 10-character column."""
     names = [r.name for r in parse_xentop(fixture_text("xentop-4.17-cut-names.txt"))]
