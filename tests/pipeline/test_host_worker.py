@@ -93,3 +93,21 @@ def test_a_state_the_worker_already_has_is_not_written_again(host, monkeypatch):
         assert conn.hget(worker.key, "state") == b"idle"
     finally:
         conn.delete(worker.key)
+
+
+def test_no_job_heartbeat_outside_rqs_execution_of_the_job(host, caplog):
+    """The beat thread is told of a job as execute_job() is entered, before rq prepares the job's
+    execution (and still after rq cleaned it up): a beat then has nothing to refresh. Before, it called
+    rq's maintain_heartbeats() anyway, and every such beat logged an AttributeError (seen on the testbed)."""
+    conn = django_rq.get_connection(host.queue_name)
+    worker = HostWorker([django_rq.get_queue(host.queue_name)], connection=conn)
+    job = django_rq.get_queue(host.queue_name).enqueue("labs.jobs.sync_host", "nowhere")
+    try:
+        worker._beat_job = job
+        assert worker.execution is None
+        worker._beat_once()
+        assert "heartbeat for job" not in caplog.text
+        assert conn.zscore(job.started_job_registry.key, job.id) is None  # nothing was written for it
+    finally:
+        job.delete()
+        conn.delete(worker.key)
