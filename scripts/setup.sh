@@ -22,6 +22,7 @@ python3 -c 'import os, sys, sysconfig; sys.exit(not os.path.exists(sysconfig.get
   2>/dev/null || checks+=("python3-dev-missing:python3-dev")
 if [ $dev = 1 ]; then
   checks+=("chromium:chromium" "chromedriver:chromium-driver" "qemu-system-x86_64:qemu-system-x86"
+           "qemu-img:qemu-utils"
            "debootstrap:debootstrap" "cpio:cpio" "mkfs.ext4:e2fsprogs" "e2cp:e2tools" "lvcreate:lvm2"
            "rsync:rsync" "ssh:openssh-client" "ssh-keygen:openssh-client" "gcc:gcc" "msgfmt:gettext"
            "losetup:mount" "file:file" "nginx:nginx" "openssl:openssl" "redis-server:redis-server")

@@ -152,10 +152,10 @@ def test_xendomains_saves_and_restores_the_guests_and_the_panel_follows(
 ):
     """Debian's xendomains, as the dom0 guide configures it, run as a dom0 shutdown and boot run it.
 
-    Not a reboot of the testbed's dom0: its volume group is made empty at every boot, so the guests'
-    disks would not survive one. What shutdown and boot run is run here instead: `xendomains stop`
-    (xl save of every guest to /var/lib/xen/save) and `xendomains start` (xl restore of each image, then
-    the image removed), with the host silent meanwhile and the panel looking on.
+    What a shutdown and a boot run, without the reboot (tests/e2e/test_console_on_xen.py reboots the dom0
+    for real): `xendomains stop` (xl save of every guest to /var/lib/xen/save) and `xendomains start`
+    (xl restore of each image, then the image removed), with the host silent meanwhile and the panel
+    looking on.
     """
     g, name, runner = xen_lab, xen_lab.domain_name, testbed.runner()
     phases = Phases()

@@ -16,6 +16,11 @@
    one) shows it too, so it went through the real `xl console`.
 5. She reboots the VM from the page: the terminal says "VM restarting…",
    then the console comes back by itself and shows the guest's new boot.
+6. The dom0 itself is powered off and booted again (Testbed.power_off/on, same
+   disks): xendomains, enabled as the guide's section 7 says, saves her VM and
+   restores it at boot with a process in it still counting; meanwhile her page
+   says "saved (host down)", then "running" again; the boot starts the worker
+   and the agent, and she types in her console again.
 
 Runs on PostgreSQL (the dom0 shares the panel's database); on SQLite the
 last test runs this module again on the machine's PostgreSQL.
@@ -23,6 +28,7 @@ last test runs this module again on the machine's PostgreSQL.
 
 from __future__ import annotations
 
+import html as html_lib
 import os
 import re
 import secrets
@@ -30,6 +36,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -38,6 +45,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
+from labs.dom0.base import save_path
 from labs.models import Guest
 from labs.roster import RosterEntry
 from labs.services import console, create_lab_batch
@@ -57,6 +65,7 @@ from tests.e2e.harness import (
     wait_host_memory,
 )
 from tests.testbed import fixtures as testbed_fixtures
+from tests.testbed import guest_shell
 from tests.testbed.testbed import Testbed
 from tests.testbed.timing import Phases, until
 from tests.ui import test_browser as shared
@@ -166,6 +175,32 @@ def status_of(browser) -> str:  # noqa: F811
     return browser.find_element(By.CSS_SELECTOR, '[data-console="status"]').text
 
 
+def open_console(browser, guest: Guest):  # noqa: F811
+    """On the student's VM page: open the console, wait for the shell's prompt; the terminal's key input."""
+    browser.go(f"/vms/{guest.pk}/")
+    click(browser, browser.find_element(By.CSS_SELECTOR, '[data-console="open"]'))
+    WebDriverWait(browser, OPEN_TIMEOUT).until(lambda d: "what you type goes to the VM" in status_of(d))
+    browser.execute_script(
+        "arguments[0].open = true;", browser.find_element(By.CSS_SELECTOR, '[data-console="text-alternative"]')
+    )
+    keys = browser.find_element(By.CSS_SELECTOR, ".xterm-helper-textarea")
+    # xl console shows nothing until the guest prints: Enter gets busybox's prompt ("/ # ").
+    keys.send_keys(Keys.ENTER)
+    WebDriverWait(browser, OPEN_TIMEOUT, poll_frequency=2).until(lambda d: "#" in screen_text(d))
+    return keys
+
+
+def echo_mark(browser, keys) -> str:  # noqa: F811
+    """Type `echo MARK-<random>` and wait for the shell's answer, the marker alone on its line; the marker."""
+    mark = f"MARK-{secrets.token_hex(4)}"
+    keys.send_keys(f"echo {mark}" + Keys.ENTER)
+    # The command line shows "echo MARK-..."; the shell's answer is the marker alone on its line.
+    WebDriverWait(browser, ECHO_TIMEOUT, poll_frequency=1).until(
+        lambda d: re.search(rf"^{mark}$", screen_text(d), re.M)
+    )
+    return mark
+
+
 @pytest.mark.needs_postgres
 @pytest.mark.timeout(3600)
 def test_typed_in_chromium_read_back_through_xl_console_and_back_after_a_reboot(
@@ -184,25 +219,10 @@ def test_typed_in_chromium_read_back_through_xl_console_and_back_after_a_reboot(
     assert console.agent_running(QUEUE), dom0.agent_log()
 
     login(browser, "alice")
-    browser.go(f"/vms/{guest.pk}/")
     with phases("open the console (click to shell prompt)"):
-        click(browser, browser.find_element(By.CSS_SELECTOR, '[data-console="open"]'))
-        WebDriverWait(browser, OPEN_TIMEOUT).until(lambda d: "what you type goes to the VM" in status_of(d))
-        browser.execute_script(
-            "arguments[0].open = true;", browser.find_element(By.CSS_SELECTOR, '[data-console="text-alternative"]')
-        )
-        keys = browser.find_element(By.CSS_SELECTOR, ".xterm-helper-textarea")
-        # xl console shows nothing until the guest prints: Enter gets busybox's prompt ("/ # ").
-        keys.send_keys(Keys.ENTER)
-        WebDriverWait(browser, OPEN_TIMEOUT, poll_frequency=2).until(lambda d: "#" in screen_text(d))
-
-    mark = f"MARK-{secrets.token_hex(4)}"
+        keys = open_console(browser, guest)
     with phases("echo MARK through xl console"):
-        keys.send_keys(f"echo {mark}" + Keys.ENTER)
-        # The command line shows "echo MARK-..."; the shell's answer is the marker alone on its line.
-        WebDriverWait(browser, ECHO_TIMEOUT, poll_frequency=1).until(
-            lambda d: re.search(rf"^{mark}$", screen_text(d), re.M)
-        )
+        mark = echo_mark(browser, keys)
     # The same bytes went through the guest's real console: xenconsoled logged them.
     log = testbed.console_log(guest.domain_name)
     assert f"echo {mark}" in log and re.search(rf"^{mark}\r?$", log, re.M), log[-2000:]
@@ -232,9 +252,86 @@ def test_typed_in_chromium_read_back_through_xl_console_and_back_after_a_reboot(
     print("\n" + phases.line("console on real Xen"))
 
 
+def state_on_page(client, guest: Guest) -> str:
+    """What alice's VM page says of the VM's state ("<name>: running"), as a screen reader reads it."""
+    html = client.get(f"/vms/{guest.pk}/").content.decode()
+    m = re.search(rf'data-said="{re.escape(guest.domain_name)}: ([^"]*)"', html)
+    return html_lib.unescape(m.group(1)) if m else ""
+
+
+@pytest.mark.needs_postgres
+@pytest.mark.timeout(3600)
+def test_a_dom0_reboot_saves_and_restores_her_vm_and_the_panel_and_console_follow(
+    dom0,
+    guest,
+    asgi,
+    browser,  # noqa: F811
+    client,
+    alice,
+    testbed,  # noqa: F811
+    testbed_timings,  # noqa: F811
+):
+    """deploy/dom0-setup.md section 7 for real: the dom0 is powered off and booted again, with xendomains
+    enabled as the guide says. Its init stops the worker, then xendomains saves the guest to
+    /var/lib/xen/save; while the host is off the panel says "saved (host down)"; at boot xendomains
+    restores it (a process in it kept counting, it never booted again) and the worker and console agent
+    start again; the panel shows it running and the student types in its console, with no action from anyone."""
+    phases = Phases()
+    name, runner = guest.domain_name, testbed.runner()
+    client.force_login(alice)
+    until(lambda: state_on_page(client, guest) == "running", "the panel to show the VM running", 120, interval=2)
+    boots = product.console_boots(testbed, name)
+    before = guest_shell.start_counter(runner, name)
+    worker_before = dom0.worker_pid()
+
+    with phases("dom0 powered off (worker stopped, xendomains saves the guest)"):
+        testbed.power_off()
+    shutdown_log = testbed.powered_off_log
+    assert "testbed: stop xenpanel-rqworker" in shutdown_log, shutdown_log[-3000:]
+    assert "testbed: /etc/init.d/xendomains stop" in shutdown_log, shutdown_log[-3000:]
+    with phases("the panel notices the host is gone (no worker answers its syncs)"):
+        until(
+            lambda: state_on_page(client, guest) == "saved (host down)",
+            "the VM page to say 'saved (host down)'",
+            180,
+            interval=3,
+            on_timeout=lambda: state_on_page(client, guest),
+        )
+
+    with phases("dom0 boots (xendomains restores the guest, the worker and agent start)"):
+        boot = testbed.power_on()
+    assert "testbed: /etc/init.d/xendomains start" in testbed.serial_text(), testbed.serial_text()[-3000:]
+    assert testbed.ssh(["test", "-f", save_path(name)], check=False).returncode != 0  # restored, then removed
+    with phases("the panel shows it running again"):
+        until(
+            lambda: state_on_page(client, guest) == "running",
+            "the VM page to say 'running' after the dom0's boot",
+            600,
+            interval=3,
+            on_timeout=lambda: f"{state_on_page(client, guest)}\n{dom0.worker_log()}",
+        )
+    assert Guest.objects.get(pk=guest.pk).last_error == ""
+    assert dom0.worker_pid() not in (None, worker_before)  # a new pool, started by the boot
+    with phases("the counter goes on from where it was"):
+        after = guest_shell.counter(runner, name)
+        time.sleep(3)
+        later = guest_shell.counter(runner, name)
+    assert later > after >= before, (before, after, later)  # the same process, still counting
+    assert product.console_boots(testbed, name) == boots  # restored, never booted again
+
+    login(browser, "alice")
+    with phases("her console, through the agent the boot started"):
+        keys = open_console(browser, guest)
+        echo_mark(browser, keys)
+    shot(browser, "e2e-console-after-dom0-reboot")
+    click(browser, browser.find_element(By.CSS_SELECTOR, '[data-console="disconnect"]'))
+    testbed_timings.add("dom0 reboot with xendomains", {**phases.seconds, "boot_ready_s": boot["ssh_ready_s"]})
+    print("\n" + phases.line(f"dom0 reboot with xendomains (counter {before} -> {after} -> {later})"))
+
+
 @pytest.mark.postgres_relay
 @pytest.mark.timeout(7200)
 def test_console_on_xen_runs_on_postgresql():
     """This run uses SQLite, which the agent and worker inside QEMU cannot share: run this module on PostgreSQL."""
-    out = run_module_on_postgresql(HERE, passed=1)
+    out = run_module_on_postgresql(HERE, passed=2)
     assert "deselected" in out, out[-2000:]

@@ -174,6 +174,7 @@ class Testbed:
         self.proc: subprocess.Popen | None = None
         self.timings: dict[str, float] = {}
         self.ready_line = ""
+        self.powered_off_log = ""
 
     # ------------------------------------------------------------ paths
     @property
@@ -231,8 +232,10 @@ class Testbed:
             # multiboot modules: dom0 kernel (with its command line), then its initrd
             "-initrd",
             f"{self.out / 'vmlinux'} {dom0_cmdline},{self.out / 'initrd.img'}",
+            # dom0's root: this run's copy-on-write layer over the image, so a reboot keeps what the
+            # tests installed and wrote (xenpanel, its units, /var/lib/xen/save) and the image stays clean.
             "-drive",
-            f"file={self.out / 'dom0.img'},if=virtio,format=raw,snapshot=on",
+            f"file={self.run_dir / 'dom0.qcow2'},if=virtio,format=qcow2,cache=unsafe",
             "-drive",
             f"file={self.run_dir / 'lvm.img'},if=virtio,format=raw,cache=unsafe",
             "-netdev",
@@ -260,8 +263,56 @@ class Testbed:
         self.run_dir = self._new_run_dir()
         with open(self.run_dir / "lvm.img", "wb") as f:
             f.truncate(self.lvm_size_mb * 1024 * 1024)
-        for _attempt in range(3):
-            self.ssh_port = _free_port()
+        subprocess.run(
+            [
+                "qemu-img",
+                "create",
+                "-q",
+                "-f",
+                "qcow2",
+                "-F",
+                "raw",
+                "-b",
+                str(self.out / "dom0.img"),
+                str(self.run_dir / "dom0.qcow2"),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        return self._start()
+
+    def power_off(self, timeout: float = 300) -> float:
+        """Power dom0 off as an operator would, keeping its disks for power_on(): its init stops the enabled
+        services (the worker, then xendomains, which saves the running guests); returns the seconds it took."""
+        if self.proc is None:
+            raise TestbedError("not booted")
+        started = time.monotonic()
+        self.ssh(["poweroff"], check=False, timeout=30)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired as e:
+            raise TestbedError(
+                f"dom0 did not power off within {timeout:g} s:\n{self._tail(self.serial_text())}"
+            ) from e
+        finally:
+            self._stop_ssh_master()
+        self.proc = None
+        # The next boot starts a new serial log: keep this one's (the shutdown's lines) beside it.
+        self.powered_off_log = self.serial_text()
+        (self.run_dir / f"serial-{time.strftime('%H%M%S')}-off.log").write_text(self.powered_off_log)
+        return time.monotonic() - started
+
+    def power_on(self) -> dict[str, float]:
+        """Boot the dom0 power_off() stopped, on the same disks; returns the boot timings."""
+        if self.proc is not None or self.run_dir is None:
+            raise TestbedError("power_on() follows power_off()")
+        return self._start()
+
+    def _start(self) -> dict[str, float]:
+        for attempt in range(3):
+            # A power_on() keeps the port, so runners made before the power_off() reach the dom0 again.
+            if attempt or not self.ssh_port:
+                self.ssh_port = _free_port()
             self.timings = {}
             started = time.monotonic()
             self.serial_log.write_bytes(b"")
@@ -507,6 +558,7 @@ class Testbed:
             self.kill()
             if self.run_dir:
                 (self.run_dir / "lvm.img").unlink(missing_ok=True)
+                (self.run_dir / "dom0.qcow2").unlink(missing_ok=True)
         self.timings["shutdown_s"] = time.monotonic() - started
         return self.timings["shutdown_s"]
 
