@@ -259,6 +259,16 @@ def state_on_page(client, guest: Guest) -> str:
     return html_lib.unescape(m.group(1)) if m else ""
 
 
+def page_says(client, guest: Guest, word: str, timeout: float, more=lambda: "") -> None:
+    until(
+        lambda: state_on_page(client, guest) == word,
+        f"the VM page to say {word!r}",
+        timeout,
+        interval=3,
+        on_timeout=lambda: f"it says {state_on_page(client, guest)!r}\n{more()}",
+    )
+
+
 @pytest.mark.needs_postgres
 @pytest.mark.timeout(3600)
 def test_a_dom0_reboot_saves_and_restores_her_vm_and_the_panel_and_console_follow(
@@ -279,7 +289,7 @@ def test_a_dom0_reboot_saves_and_restores_her_vm_and_the_panel_and_console_follo
     phases = Phases()
     name, runner = guest.domain_name, testbed.runner()
     client.force_login(alice)
-    until(lambda: state_on_page(client, guest) == "running", "the panel to show the VM running", 120, interval=2)
+    page_says(client, guest, "running", 120)
     boots = product.console_boots(testbed, name)
     before = guest_shell.start_counter(runner, name)
     worker_before = dom0.worker_pid()
@@ -290,26 +300,14 @@ def test_a_dom0_reboot_saves_and_restores_her_vm_and_the_panel_and_console_follo
     assert "testbed: stop xenpanel-rqworker" in shutdown_log, shutdown_log[-3000:]
     assert "testbed: /etc/init.d/xendomains stop" in shutdown_log, shutdown_log[-3000:]
     with phases("the panel notices the host is gone (no worker answers its syncs)"):
-        until(
-            lambda: state_on_page(client, guest) == "saved (host down)",
-            "the VM page to say 'saved (host down)'",
-            180,
-            interval=3,
-            on_timeout=lambda: state_on_page(client, guest),
-        )
+        page_says(client, guest, "saved (host down)", 180)
 
     with phases("dom0 boots (xendomains restores the guest, the worker and agent start)"):
         boot = testbed.power_on()
     assert "testbed: /etc/init.d/xendomains start" in testbed.serial_text(), testbed.serial_text()[-3000:]
     assert testbed.ssh(["test", "-f", save_path(name)], check=False).returncode != 0  # restored, then removed
     with phases("the panel shows it running again"):
-        until(
-            lambda: state_on_page(client, guest) == "running",
-            "the VM page to say 'running' after the dom0's boot",
-            600,
-            interval=3,
-            on_timeout=lambda: f"{state_on_page(client, guest)}\n{dom0.worker_log()}",
-        )
+        page_says(client, guest, "running", 600, dom0.worker_log)
     assert Guest.objects.get(pk=guest.pk).last_error == ""
     assert dom0.worker_pid() not in (None, worker_before)  # a new pool, started by the boot
     with phases("the counter goes on from where it was"):
