@@ -7,6 +7,8 @@ row out of step, so that goes through the panel's service layer.
 
 from __future__ import annotations
 
+from typing import Any
+
 import netaddr
 from django import forms
 from django.contrib import admin, messages
@@ -39,7 +41,7 @@ from labs.models import (
 )
 from labs.services import api_tokens
 from labs.services.errors import ServiceError
-from labs.services.limits import lab_limit_refusal
+from labs.services.limits import lab_limit_refusal, quota_limit_refusal, template_limit_refusal
 from labs.services.templates import enqueue_template_build, rebuild_spec
 
 User = get_user_model()
@@ -83,8 +85,28 @@ class TemplateActionForm(ActionForm):
     host = forms.ModelChoiceField(Host.objects.all(), required=False, label=gettext_lazy("host"))
 
 
+class LabTemplateAdminForm(forms.ModelForm):
+    """The template's row: its maximum memory is refused under what its labs' VMs hold (labs.services.limits)."""
+
+    class Meta:
+        model = LabTemplate
+        # The admin narrows it to the fields it shows; a list here would be all it showed.
+        fields = "__all__"  # noqa: DJ007
+
+    def clean_max_memory_mb(self) -> int:
+        value = self.cleaned_data["max_memory_mb"]
+        # Only a new value is checked: a row already over (written before this check) still saves its other fields.
+        if value is None or "max_memory_mb" not in self.changed_data:
+            return value
+        refusal = template_limit_refusal(self.instance, value)
+        if refusal:
+            raise forms.ValidationError(refusal)
+        return value
+
+
 @admin.register(LabTemplate)
 class LabTemplateAdmin(admin.ModelAdmin):
+    form = LabTemplateAdminForm
     list_display = (
         "name",
         "rootfs_path",
@@ -164,7 +186,8 @@ class LabAdminForm(forms.ModelForm):
 
     class Meta:
         model = Lab
-        fields = ("max_guest_memory_mb",)  # the admin passes the fields it shows
+        # The admin narrows it to the fields it shows; a list here would be all it showed.
+        fields = "__all__"  # noqa: DJ007
 
     def clean_max_guest_memory_mb(self) -> int:
         value = self.cleaned_data["max_guest_memory_mb"]
@@ -252,13 +275,42 @@ class GuestAdmin(admin.ModelAdmin):
         return False
 
 
+class StudentQuotaAdminForm(forms.ModelForm):
+    """A quota's row (its page, the list, the user page): its memory is refused under what the student's VMs hold
+    (labs.services.limits)."""
+
+    class Meta:
+        model = StudentQuota
+        # The admin narrows it to the fields it shows; a list here would be all it showed.
+        fields = "__all__"  # noqa: DJ007
+
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        cleaned = self.cleaned_data
+        value = cleaned.get("max_memory_mb")
+        # Only a new value is checked, as on the template's form.
+        if value is None or "max_memory_mb" not in self.changed_data:
+            return cleaned
+        # The add form chooses the user; the change form, the list and the user page's inline know it already.
+        user = cleaned["user"] if "user" in cleaned else self.instance.user if self.instance.user_id else None
+        refusal = quota_limit_refusal(user, value)
+        if refusal:
+            self.add_error("max_memory_mb", refusal)
+        return cleaned
+
+
 @admin.register(StudentQuota)
 class StudentQuotaAdmin(admin.ModelAdmin):
+    form = StudentQuotaAdminForm
     list_display = ("user", "max_guests", "max_memory_mb", "max_save_points")
     list_editable = ("max_guests", "max_memory_mb", "max_save_points")
     list_select_related = ("user",)
     search_fields = ("user__username", "user__email")
     autocomplete_fields = ("user",)
+
+    def get_changelist_form(self, request: HttpRequest, **kwargs):
+        # The list edits the memory in place: the same check as the change form.
+        return super().get_changelist_form(request, form=StudentQuotaAdminForm, **kwargs)
 
 
 @admin.register(Task)
@@ -395,6 +447,7 @@ class UsageCursorAdmin(ReadOnlyAdmin):
 
 class QuotaInline(admin.StackedInline):
     model = StudentQuota
+    form = StudentQuotaAdminForm
     can_delete = True
     extra = 0
     max_num = 1

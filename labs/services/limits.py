@@ -6,8 +6,9 @@ import enum
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db.models import Sum
+from django.db.models import Count, QuerySet, Sum
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from labs.models import Guest, Lab, LabTemplate
 from labs.services.capacity import host_free_mb, placed_on
@@ -237,6 +238,51 @@ def memory_limits(obj: Guest | Lab | LabTemplate) -> tuple[int, int]:
     return guest_memory_limit(obj).bounds()
 
 
+def _over(guests: QuerySet[Guest], max_mb: int) -> tuple[int, str, int] | None:
+    """(how many of `guests` hold more than `max_mb`, the largest one's name, its MiB), or None: none does.
+
+    A guest holds what promised_mb says: a queued or running resize counts
+    its new size, which the lowered limit would leave over it as well.
+    """
+    over = guests.annotate(promised=promised_mb()).filter(promised__gt=max_mb)
+    largest = over.order_by("-promised", "domain_name").values_list("domain_name", "promised").first()
+    if largest is None:
+        return None
+    return over.count(), largest[0], largest[1]
+
+
+def template_limit_refusal(template: LabTemplate, max_mb: int) -> str | None:
+    """Why `template` may not get `max_mb` as its maximum memory (None: it may).
+
+    A maximum under what its labs' VMs hold would leave them over it; one
+    under a live lab's memory per VM would refuse that lab's next VMs.
+    """
+    if template.pk is None:
+        return None
+    over = _over(Guest.objects.filter(lab__template_id=template.pk), max_mb)
+    if over is not None:
+        count, vm, mem = over
+        return ngettext(
+            "%(count)d VM of this template has more memory than %(max)d MiB (%(vm)s has %(mem)d MiB):"
+            " lower its memory first, or choose at least %(mem)d MiB.",
+            "%(count)d VMs of this template have more memory than %(max)d MiB (the largest, %(vm)s, has"
+            " %(mem)d MiB): lower their memory first, or choose at least %(mem)d MiB.",
+            count,
+        ) % {"count": count, "max": max_mb, "vm": vm, "mem": mem}
+    lab = (
+        Lab.objects.filter(template_id=template.pk, memory_mb__gt=max_mb)
+        .exclude(status=Lab.Status.TORN_DOWN)
+        .order_by("-memory_mb", "slug")
+        .first()
+    )
+    if lab is not None:
+        return _(
+            "%(max)d MiB is less than the memory per VM of lab %(lab)s (%(mem)d MiB), which its new VMs get."
+            " Choose at least %(mem)d MiB."
+        ) % {"max": max_mb, "lab": lab.name, "mem": lab.memory_mb}
+    return None
+
+
 def lab_limit_refusal(lab: Lab, max_mb: int) -> str | None:
     """Why `lab` may not get `max_mb` as its maximum memory per guest (None: it may).
 
@@ -244,22 +290,43 @@ def lab_limit_refusal(lab: Lab, max_mb: int) -> str | None:
     would leave them over it, and the memory form with no size it accepts;
     one under the lab's memory per VM would refuse its next provisioning.
     """
-    if lab.pk is not None:
-        biggest = (
-            Guest.objects.filter(lab_id=lab.pk)
-            .annotate(promised=promised_mb())
-            .order_by("-promised", "domain_name")
-            .values_list("domain_name", "promised")
-            .first()
-        )
-        if biggest is not None and biggest[1] > max_mb:
-            return _(
-                "%(max)d MiB is less than VM %(vm)s of this lab has (%(mem)d MiB): it would be over the limit."
-                " Choose at least %(mem)d MiB, or make its VMs smaller first."
-            ) % {"max": max_mb, "vm": biggest[0], "mem": biggest[1]}
+    over = _over(Guest.objects.filter(lab_id=lab.pk), max_mb) if lab.pk is not None else None
+    if over is not None:
+        count, vm, mem = over
+        return ngettext(
+            "%(count)d VM of this lab has more memory than %(max)d MiB (%(vm)s has %(mem)d MiB):"
+            " lower its memory first, or choose at least %(mem)d MiB.",
+            "%(count)d VMs of this lab have more memory than %(max)d MiB (the largest, %(vm)s, has"
+            " %(mem)d MiB): lower their memory first, or choose at least %(mem)d MiB.",
+            count,
+        ) % {"count": count, "max": max_mb, "vm": vm, "mem": mem}
     if lab.memory_mb and lab.memory_mb > max_mb:
         return _(
             "%(max)d MiB is less than the lab's memory per VM (%(mem)d MiB), which its new VMs get."
             " Choose at least %(mem)d MiB."
         ) % {"max": max_mb, "mem": lab.memory_mb}
     return None
+
+
+def quota_limit_refusal(user, max_mb: int) -> str | None:
+    """Why `user`'s quota may not get `max_mb` as its maximum total memory (None: it may).
+
+    Under what their VMs hold over all labs (as usage_for counts it) every one
+    of their VMs would be over its limit, and no resize up would be allowed.
+    """
+    if user is None or user.pk is None:
+        return None
+    guests = Guest.objects.filter(held_by([user.pk])).annotate(promised=promised_mb())
+    held = guests.aggregate(count=Count("pk"), total=Sum("promised"))
+    total = held["total"] or 0
+    if total <= max_mb:
+        return None
+    vm, mem = guests.order_by("-promised", "domain_name").values_list("domain_name", "promised")[0]
+    count = held["count"]
+    return ngettext(
+        "%(user)s's %(count)d VM holds %(total)d MiB, more than %(max)d MiB (%(vm)s has %(mem)d MiB):"
+        " make it smaller or delete it first, or choose at least %(total)d MiB.",
+        "%(user)s's %(count)d VMs hold %(total)d MiB in all, more than %(max)d MiB (the largest, %(vm)s, has"
+        " %(mem)d MiB): make them smaller or delete some first, or choose at least %(total)d MiB.",
+        count,
+    ) % {"user": user.username, "count": count, "total": total, "max": max_mb, "vm": vm, "mem": mem}

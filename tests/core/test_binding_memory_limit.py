@@ -79,7 +79,8 @@ def test_no_size_fits_when_the_quota_is_spent(alice, alice_guest, host, template
 def test_lab_limit_refusal_names_the_biggest_vm_and_the_labs_size(lab, alice_guest, bob_guest):
     Guest.objects.filter(pk=bob_guest.pk).update(memory_mb=512)
     refusal = lab_limit_refusal(lab, 384)
-    assert refusal is not None and f"VM {bob_guest.domain_name} of this lab has (512 MiB)" in refusal
+    assert refusal is not None
+    assert f"1 VM of this lab has more memory than 384 MiB ({bob_guest.domain_name} has 512 MiB)" in refusal
     assert lab_limit_refusal(lab, 512) is None
     Lab.objects.filter(pk=lab.pk).update(memory_mb=600)
     lab.refresh_from_db()
@@ -93,7 +94,7 @@ def test_the_admin_refuses_a_lab_limit_under_its_vms(client, admin_user, admin_f
     data["max_guest_memory_mb"] = ["64"]
     r = client.post(page, data)
     assert r.status_code == 200
-    assert "less than VM net101-alice of this lab has (256 MiB)" in r.content.decode()
+    assert "1 VM of this lab has more memory than 64 MiB (net101-alice has 256 MiB)" in r.content.decode()
     lab.refresh_from_db()
     assert lab.max_guest_memory_mb == 1024  # unchanged
 
@@ -108,6 +109,6 @@ def test_the_admin_list_refuses_it_too(client, admin_user, lab, alice_guest):
         "_save": "Save",
     }
     r = client.post(reverse("admin:labs_lab_changelist"), data)
-    assert r.status_code == 200 and "of this lab has (256 MiB)" in r.content.decode()
+    assert r.status_code == 200 and "more memory than 64 MiB (net101-alice has 256 MiB)" in r.content.decode()
     lab.refresh_from_db()
     assert lab.max_guest_memory_mb == 1024
