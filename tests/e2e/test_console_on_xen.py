@@ -41,6 +41,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from django.test import Client
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
@@ -84,6 +85,7 @@ ROOT = HERE.parents[2]
 SLUG = "e2ec"
 # Under TCG on a busy 2-core machine: `xl list` and `xl console` take seconds, a boot a minute or more.
 OPEN_TIMEOUT = 300
+ENABLED = "/etc/xenpanel-testbed/enabled"  # what the testbed's init starts at boot (tests/testbed/README.md)
 ECHO_TIMEOUT = 120
 
 
@@ -278,6 +280,7 @@ def test_a_dom0_reboot_saves_and_restores_her_vm_and_the_panel_and_console_follo
     browser,  # noqa: F811
     client,
     alice,
+    ivy,
     testbed,  # noqa: F811
     testbed_timings,  # noqa: F811
 ):
@@ -285,7 +288,9 @@ def test_a_dom0_reboot_saves_and_restores_her_vm_and_the_panel_and_console_follo
     enabled as the guide says. Its init stops the worker, then xendomains saves the guest to
     /var/lib/xen/save; while the host is off the panel says "saved (host down)"; at boot xendomains
     restores it (a process in it kept counting, it never booted again) and the worker and console agent
-    start again; the panel shows it running and the student types in its console, with no action from anyone."""
+    start again; the panel shows it running and the student types in its console, with no action from anyone.
+    Then a boot without xendomains: her VM is gone, the panel says it was lost in the host's reboot, and
+    the instructor's "Start the lab's stopped VMs" starts it again."""
     phases = Phases()
     name, runner = guest.domain_name, testbed.runner()
     client.force_login(alice)
@@ -325,6 +330,36 @@ def test_a_dom0_reboot_saves_and_restores_her_vm_and_the_panel_and_console_follo
     click(browser, browser.find_element(By.CSS_SELECTOR, '[data-console="disconnect"]'))
     testbed_timings.add("dom0 reboot with xendomains", {**phases.seconds, "boot_ready_s": boot["ssh_ready_s"]})
     print("\n" + phases.line(f"dom0 reboot with xendomains (counter {before} -> {after} -> {later})"))
+
+    # The other case: a dom0 that boots without xendomains comes back without her VM, and says so.
+    without = Phases()
+    testbed.ssh(["rm", "-f", f"{ENABLED}/20-xendomains"])
+    try:
+        boots = product.console_boots(testbed, name)
+        with without("dom0 rebooted without xendomains (its init destroys the guest)"):
+            testbed.power_off()
+            testbed.power_on()
+        assert name not in testbed.ssh(["xl", "list"]).stdout
+        with without("the panel finds the VM lost in the reboot"):
+            until(
+                lambda: "came back after a silence without this VM" in Guest.objects.get(pk=guest.pk).last_error,
+                "the panel to mark the VM lost in the host's reboot",
+                600,
+                interval=3,
+                on_timeout=dom0.worker_log,
+            )
+        instructor = Client()
+        instructor.force_login(ivy)
+        assert 'id="start-stopped-link"' in instructor.get(f"/labs/{guest.lab_id}/").content.decode()
+        with without("'Start the lab's stopped VMs' (confirmed) until it runs, booted anew"):
+            r = instructor.post(f"/labs/{guest.lab_id}/start-stopped/", {"confirm": "on"})
+            assert r.status_code == 302, r.content[:2000]
+            page_says(client, guest, "running", product.PROVISION_TIMEOUT, dom0.worker_log)
+            testbed.wait_console(name, BOOTED, count=boots + 1, timeout=product.BOOT_TIMEOUT)
+    finally:
+        testbed.ssh(["/etc/xenpanel-testbed/unit", "enable-sysv", "xendomains"], check=False)
+    testbed_timings.add("dom0 reboot without xendomains", without.seconds)
+    print("\n" + without.line("dom0 reboot without xendomains"))
 
 
 @pytest.mark.postgres_relay
