@@ -221,11 +221,16 @@ def may_delete_save_point(user: AnyUser, point: SavePoint) -> bool:
     return may_act_on_guest(user, point.guest, Role.INSTRUCTOR if point.lab_wide else Role.STUDENT)
 
 
-def get_save_point_for_user(request: HttpRequest, guest_pk: int, pk: int) -> SavePoint:
-    """One save point of a guest the user may see (get_guest_for_user); else 404, as for a stranger."""
+def get_save_point_for_user(request: HttpRequest, guest_pk: int, pk: int, deleting: bool = False) -> SavePoint:
+    """One save point of a guest the user may see (get_guest_for_user); else 404, as for a stranger.
+
+    `deleting`: also 404 unless the user may delete it (may_delete_save_point), as the page and the API do.
+    """
     guest = get_guest_for_user(request, guest_pk)
     point = get_object_or_404(SavePoint, pk=pk, guest=guest)
     point.guest = guest
+    if deleting and not may_delete_save_point(request.user, point):
+        raise Http404
     return point
 
 

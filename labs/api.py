@@ -3,7 +3,9 @@
 The same rules as the pages: `labs.access` finds what the user may see (a
 stranger gets 404), the action registry says which actions exist and which
 need `confirm: true`, and the services decide and queue. An action answers
-202 with its Task, to poll at GET /api/v1/tasks/{id}.
+202 with its Task, to poll at GET /api/v1/tasks/{id}. Save points have routes
+of their own under /guests/{id}/save-points (a label to give, a save point to
+name), over `labs.services.save_points` as the guest page's forms.
 
 Two ways in: a personal API token (`Authorization: Bearer xp_...`, made on
 "My API tokens"; no CSRF, since a browser never sends it by itself; each
@@ -16,6 +18,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db.models import Model
 from django.http import Http404, HttpRequest, HttpResponse
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 from ninja import NinjaAPI, Query, Status
@@ -34,16 +37,21 @@ from labs.api_schemas import (
     LabIn,
     LabOut,
     LabTasks,
+    SavePointIn,
+    SavePointOut,
+    SavePointPage,
+    SavePointTaken,
     TaskOut,
     guest_detail_json,
     guest_json,
     lab_json,
+    save_point_json,
     task_json,
 )
-from labs.models import Host, IpPool, LabTemplate
-from labs.services import api_tokens
+from labs.models import Guest, Host, IpPool, LabTemplate, SavePoint
+from labs.services import api_tokens, save_points
 from labs.services.refusals import refused
-from labs.services.registry import LAB_ACTIONS, guest_action_def
+from labs.services.registry import GUEST_ACTIONS, LAB_ACTIONS, GuestAction, guest_action_def
 
 MAX_PAGE = 500
 
@@ -142,12 +150,24 @@ def guest_action(request: HttpRequest, guest_id: int, action: str, body: ActionI
     role = access.guest_role(request.user, guest)
     if definition is None or role is None or role < definition.role:
         raise Http404
-    if definition.confirm is not None and not body.confirm:
-        why = _("Nothing was done: send confirm: true. %(why)s") % {"why": definition.confirm.text}
-        refused(request.user, action, why, guest=guest)
+    if definition.asks:
+        # A label or a save point to name: the service would say "use the form", which a script has not.
+        url = reverse("api:guest_save_points", args=[guest.pk])
+        why = _("%(action)s: use the save point routes at %(url)s.") % {"action": definition.label, "url": url}
         return Status(400, {"detail": why})
+    if (unconfirmed := _unconfirmed(request, definition, body.confirm, guest)) is not None:
+        return unconfirmed
     task = services.guest_action(request.user, guest, action, memory_mb=body.memory_mb)
     return Status(202, task_json(task))
+
+
+def _unconfirmed(request: HttpRequest, definition: GuestAction, confirm: bool, guest: Guest) -> Status | None:
+    """A 400 (and its refusal on the audit trail) when the action needs confirm: true and did not get it."""
+    if definition.confirm is None or confirm:
+        return None
+    why = _("Nothing was done: send confirm: true. %(why)s") % {"why": definition.confirm.text}
+    refused(request.user, definition.name, why, guest=guest)
+    return Status(400, {"detail": why})
 
 
 @api.get("/tasks/{task_id}", response={200: TaskOut, 404: Error}, url_name="task", summary="Poll a task")
@@ -156,6 +176,82 @@ def task(request: HttpRequest, task_id: int):
     # A lab's task (no guest) is its instructors' to see; a guest's, the raw lines are for instructors and admins.
     role = access.guest_role(request.user, task.guest) if task.guest is not None else access.Role.INSTRUCTOR
     return task_json(task, role is not None and role >= access.Role.INSTRUCTOR)
+
+
+# ---------------------------------------------------------------- save points
+
+
+@api.get(
+    "/guests/{guest_id}/save-points",
+    response={200: SavePointPage, 404: Error},
+    url_name="guest_save_points",
+    summary="A guest's save points, newest first",
+)
+def guest_save_points(request: HttpRequest, guest_id: int):
+    guest = access.get_guest_for_user(request, guest_id)
+    points, held = save_points.of_guest(guest)
+    return {
+        "count": len(points),
+        "held": held,
+        "quota": save_points.shown_quota(guest),
+        "items": [save_point_json(p, access.may_delete_save_point(request.user, p)) for p in points],
+    }
+
+
+@api.post(
+    "/guests/{guest_id}/save-points",
+    response={202: SavePointTaken, 400: Error, 404: Error, 409: Error, 503: Error},
+    url_name="guest_save_points",
+    summary="Take a save point of the guest's disk: 202 with its task and the new save point",
+)
+def take_save_point(request: HttpRequest, guest_id: int, body: SavePointIn):
+    guest = access.get_guest_for_user(request, guest_id)
+    task = save_points.take(request.user, guest, body.label)
+    point = SavePoint.objects.get(pk=task.args["save_point"])
+    point.guest = guest
+    return Status(
+        202,
+        {**task_json(task), "save_point": save_point_json(point, access.may_delete_save_point(request.user, point))},
+    )
+
+
+@api.get(
+    "/guests/{guest_id}/save-points/{sp_id}",
+    response={200: SavePointOut, 404: Error},
+    url_name="guest_save_point",
+    summary="One save point",
+)
+def guest_save_point(request: HttpRequest, guest_id: int, sp_id: int):
+    point = access.get_save_point_for_user(request, guest_id, sp_id)
+    return save_point_json(point, access.may_delete_save_point(request.user, point))
+
+
+@api.post(
+    "/guests/{guest_id}/save-points/{sp_id}/return",
+    response={202: TaskOut, 400: Error, 404: Error, 409: Error, 503: Error},
+    url_name="save_point_return",
+    summary="Return the guest to the save point (confirm: true): 202 with its task",
+)
+def return_to_save_point(request: HttpRequest, guest_id: int, sp_id: int, body: ConfirmIn | None = None):
+    point = access.get_save_point_for_user(request, guest_id, sp_id)
+    confirm = body is not None and body.confirm
+    if (unconfirmed := _unconfirmed(request, GUEST_ACTIONS["savepoint_return"], confirm, point.guest)) is not None:
+        return unconfirmed
+    return Status(202, task_json(save_points.return_to(request.user, point)))
+
+
+@api.post(
+    "/guests/{guest_id}/save-points/{sp_id}/delete",
+    response={202: TaskOut, 400: Error, 404: Error, 409: Error, 503: Error},
+    url_name="save_point_delete",
+    summary="Delete the save point (confirm: true): 202 with its task",
+)
+def delete_save_point(request: HttpRequest, guest_id: int, sp_id: int, body: ConfirmIn | None = None):
+    point = access.get_save_point_for_user(request, guest_id, sp_id, deleting=True)
+    confirm = body is not None and body.confirm
+    if (unconfirmed := _unconfirmed(request, GUEST_ACTIONS["savepoint_delete"], confirm, point.guest)) is not None:
+        return unconfirmed
+    return Status(202, task_json(save_points.delete(request.user, point)))
 
 
 # ---------------------------------------------------------------- labs

@@ -1,4 +1,4 @@
-"""What the JSON API takes and gives: request bodies and the JSON of guests, tasks and labs.
+"""What the JSON API takes and gives: request bodies and the JSON of guests, tasks, save points and labs.
 
 The `*_json` functions turn rows into the dicts the response schemas check;
 they read only what the routes in `labs.api` already loaded or looked up.
@@ -12,7 +12,7 @@ from django.urls import reverse
 from ninja import Field, Schema
 
 from labs.access import Role
-from labs.models import Guest, Lab, Task
+from labs.models import Guest, Lab, SavePoint, Task
 from labs.services.explain import for_viewer
 from labs.services.registry import GUEST_ACTIONS
 from labs.templatetags.xenpanel import state_word
@@ -51,6 +51,10 @@ class ActionIn(Schema):
 
 class ConfirmIn(Schema):
     confirm: bool = False
+
+
+class SavePointIn(Schema):
+    label: str = Field(description="what it keeps, e.g. “before exercise 3” (at most 64 characters)")
 
 
 class LabIn(Schema):
@@ -117,6 +121,29 @@ class GuestDetail(GuestOut):
     last_error: str
     actions: list[ActionOut]
     latest_task: TaskOut | None
+
+
+class SavePointOut(Schema):
+    id: int
+    label: str
+    created_at: datetime
+    method: str = Field(description="thin (a thin snapshot) or copy (a full copy of the disk)")
+    size_mb: int = Field(description="the disk's size; a copy takes it from the host's volume group")
+    status: str = Field(description="taking, ready or deleting; only a ready one is returned to or deleted")
+    lab_wide: bool = Field(description="taken for the whole lab by an instructor: in no quota, theirs to delete")
+    deletable: bool = Field(description="whether you may delete it")
+    url: str
+
+
+class SavePointPage(Schema):
+    count: int
+    held: int = Field(description="how many save points the guest's student holds over all their VMs")
+    quota: int = Field(description="how many they may hold (the lab-wide ones count in neither)")
+    items: list[SavePointOut] = Field(description="newest first")
+
+
+class SavePointTaken(TaskOut):
+    save_point: SavePointOut = Field(description="the new save point, taking until the task succeeds")
 
 
 class LabGuest(Schema):
@@ -231,7 +258,10 @@ def guest_detail_json(guest: Guest, role: Role, allowed: set[str], latest: Task 
             "label": str(a.label),
             "allowed": a.name in allowed,
             "confirm": str(a.confirm.text) if a.confirm else None,
-            "url": reverse("api:guest_action", args=[guest.pk, a.name]),
+            # The save point actions ask for a label or a save point: their own routes, listed at the guest's.
+            "url": reverse("api:guest_save_points", args=[guest.pk])
+            if a.asks
+            else reverse("api:guest_action", args=[guest.pk, a.name]),
         }
         for a in GUEST_ACTIONS.values()
         if a.requestable and role >= a.role
@@ -241,6 +271,16 @@ def guest_detail_json(guest: Guest, role: Role, allowed: set[str], latest: Task 
         "last_error": for_viewer(guest.last_error, role >= Role.INSTRUCTOR),
         "actions": actions,
         "latest_task": task_json(latest, role >= Role.INSTRUCTOR) if latest else None,
+    }
+
+
+def save_point_json(point: SavePoint, deletable: bool) -> dict:
+    """A save point whose `guest` is loaded; `deletable`: access.may_delete_save_point for the user."""
+    return {
+        **{name: getattr(point, name) for name in ("id", "label", "created_at", "method", "size_mb", "status")},
+        "lab_wide": point.lab_wide,
+        "deletable": deletable,
+        "url": reverse("api:guest_save_point", args=[point.guest_id, point.pk]),
     }
 
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from labs.access import get_guest_for_user, get_lab_for_user, get_save_point_for_user, may_delete_save_point
+from labs.access import get_guest_for_user, get_lab_for_user, get_save_point_for_user
 from labs.forms import ConfirmForm
 from labs.models import SavePoint
 from labs.services import ServiceError, allowed_actions, save_points
@@ -85,9 +85,7 @@ def save_point_return(request: HttpRequest, pk: int, sp: int) -> HttpResponse:
 
 @login_required
 def save_point_delete(request: HttpRequest, pk: int, sp: int) -> HttpResponse:
-    point = get_save_point_for_user(request, pk, sp)
-    if not may_delete_save_point(request.user, point):
-        raise Http404
+    point = get_save_point_for_user(request, pk, sp, deleting=True)
     return _confirm(request, point, "savepoint_delete", reverse("save_point_delete", args=[pk, sp]))
 
 

@@ -12,6 +12,7 @@ whole lab do not count. Save points outlive a reset to the template; the VM's de
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -28,6 +29,7 @@ from labs.dom0.errors import InvalidName
 from labs.models import Guest, Host, Lab, LabTemplate, SavePoint, StudentQuota, Task
 from labs.services import actions, capacity, thin_pool
 from labs.services.errors import InvalidAction, QueueUnavailable, QuotaExceeded, ServiceError
+from labs.services.refusals import refused
 
 LABEL_MAX = 64
 T = TypeVar("T")
@@ -56,14 +58,20 @@ def held_by(user) -> int:
 
 
 def of_guest(guest: Guest) -> tuple[list[SavePoint], int]:
-    """The guest's save points, newest first, and how many its student holds in all: one query for the page."""
+    """The guest's save points, newest first, and how many its student holds in all: one query for the page.
+
+    Each point's `guest` is `guest` (as loaded), so asking may_delete_save_point of it costs no query.
+    """
     rows = list(
         SavePoint.objects.filter(Q(guest=guest) | Q(guest__student_id=guest.student_id, lab_wide=False)).order_by(
             "-created_at"
         )
     )
+    mine = [p for p in rows if p.guest_id == guest.pk]
+    for point in mine:
+        point.guest = guest
     # Those taken for the whole lab count in no student's quota.
-    return [p for p in rows if p.guest_id == guest.pk], sum(not p.lab_wide for p in rows)
+    return mine, sum(not p.lab_wide for p in rows)
 
 
 def method_for(guest: Guest) -> str:
@@ -78,6 +86,10 @@ def clean_label(label: str) -> str:
         raise InvalidAction(_("Give the save point a label, for example “before exercise 3”."), field="label")
     if len(label) > LABEL_MAX:
         raise InvalidAction(_("A save point's label has at most %(n)d characters.") % {"n": LABEL_MAX}, field="label")
+    # Whitespace controls were folded into spaces above; the rest (NUL, escapes) have no place in a label,
+    # and PostgreSQL refuses NUL outright.
+    if any(unicodedata.category(c) == "Cc" for c in label):
+        raise InvalidAction(_("A save point's label cannot hold control characters."), field="label")
     return label
 
 
@@ -155,6 +167,12 @@ def take(actor, guest: Guest, label: str, *, lab_wide: bool = False) -> Task:
             return actions.guest_action(actor, guest, "savepoint", prepare=prepare)
     except QueueUnavailable:
         SavePoint.objects.filter(pk__in=made).delete()
+        raise
+    except ServiceError as e:
+        # guest_action recorded the refusal (quota, room, state, rights) inside this transaction, whose
+        # rollback took the row with it: record it again now, outside.
+        refused(actor, "savepoint", e.message, guest=guest)
+        e.audited = True
         raise
 
 

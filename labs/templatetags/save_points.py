@@ -17,7 +17,6 @@ def guest_save_points(context: template.Context, guest: Guest) -> dict:
     mine, held = save_points.of_guest(guest)
     points = []
     for point in mine:
-        point.guest = guest
         points.append({"point": point, "deletable": may_delete_save_point(user, point)})
     allowed = allowed_actions(guest)
     return {

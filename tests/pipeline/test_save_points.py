@@ -158,7 +158,11 @@ def test_the_quota_is_set_per_student_and_counts_all_their_vms(running_guest, al
 
 
 def test_labels_are_checked(running_guest, alice):
-    for bad, words in (("   ", "Give the save point a label"), ("x" * 65, "at most 64 characters")):
+    for bad, words in (
+        ("   ", "Give the save point a label"),
+        ("x" * 65, "at most 64 characters"),
+        ("ex\x003", "cannot hold control characters"),
+    ):
         with pytest.raises(InvalidAction, match=words):
             save_points.take(alice, running_guest, bad)
     assert not SavePoint.objects.exists() and not Task.objects.filter(kind="savepoint").exists()

@@ -11,7 +11,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from labs.models import ApiToken, AuditEvent, Guest, Lab, Task
+from labs.models import ApiToken, AuditEvent, Guest, Lab, SavePoint, Task
 from labs.services import api_tokens
 from labs.services.queueing import redis_connection
 from tests.ui.conftest import set_state
@@ -55,10 +55,17 @@ def task(running_guest, alice) -> Task:
 ROSTER = "new1, New One, new1@example.edu\nnew2, New Two,"
 
 
-def _routes(guest, task, lab, template, pool):
+@pytest.fixture
+def save_point(running_guest) -> SavePoint:
+    return SavePoint.objects.create(
+        guest=running_guest, label="before exercise 3", volume="vm-x.sp1", method="copy", size_mb=64, status="ready"
+    )
+
+
+def _routes(guest, task, lab, template, pool, point):
     """(method, url, body, {role: status}) for every API route."""
     s = lambda *codes: dict(zip(ROLES, codes, strict=True))  # noqa: E731
-    g, lab_pk = guest.pk, lab.pk
+    g, lab_pk, sp = guest.pk, lab.pk, f"/api/v1/guests/{guest.pk}/save-points"
     return [
         ("get", "/api/v1/guests", None, s(200, 200, 200, 200, 200)),
         ("get", f"/api/v1/guests/{g}", None, s(200, 404, 404, 200, 200)),
@@ -69,6 +76,14 @@ def _routes(guest, task, lab, template, pool):
         ("post", f"/api/v1/guests/{g}/actions/provision", {}, s(404, 404, 404, 404, 404)),
         ("post", f"/api/v1/guests/{g}/actions/format-disk", {}, s(404, 404, 404, 404, 404)),
         ("get", f"/api/v1/tasks/{task.pk}", None, s(200, 404, 404, 200, 200)),
+        # Save points: a refused label, or no confirm: true, for whoever may see the guest; 404 for the rest.
+        ("get", sp, None, s(200, 404, 404, 200, 200)),
+        ("post", sp, {"label": ""}, s(400, 404, 404, 400, 400)),
+        ("get", f"{sp}/{point.pk}", None, s(200, 404, 404, 200, 200)),
+        ("post", f"{sp}/{point.pk}/return", {}, s(400, 404, 404, 400, 400)),
+        ("post", f"{sp}/{point.pk}/delete", {}, s(400, 404, 404, 400, 400)),
+        # Their plain action names: pointed to the routes above.
+        ("post", f"/api/v1/guests/{g}/actions/savepoint", {}, s(400, 404, 404, 400, 400)),
         (
             "post",
             "/api/v1/labs",
@@ -82,16 +97,19 @@ def _routes(guest, task, lab, template, pool):
 
 
 @pytest.mark.parametrize("role", ROLES)
-def test_every_route_for_every_role_by_token(client, users, role, running_guest, task, lab, template, pool):
+def test_every_route_for_every_role_by_token(
+    client, users, role, running_guest, task, lab, template, pool, save_point
+):
     token = token_for(users[role])
     wrong = []
-    for method, url, body, expected in _routes(running_guest, task, lab, template, pool):
+    for method, url, body, expected in _routes(running_guest, task, lab, template, pool, save_point):
         r = call(client, method, url, token, body)
         if r.status_code != expected[role]:
             wrong.append(f"{method.upper()} {url}: {r.status_code}, expected {expected[role]}: {r.content[:200]!r}")
     assert not wrong, "\n".join(wrong)
     assert not Task.objects.exclude(pk=task.pk).exists()
     assert Guest.objects.filter(status=Guest.Status.READY).count() == 1
+    assert list(SavePoint.objects.values_list("status", flat=True)) == ["ready"]
 
 
 def _dead_tokens(users) -> dict[str, str | None]:
@@ -113,10 +131,12 @@ def _dead_tokens(users) -> dict[str, str | None]:
     }
 
 
-def test_no_token_or_a_dead_one_gets_401_everywhere(client, users, running_guest, task, lab, template, pool):
+def test_no_token_or_a_dead_one_gets_401_everywhere(
+    client, users, running_guest, task, lab, template, pool, save_point
+):
     wrong = []
     for name, token in _dead_tokens(users).items():
-        for method, url, body, _expected in _routes(running_guest, task, lab, template, pool):
+        for method, url, body, _expected in _routes(running_guest, task, lab, template, pool, save_point):
             if url.endswith("openapi.json"):
                 continue
             r = call(client, method, url, token, body)
@@ -154,6 +174,7 @@ def test_guest_detail_lists_the_actions_of_the_role(client, alice, ivy, running_
     assert actions["destroy"]["confirm"].startswith("Destroy stops the VM at once")
     assert actions["reboot"]["confirm"] is None
     assert actions["reboot"]["url"] == f"/api/v1/guests/{running_guest.pk}/actions/reboot"
+    assert actions["savepoint"]["url"] == f"/api/v1/guests/{running_guest.pk}/save-points"
     body = call(client, "get", f"/api/v1/guests/{running_guest.pk}", token_for(ivy)).json()
     assert "teardown" in {a["name"] for a in body["actions"]}
 
@@ -318,6 +339,10 @@ def test_schema_and_docs_are_served_without_a_cdn(client):
         "/api/v1/labs",
         "/api/v1/labs/{lab_id}",
         "/api/v1/labs/{lab_id}/teardown",
+        "/api/v1/guests/{guest_id}/save-points",
+        "/api/v1/guests/{guest_id}/save-points/{sp_id}",
+        "/api/v1/guests/{guest_id}/save-points/{sp_id}/return",
+        "/api/v1/guests/{guest_id}/save-points/{sp_id}/delete",
     ):
         assert path in schema["paths"], path
     assert schema["components"]["securitySchemes"]["TokenAuth"]["scheme"] == "bearer"

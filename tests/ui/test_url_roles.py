@@ -151,6 +151,26 @@ TABLE = {
         ("post", lambda o: [o["guest"].pk, "format-disk"], _statuses(401, 404, 404, 404, 404, 404)),
     ],
     "api:task": [("get", lambda o: [o["task"].pk], API_GUEST)],
+    # Save points: an empty object lacks the label for anyone signed in (422; with one, strangers get a 404:
+    # tests/ui/test_api.py); without confirm: true nothing is returned to or deleted (400). One taken for the
+    # whole lab is the instructors' to delete.
+    "api:guest_save_points": [
+        ("get", lambda o: [o["guest"].pk], API_GUEST),
+        ("post", lambda o: [o["guest"].pk], _statuses(401, 422, 422, 422, 422, 422)),
+    ],
+    "api:guest_save_point": [
+        ("get", lambda o: [o["guest"].pk, o["save_point"].pk], API_GUEST),
+        ("get", lambda o: [o["guest"].pk, o["lab_save_point"].pk], API_GUEST),
+    ],
+    "api:save_point_return": [
+        ("get", lambda o: [o["guest"].pk, o["save_point"].pk], POST_ONLY),
+        ("post", lambda o: [o["guest"].pk, o["save_point"].pk], _statuses(401, 400, 404, 404, 400, 400)),
+        ("post", lambda o: [o["guest"].pk, o["lab_save_point"].pk], _statuses(401, 400, 404, 404, 400, 400)),
+    ],
+    "api:save_point_delete": [
+        ("post", lambda o: [o["guest"].pk, o["save_point"].pk], _statuses(401, 400, 404, 404, 400, 400)),
+        ("post", lambda o: [o["guest"].pk, o["lab_save_point"].pk], _statuses(401, 404, 404, 404, 400, 400)),
+    ],
     # An empty object lacks the batch's fields for anyone signed in (422); a whole one gets students a 404
     # (test_api.py).
     "api:labs": [("get", lambda o: [], POST_ONLY), ("post", lambda o: [], _statuses(401, 422, 422, 422, 422, 422))],
