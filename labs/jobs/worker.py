@@ -159,6 +159,15 @@ class HostWorker(SimpleWorker):
             # That cut the worker key's life to job_monitoring_interval + 60 s: the next plain refresh must not wait.
             self._worker_beat_at = float("-inf")
 
+    def cleanup_execution(self, job, pipeline) -> None:
+        """rq queues the execution's deletion here and runs it after this returns: a beat still in flight
+        would then write its HSET after the delete and leave a hash with only last_heartbeat, which
+        breaks rq's Job.delete() (KeyError 'created_at', seen in CI from check_hosts). So a beat in
+        flight finishes first, and none starts for this job afterwards."""
+        with self._beat_lock:
+            self._beat_job = None
+            super().cleanup_execution(job, pipeline)
+
     def _beat(self) -> None:
         while not self._beat_stop.wait(self.job_monitoring_interval):
             self._beat_once()

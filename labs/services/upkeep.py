@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import transaction
@@ -18,6 +18,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from rq.exceptions import NoSuchJobError
+from rq.executions import Execution, ExecutionRegistry
 from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 
@@ -138,6 +139,25 @@ def continue_teardowns() -> int:
     return queued
 
 
+def _delete_job(job: Job) -> None:
+    """rq's Job.delete(), also when one of the job's execution records is half written.
+
+    rq reads every execution before it deletes them, and one holding only
+    `last_heartbeat` (a heartbeat that raced the job's end, or a dom0, whose
+    Redis user writes its own queue's keys) raised KeyError there: the
+    host's health check could then never be queued again.
+    """
+    try:
+        job.delete()
+    except (KeyError, ValueError):
+        registry = ExecutionRegistry(job.id, job.connection)
+        ids = [i.decode() for i in cast(list[bytes], job.connection.zrange(registry.key, 0, -1))]
+        keys = [Execution(id=i, job_id=job.id, connection=job.connection).key for i in ids]
+        job.connection.delete(registry.key, *keys)
+        log.warning("job %s had %d broken execution records; deleted them", job.id, len(ids))
+        job.delete()
+
+
 def _host_job(
     host: Host, kind: str, timeout: int, ttl: int | None, queued_after: datetime | None = None
 ) -> Job | None:
@@ -158,7 +178,7 @@ def _host_job(
             # rq keeps UTC, without a zone in older versions.
             if (queued_at if queued_at.tzinfo else queued_at.replace(tzinfo=UTC)) > queued_after:
                 return None
-        old.delete()
+        _delete_job(old)
     except NoSuchJobError:
         pass
     job = queueing.job(
