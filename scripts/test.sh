@@ -32,7 +32,8 @@ db=${DATABASE_URL:-sqlite}; echo "test.sh: database ${db%%:*}, Redis database $X
 # Types, as Healthchecks checks them: labs/dom0 strictly (pyproject.toml), the rest with django-stubs.
 .venv/bin/mypy labs xenpanel
 set +e
-.venv/bin/python -m pytest "$@"
+# The slowest tests and fixtures, so a CI log shows where its time went.
+.venv/bin/python -m pytest --durations=30 "$@"
 rc=$?
 set -e
 if [ $rc = 5 ]; then echo "test.sh: pytest collected no tests; that is a failure" >&2; exit 1; fi

@@ -52,10 +52,13 @@ class PanelJob(Job):
 
 
 def wait_for_database(limit: float = DATABASE_WAIT_SECONDS) -> None:
-    """Hold a dequeued job (its heartbeat goes on) until PostgreSQL answers.
+    """Hold a dequeued job until PostgreSQL answers.
 
     Jobs taken while the server restarted failed at their first query, each
     then found lost and retried: in the restart drill, all four of a batch.
+    The hold comes before rq starts the job's execution: the job is still
+    "queued" in Redis, so the sync loop does not take it for lost however
+    long the hold lasts, and there is no execution to beat for yet.
     """
     delay, deadline = 0.5, time.monotonic() + limit
     while True:

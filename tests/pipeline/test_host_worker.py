@@ -174,3 +174,29 @@ def test_a_half_written_execution_record_does_not_stop_the_next_health_check(hos
     assert again.get_status(refresh=True) == "queued"
     assert conn.keys(f"rq:execution:{job.id}:*") == []
     again.delete()
+
+
+def test_a_job_held_until_the_database_answers_is_not_taken_for_lost(ivy, host, template, pool, sim, monkeypatch):
+    """wait_for_database() holds a dequeued job before rq starts its execution, so no heartbeat is
+    written for it then. The sync loop must still see it as waiting, however long the hold: judged
+    ten minutes on, the job is neither failed nor retried, and it then runs once."""
+    from django.db import connection
+
+    from labs.services import upkeep
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the worker holds jobs for PostgreSQL only")
+    create_lab_batch(ivy, template, pool, roster("alice"), memory_mb=256, slug="net")
+    task = Task.objects.get()
+    seen: list[list[int]] = []
+    monkeypatch.setattr(
+        jobs, "wait_for_database", lambda: seen.append([t.pk for t in upkeep.detect_lost_work(time.time() + 600)])
+    )
+    HostWorker([django_rq.get_queue(host.queue_name)], connection=django_rq.get_connection(host.queue_name)).work(
+        burst=True
+    )
+
+    assert seen == [[]]
+    task.refresh_from_db()
+    assert task.status == "succeeded", task.log
+    assert Task.objects.count() == 1  # no retry was queued
