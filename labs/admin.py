@@ -41,7 +41,12 @@ from labs.models import (
 )
 from labs.services import api_tokens
 from labs.services.errors import ServiceError
-from labs.services.limits import lab_limit_refusal, quota_limit_refusal, template_limit_refusal
+from labs.services.limits import (
+    lab_limit_refusal,
+    quota_guests_refusal,
+    quota_limit_refusal,
+    template_limit_refusal,
+)
 from labs.services.templates import enqueue_template_build, rebuild_spec
 
 User = get_user_model()
@@ -276,8 +281,8 @@ class GuestAdmin(admin.ModelAdmin):
 
 
 class StudentQuotaAdminForm(forms.ModelForm):
-    """A quota's row (its page, the list, the user page): its memory is refused under what the student's VMs hold
-    (labs.services.limits)."""
+    """A quota's row (its page, the list, the user page): its memory and its number of VMs are refused under what
+    the student's VMs hold (labs.services.limits)."""
 
     class Meta:
         model = StudentQuota
@@ -287,15 +292,20 @@ class StudentQuotaAdminForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         super().clean()
         cleaned = self.cleaned_data
-        value = cleaned.get("max_memory_mb")
         # Only a new value is checked, as on the template's form.
-        if value is None or "max_memory_mb" not in self.changed_data:
+        checks = [
+            (field, refusal_for)
+            for field, refusal_for in (("max_guests", quota_guests_refusal), ("max_memory_mb", quota_limit_refusal))
+            if cleaned.get(field) is not None and field in self.changed_data
+        ]
+        if not checks:
             return cleaned
         # The add form chooses the user; the change form, the list and the user page's inline know it already.
         user = cleaned["user"] if "user" in cleaned else self.instance.user if self.instance.user_id else None
-        refusal = quota_limit_refusal(user, value)
-        if refusal:
-            self.add_error("max_memory_mb", refusal)
+        for field, refusal_for in checks:
+            refusal = refusal_for(user, cleaned[field])
+            if refusal:
+                self.add_error(field, refusal)
         return cleaned
 
 
@@ -309,7 +319,7 @@ class StudentQuotaAdmin(admin.ModelAdmin):
     autocomplete_fields = ("user",)
 
     def get_changelist_form(self, request: HttpRequest, **kwargs):
-        # The list edits the memory in place: the same check as the change form.
+        # The list edits the memory and the number of VMs in place: the same checks as the change form.
         return super().get_changelist_form(request, form=StudentQuotaAdminForm, **kwargs)
 
 

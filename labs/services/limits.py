@@ -13,7 +13,7 @@ from django.utils.translation import ngettext
 from labs.models import Guest, Lab, LabTemplate
 from labs.services.capacity import host_free_mb, placed_on
 from labs.services.errors import QuotaExceeded
-from labs.services.quotas import held_by, memory_quota_refusal, promised_mb, quota_for
+from labs.services.quotas import Usage, held_by, memory_quota_refusal, promised_mb, quota_for, usage_for
 
 # A Debian PV guest does not get through boot with less than this.
 MIN_GUEST_MEMORY_MB = 32
@@ -330,3 +330,22 @@ def quota_limit_refusal(user, max_mb: int) -> str | None:
         " %(mem)d MiB): make them smaller or delete some first, or choose at least %(total)d MiB.",
         count,
     ) % {"user": user.username, "count": count, "total": total, "max": max_mb, "vm": vm, "mem": mem}
+
+
+def quota_guests_refusal(user, max_guests: int) -> str | None:
+    """Why `user`'s quota may not get `max_guests` as its number of VMs (None: it may).
+
+    A number under the VMs they hold (counted as a batch's quota check counts
+    them, usage_for) would leave the student over their quota at once, with
+    nothing to say which VMs should go.
+    """
+    if user is None or user.pk is None:
+        return None
+    count = usage_for([user]).get(user.pk, Usage()).guests
+    if count <= max_guests:
+        return None
+    return ngettext(
+        "%(user)s holds %(count)d VM: lower it to %(count)d at the least, or delete it first.",
+        "%(user)s holds %(count)d VMs: lower it to %(count)d at the least, or delete VMs first.",
+        count,
+    ) % {"user": user.username, "count": count}

@@ -1,10 +1,11 @@
-"""An admin may not lower a memory limit under what existing VMs hold (labs.services.limits).
+"""An admin may not lower a memory limit, or a quota's number of VMs, under what existing VMs hold
+(labs.services.limits).
 
 Each test edits through the admin's own pages as a superuser (GET the form, POST
 it back as a browser would): a value under the VMs' memory comes back on the
 field with the count and the largest VM, and the row keeps its value; exactly
-the largest (for a quota, the total) is saved; with no VMs the field's own
-validators are the only bound.
+the largest (for a quota, the total, or the number of VMs) is saved; with no
+VMs the field's own validators are the only bound.
 """
 
 from __future__ import annotations
@@ -183,7 +184,7 @@ def test_lab_without_vms_takes_any_value_its_validators_allow(staff, admin_form,
     assert (lab.max_guest_memory_mb, lab.memory_mb) == (16, 16)
 
 
-# -- the student's quota (maximum total memory, over all labs) ----------------------------------
+# -- the student's quota (maximum total memory, and on every form the number of VMs too) --------
 
 
 @pytest.fixture
@@ -198,6 +199,7 @@ ALICE_OVER_700 = (
     "alice's 2 VMs hold 768 MiB in all, more than 700 MiB (the largest, sys-alice, has 512 MiB):"
     " make them smaller or delete some first, or choose at least 768 MiB."
 )
+ALICE_HOLDS_2 = "alice holds 2 VMs: lower it to 2 at the least, or delete VMs first."
 
 
 def test_quota_under_the_students_vms_is_refused_and_exactly_their_total_saves(staff, admin_form, alice_holds_768):
@@ -212,23 +214,31 @@ def test_quota_under_the_students_vms_is_refused_and_exactly_their_total_saves(s
     assert quota.max_memory_mb == 768
 
 
-def test_quota_is_refused_on_the_user_page_the_list_and_the_add_form(staff, admin_form, alice, alice_holds_768):
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [("max_memory_mb", 700, ALICE_OVER_700), ("max_guests", 1, ALICE_HOLDS_2)],
+    ids=["memory", "vms"],
+)
+def test_quota_is_refused_on_the_user_page_the_list_and_the_add_form(
+    staff, admin_form, alice, alice_holds_768, field, value, message
+):
     quota = alice_holds_768
     page = reverse("admin:auth_user_change", args=[alice.pk])
-    r = submit(staff, admin_form, page, "user_form", **{"quota-0-max_memory_mb": 700})
-    refused(r, "max_memory_mb", ALICE_OVER_700, formset=True)
+    r = submit(staff, admin_form, page, "user_form", **{f"quota-0-{field}": value})
+    refused(r, field, message, formset=True)
 
     listing = reverse("admin:labs_studentquota_changelist")
-    r = submit(staff, admin_form, listing, "changelist-form", **{"form-0-max_memory_mb": 700, "_save": "Save"})
-    assert r.status_code == 200 and escape(ALICE_OVER_700) in r.content.decode()
+    r = submit(staff, admin_form, listing, "changelist-form", **{f"form-0-{field}": value, "_save": "Save"})
+    assert r.status_code == 200 and escape(message) in r.content.decode()
     quota.refresh_from_db()
-    assert quota.max_memory_mb == 2048
+    assert (quota.max_guests, quota.max_memory_mb) == (5, 2048)
 
     # A new row for a student who has none yet: the user chosen on the form is the one checked.
     quota.delete()
     add = reverse("admin:labs_studentquota_add")
-    r = submit(staff, admin_form, add, "studentquota_form", user=alice.pk, max_guests=5, max_memory_mb=700)
-    refused(r, "max_memory_mb", ALICE_OVER_700)
+    values = {"max_guests": 5, "max_memory_mb": 2048, field: value}
+    r = submit(staff, admin_form, add, "studentquota_form", user=alice.pk, **values)
+    refused(r, field, message)
     assert not StudentQuota.objects.filter(user=alice).exists()
 
 
@@ -243,9 +253,59 @@ def test_quota_of_one_vm_says_it_in_the_singular(staff, admin_form, alice, alice
     )
 
 
-def test_quota_without_vms_takes_any_value_its_validators_allow(staff, admin_form, bob):
+@pytest.mark.parametrize("field", ["max_memory_mb", "max_guests"])
+def test_quota_without_vms_takes_any_value_its_validators_allow(staff, admin_form, bob, field):
     quota = StudentQuota.objects.create(user=bob, max_guests=2, max_memory_mb=2048)
     page = reverse("admin:labs_studentquota_change", args=[quota.pk])
-    assert submit(staff, admin_form, page, "studentquota_form", max_memory_mb=0).status_code == 302
+    assert submit(staff, admin_form, page, "studentquota_form", **{field: 0}).status_code == 302
     quota.refresh_from_db()
-    assert quota.max_memory_mb == 0
+    assert getattr(quota, field) == 0
+
+
+# -- the student's quota's number of VMs (over all labs) ----------------------------------------
+
+
+def test_quota_guests_under_the_students_vms_is_refused_and_exactly_their_count_saves(
+    staff, admin_form, alice_holds_768
+):
+    quota = alice_holds_768
+    page = reverse("admin:labs_studentquota_change", args=[quota.pk])
+    refused(submit(staff, admin_form, page, "studentquota_form", max_guests=1), "max_guests", ALICE_HOLDS_2)
+    # Both limits lowered at once: each field names its own refusal.
+    r = submit(staff, admin_form, page, "studentquota_form", max_guests=0, max_memory_mb=700)
+    refused(r, "max_guests", ALICE_HOLDS_2)
+    refused(r, "max_memory_mb", ALICE_OVER_700)
+    quota.refresh_from_db()
+    assert (quota.max_guests, quota.max_memory_mb) == (5, 2048)  # nothing changed
+
+    assert submit(staff, admin_form, page, "studentquota_form", max_guests=2).status_code == 302
+    quota.refresh_from_db()
+    assert quota.max_guests == 2
+
+
+def test_quota_guests_count_every_vm_as_a_batch_does_and_speak_portuguese(staff, admin_form, alice, alice_guest):
+    """A VM being torn down still counts, as in the batch's quota check (quotas.usage_for)."""
+    Guest.objects.filter(pk=alice_guest.pk).update(status=Guest.Status.TEARING_DOWN)
+    quota = StudentQuota.objects.create(user=alice, max_guests=5, max_memory_mb=2048)
+    page = reverse("admin:labs_studentquota_change", args=[quota.pk])
+    refused(
+        submit(staff, admin_form, page, "studentquota_form", max_guests=0),
+        "max_guests",
+        "alice holds 1 VM: lower it to 1 at the least, or delete it first.",
+    )
+    refused(
+        submit(staff, admin_form, page, "studentquota_form", headers=PT, max_guests=0),
+        "max_guests",
+        "alice tem 1 VM: diminua o limite para no mínimo 1, ou apague-a antes.",
+    )
+    quota.refresh_from_db()
+    assert quota.max_guests == 5
+
+
+def test_a_quota_already_over_its_vms_still_saves_its_other_fields(staff, admin_form, alice_holds_768):
+    quota = alice_holds_768
+    StudentQuota.objects.filter(pk=quota.pk).update(max_guests=1)
+    page = reverse("admin:labs_studentquota_change", args=[quota.pk])
+    assert submit(staff, admin_form, page, "studentquota_form", max_save_points=7).status_code == 302
+    quota.refresh_from_db()
+    assert (quota.max_guests, quota.max_save_points) == (1, 7)
