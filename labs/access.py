@@ -215,10 +215,13 @@ def may_manage_lab(user: AnyUser, lab: Lab) -> bool:
     return teaches(user, lab.pk)
 
 
-def may_delete_save_point(user: AnyUser, point: SavePoint) -> bool:
+def may_delete_save_point(user: AnyUser, point: SavePoint, known_teacher: bool = False) -> bool:
     """Whoever may act on the guest deletes its save points, but one taken for the whole lab is for
-    the lab's instructors (and admins) to delete: the class may return to it together."""
-    return may_act_on_guest(user, point.guest, Role.INSTRUCTOR if point.lab_wide else Role.STUDENT)
+    the lab's instructors (and admins) to delete: the class may return to it together.
+
+    `known_teacher`: the point's lab came from get_lab_for_user(), so the user teaches it (no query again).
+    """
+    return known_teacher or may_act_on_guest(user, point.guest, Role.INSTRUCTOR if point.lab_wide else Role.STUDENT)
 
 
 def get_save_point_for_user(request: HttpRequest, guest_pk: int, pk: int, deleting: bool = False) -> SavePoint:

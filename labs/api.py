@@ -5,7 +5,8 @@ stranger gets 404), the action registry says which actions exist and which
 need `confirm: true`, and the services decide and queue. An action answers
 202 with its Task, to poll at GET /api/v1/tasks/{id}. Save points have routes
 of their own under /guests/{id}/save-points (a label to give, a save point to
-name), over `labs.services.save_points` as the guest page's forms.
+name) and, for a lab's instructors, /labs/{id}/save-points (every VM at once),
+over `labs.services.save_points` as the guest's and the lab's pages.
 
 Two ways in: a personal API token (`Authorization: Bearer xp_...`, made on
 "My API tokens"; no CSRF, since a browser never sends it by itself; each
@@ -36,6 +37,9 @@ from labs.api_schemas import (
     LabCreated,
     LabIn,
     LabOut,
+    LabOutcomeOut,
+    LabReturnIn,
+    LabSavePointPage,
     LabTasks,
     SavePointIn,
     SavePointOut,
@@ -45,10 +49,12 @@ from labs.api_schemas import (
     guest_detail_json,
     guest_json,
     lab_json,
+    lab_outcome_json,
+    lab_save_points_json,
     save_point_json,
     task_json,
 )
-from labs.models import Guest, Host, IpPool, LabTemplate, SavePoint
+from labs.models import Guest, Host, IpPool, Lab, LabTemplate, SavePoint
 from labs.services import api_tokens, save_points
 from labs.services.refusals import refused
 from labs.services.registry import GUEST_ACTIONS, LAB_ACTIONS, GuestAction, guest_action_def
@@ -345,10 +351,73 @@ def lab(request: HttpRequest, lab_id: int):
 )
 def lab_teardown(request: HttpRequest, lab_id: int, body: ConfirmIn | None = None):
     lab = access.get_lab_for_user(request, lab_id)
-    if not (body and body.confirm):
-        why = str(LAB_ACTIONS["teardown"].confirm) % {"n": lab.guests.count()}
-        detail = _("Nothing was done: send confirm: true. %(why)s") % {"why": why}
-        refused(request.user, "teardown", detail, lab=lab)
-        return Status(400, {"detail": detail})
+    confirm = body is not None and body.confirm
+    if (unconfirmed := _lab_unconfirmed(request, "teardown", confirm, lab, lab.guests.count())) is not None:
+        return unconfirmed
     tasks = services.lab_action(request.user, lab, "teardown")
     return Status(202, {"lab": lab_json(lab, services.lab_progress(lab)), "tasks": [task_json(t) for t in tasks]})
+
+
+def _lab_unconfirmed(
+    request: HttpRequest, action: str, confirm: bool, lab: Lab, n: int, explanation: str = ""
+) -> Status | None:
+    """A 400 (and its refusal on the audit trail) when the lab action, reaching `n` VMs, did not get confirm: true."""
+    if confirm:
+        return None
+    why = " ".join(filter(None, (explanation, str(LAB_ACTIONS[action].confirm) % {"n": n})))
+    detail = _("Nothing was done: send confirm: true. %(why)s") % {"why": why}
+    refused(request.user, action, detail, lab=lab)
+    return Status(400, {"detail": detail})
+
+
+# ---------------------------------------------------------------- a lab's save points
+
+
+@api.get(
+    "/labs/{lab_id}/save-points",
+    response={200: LabSavePointPage, 404: Error},
+    url_name="lab_save_points",
+    summary="The save points taken for the whole lab: by label, newest first, with the VMs holding each",
+)
+def lab_save_points(request: HttpRequest, lab_id: int):
+    lab = access.get_lab_for_user(request, lab_id)
+    items = []
+    for label in save_points.lab_labels(lab):
+        points = save_points.lab_points(lab, label)
+        if points:  # unless deleted since lab_labels looked
+            deletable = [(p, access.may_delete_save_point(request.user, p, known_teacher=True)) for p in points]
+            items.append(lab_save_points_json(label, deletable))
+    return {"count": len(items), "items": items}
+
+
+@api.post(
+    "/labs/{lab_id}/save-points",
+    response={202: LabOutcomeOut, 400: Error, 404: Error, 409: Error, 503: Error},
+    url_name="lab_save_points",
+    summary="Take a save point of every ready VM of the lab: 202 with their tasks and the VMs refused",
+)
+def take_lab_save_point(request: HttpRequest, lab_id: int, body: SavePointIn):
+    lab = access.get_lab_for_user(request, lab_id)
+    outcome = save_points.take_for_lab(request.user, lab, body.label)
+    label = save_points.clean_label(body.label)
+    return Status(202, lab_outcome_json(lab, services.lab_progress(lab), label, outcome))
+
+
+@api.post(
+    "/labs/{lab_id}/save-points/return",
+    response={202: LabOutcomeOut, 400: Error, 404: Error, 409: Error, 503: Error},
+    url_name="lab_save_point_return",
+    summary="Return every VM holding the lab's save point `label` to it (confirm: true): 202 with their tasks",
+)
+def return_lab_to_save_point(request: HttpRequest, lab_id: int, body: LabReturnIn):
+    lab = access.get_lab_for_user(request, lab_id)
+    points = save_points.lab_points_named(lab, body.label)
+    label, explanation = points[0].label, GUEST_ACTIONS["savepoint_return"].confirm
+    assert explanation is not None  # a return asks first (tests/test_registry.py)
+    unconfirmed = _lab_unconfirmed(
+        request, "savepoint_return_all", body.confirm, lab, len(points), str(explanation.text)
+    )
+    if unconfirmed is not None:
+        return unconfirmed
+    outcome = save_points.return_lab(request.user, lab, label)
+    return Status(202, lab_outcome_json(lab, services.lab_progress(lab), label, outcome))

@@ -15,6 +15,7 @@ from labs.access import Role
 from labs.models import Guest, Lab, SavePoint, Task
 from labs.services.explain import for_viewer
 from labs.services.registry import GUEST_ACTIONS
+from labs.services.save_points import LabOutcome
 from labs.templatetags.xenpanel import state_word
 
 
@@ -55,6 +56,11 @@ class ConfirmIn(Schema):
 
 class SavePointIn(Schema):
     label: str = Field(description="what it keeps, e.g. “before exercise 3” (at most 64 characters)")
+
+
+class LabReturnIn(Schema):
+    label: str = Field(description="the lab's save point to return to, as GET /labs/{id}/save-points lists it")
+    confirm: bool = Field(False, description="required true: every VM holding it loses what changed since")
 
 
 class LabIn(Schema):
@@ -202,6 +208,36 @@ class LabTasks(Schema):
     tasks: list[TaskOut]
 
 
+class LabSavePointVm(Schema):
+    guest: int
+    student: str
+    name: str
+    save_point: SavePointOut = Field(description="the VM's newest ready save point with this label")
+
+
+class LabSavePointLabel(Schema):
+    label: str
+    count: int = Field(description="how many VMs hold it: those a return reaches")
+    vms: list[LabSavePointVm] = Field(description="by student")
+
+
+class LabSavePointPage(Schema):
+    count: int
+    items: list[LabSavePointLabel] = Field(description="the labels taken for the whole lab, newest first")
+
+
+class VmRefusal(Schema):
+    guest: int
+    student: str
+    name: str
+    detail: str
+
+
+class LabOutcomeOut(LabTasks):
+    label: str
+    refused: list[VmRefusal] = Field(description="the VMs left as they were, and why; the others went on")
+
+
 def task_json(task: Task, sees_raw: bool = True) -> dict:
     """The task; for a student (not `sees_raw`) a failure in words, without the host's raw lines (as the pages)."""
     hidden = {} if sees_raw else {"error": for_viewer(task.error, False), "log": "" if task.error else task.log}
@@ -308,4 +344,39 @@ def lab_json(lab: Lab, progress: dict) -> dict:
             for g in guests
         ],
         "url": reverse("api:lab", args=[lab.pk]),
+    }
+
+
+def lab_save_points_json(label: str, points: list[tuple[SavePoint, bool]]) -> dict:
+    """One label of the lab's (save_points.lab_points, guests and students loaded), each point with `deletable`."""
+    return {
+        "label": label,
+        "count": len(points),
+        "vms": [
+            {
+                "guest": p.guest_id,
+                "student": p.guest.student.username,
+                "name": p.guest.domain_name,
+                "save_point": save_point_json(p, deletable),
+            }
+            for p, deletable in points
+        ],
+    }
+
+
+def lab_outcome_json(lab: Lab, progress: dict, label: str, outcome: LabOutcome) -> dict:
+    """What a lab-wide request queued (each VM's task) and which VMs it left, and why."""
+    return {
+        "lab": lab_json(lab, progress),
+        "tasks": [task_json(t) for t in outcome.tasks],
+        "label": label,
+        "refused": [
+            {
+                "guest": r.guest.pk,
+                "student": r.guest.student.username,
+                "name": r.guest.domain_name,
+                "detail": r.message,
+            }
+            for r in outcome.refused
+        ],
     }

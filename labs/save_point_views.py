@@ -97,8 +97,8 @@ def _lab_outcome(request: HttpRequest, outcome: save_points.LabOutcome, action: 
         )
     else:
         messages.info(request, _("%(action)s: nothing to do.") % {"action": label})
-    for why in outcome.refused:
-        messages.warning(request, why)
+    for refusal in outcome.refused:
+        messages.warning(request, refusal.message)
 
 
 @require_POST
@@ -119,10 +119,12 @@ def lab_save_point_return(request: HttpRequest, pk: int) -> HttpResponse:
     """Which VMs go back to the lab's save point `label`, and the box to tick; posted, it queues the returns."""
     lab = get_lab_for_user(request, pk)
     label = (request.POST if request.method == "POST" else request.GET).get("label", "")
-    points = save_points.lab_points(lab, label)
-    if not points:
-        messages.error(request, _("The lab has no save point “%(label)s”.") % {"label": label})
+    try:
+        points = save_points.lab_points_named(lab, label)
+    except ServiceError as e:
+        messages.error(request, str(e.message))
         return redirect("lab_detail", pk=lab.pk)
+    label = points[0].label  # as cleaned
     if request.method == "POST":
         if not ConfirmForm(request.POST).is_valid():
             messages.error(request, _("Nothing was done: tick the confirmation box first."))

@@ -206,12 +206,20 @@ def delete(actor, point: SavePoint) -> Task:
         raise
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """One VM a lab-wide request left, and why (the message alone may not name it: a host's room)."""
+
+    guest: Guest
+    message: str
+
+
 @dataclass
 class LabOutcome:
     """What a lab-wide request did: one task per VM it reached, and why the others were left."""
 
     tasks: list[Task] = field(default_factory=list)
-    refused: list[str] = field(default_factory=list)
+    refused: list[Refusal] = field(default_factory=list)
 
 
 def _lab_guests(actor, lab: Lab):
@@ -222,8 +230,8 @@ def _lab_guests(actor, lab: Lab):
     return lab.guests.filter(status=Guest.Status.READY).select_related("lab__template", "host", "student")
 
 
-def _each(items: Iterable[T], ask: Callable[[T], Task]) -> LabOutcome:
-    """Ask for each item in turn: a refusal is noted and the rest go on; Redis down stops all."""
+def _each(items: Iterable[T], ask: Callable[[T], Task], guest_of: Callable[[T], Guest]) -> LabOutcome:
+    """Ask for each item in turn: a refusal is noted with its VM and the rest go on; Redis down stops all."""
     outcome = LabOutcome()
     for item in items:
         try:
@@ -231,14 +239,14 @@ def _each(items: Iterable[T], ask: Callable[[T], Task]) -> LabOutcome:
         except QueueUnavailable:
             raise
         except ServiceError as e:
-            outcome.refused.append(e.message)
+            outcome.refused.append(Refusal(guest_of(item), e.message))
     return outcome
 
 
 def take_for_lab(actor, lab: Lab, label: str) -> LabOutcome:
     """A save point of every ready VM of the lab, with one label; it counts in no student's quota."""
     label = clean_label(label)
-    return _each(_lab_guests(actor, lab), lambda guest: take(actor, guest, label, lab_wide=True))
+    return _each(_lab_guests(actor, lab), lambda guest: take(actor, guest, label, lab_wide=True), lambda g: g)
 
 
 def host_usage(host: Host) -> dict[str, int]:
@@ -263,10 +271,19 @@ def lab_points(lab: Lab, label: str) -> list[SavePoint]:
     return sorted(newest.values(), key=lambda p: p.guest.student.username)
 
 
+def lab_points_named(lab: Lab, label: str) -> list[SavePoint]:
+    """lab_points for a label a form or a script sent: cleaned, and refused in words when the lab has none."""
+    label = clean_label(label)
+    points = lab_points(lab, label)
+    if not points:
+        raise InvalidAction(_("The lab has no save point “%(label)s”.") % {"label": label}, field="label")
+    return points
+
+
 def return_lab(actor, lab: Lab, label: str) -> LabOutcome:
     """Return every VM of the lab that has it to the whole-lab save point `label`."""
     guests = {g.pk: g for g in _lab_guests(actor, lab)}
     points = [p for p in lab_points(lab, label) if p.guest_id in guests]
     for point in points:
         point.guest = guests[point.guest_id]
-    return _each(points, lambda point: return_to(actor, point))
+    return _each(points, lambda point: return_to(actor, point), lambda point: point.guest)

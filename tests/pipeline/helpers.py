@@ -1,7 +1,8 @@
-"""Helpers for the pipeline tests: rosters, in-process and subprocess RQ workers."""
+"""Helpers for the pipeline tests: rosters, in-process and subprocess RQ workers, API scripts."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,7 +15,9 @@ from django.conf import settings
 from django.db import connections
 
 from labs.jobs import HostWorker
+from labs.models import Task
 from labs.roster import RosterEntry
+from labs.services import api_tokens
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -119,3 +122,26 @@ def wait_for(predicate, timeout: float = 20, interval: float = 0.02):
             return value
         time.sleep(interval)
     raise AssertionError("condition not met in time")
+
+
+class Script:
+    """A script with a user's API token."""
+
+    def __init__(self, client, user) -> None:
+        self.client = client
+        self.token = api_tokens.create_token(user, "script", 1)[1]
+
+    def get(self, url: str):
+        return self.client.get(url, HTTP_AUTHORIZATION=f"Bearer {self.token}")
+
+    def post(self, url: str, body: object = None):
+        data = json.dumps({} if body is None else body)
+        return self.client.post(url, data, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {self.token}")
+
+
+def finished(script: Script, task: dict) -> dict:
+    """Run the queued jobs, then poll the task as a script would."""
+    work(Task.objects.get(pk=task["id"]).host.queue_name)
+    polled = script.get(task["url"]).json()
+    assert polled["status"] == "succeeded", polled
+    return polled

@@ -7,41 +7,16 @@ that leave nothing queued.
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from labs.models import AuditEvent, Guest, SavePoint, StudentQuota, Task
-from labs.services import api_tokens, save_points
+from labs.services import save_points
 
-from .helpers import work
+from .helpers import Script, finished, work
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 WORK = "/root/exercise3.txt"
-
-
-class Script:
-    """A script with a user's API token."""
-
-    def __init__(self, client, user) -> None:
-        self.client = client
-        self.token = api_tokens.create_token(user, "script", 1)[1]
-
-    def get(self, url: str):
-        return self.client.get(url, HTTP_AUTHORIZATION=f"Bearer {self.token}")
-
-    def post(self, url: str, body: object = None):
-        data = json.dumps({} if body is None else body)
-        return self.client.post(url, data, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {self.token}")
-
-
-def finished(script: Script, task: dict) -> dict:
-    """Run the queued jobs, then poll the task as a script would."""
-    work(Task.objects.get(pk=task["id"]).host.queue_name)
-    polled = script.get(task["url"]).json()
-    assert polled["status"] == "succeeded", polled
-    return polled
 
 
 def nothing_queued_since(count: int) -> None:

@@ -92,6 +92,10 @@ def _routes(guest, task, lab, template, pool, point):
         ),
         ("get", f"/api/v1/labs/{lab_pk}", None, s(404, 404, 404, 200, 200)),
         ("post", f"/api/v1/labs/{lab_pk}/teardown", {}, s(404, 404, 404, 400, 400)),
+        # A lab's save points: its instructors' and the admins'; a refused label, or none by that name, is a 400.
+        ("get", f"/api/v1/labs/{lab_pk}/save-points", None, s(404, 404, 404, 200, 200)),
+        ("post", f"/api/v1/labs/{lab_pk}/save-points", {"label": ""}, s(404, 404, 404, 400, 400)),
+        ("post", f"/api/v1/labs/{lab_pk}/save-points/return", {"label": point.label}, s(404, 404, 404, 400, 400)),
         ("get", "/api/v1/openapi.json", None, s(200, 200, 200, 200, 200)),
     ]
 
@@ -343,6 +347,8 @@ def test_schema_and_docs_are_served_without_a_cdn(client):
         "/api/v1/guests/{guest_id}/save-points/{sp_id}",
         "/api/v1/guests/{guest_id}/save-points/{sp_id}/return",
         "/api/v1/guests/{guest_id}/save-points/{sp_id}/delete",
+        "/api/v1/labs/{lab_id}/save-points",
+        "/api/v1/labs/{lab_id}/save-points/return",
     ):
         assert path in schema["paths"], path
     assert schema["components"]["securitySchemes"]["TokenAuth"]["scheme"] == "bearer"

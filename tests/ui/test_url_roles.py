@@ -176,6 +176,16 @@ TABLE = {
     "api:labs": [("get", lambda o: [], POST_ONLY), ("post", lambda o: [], _statuses(401, 422, 422, 422, 422, 422))],
     "api:lab": [("get", lambda o: [o["lab"].pk], API_LAB)],
     "api:lab_teardown": [("post", lambda o: [o["lab"].pk], _statuses(401, 404, 404, 404, 400, 400))],
+    # A lab's save points: an empty object lacks the label for anyone signed in (422; with one, students and
+    # strangers get a 404: tests/ui/test_api.py and tests/pipeline/test_api_lab_save_points.py).
+    "api:lab_save_points": [
+        ("get", lambda o: [o["lab"].pk], API_LAB),
+        ("post", lambda o: [o["lab"].pk], _statuses(401, 422, 422, 422, 422, 422)),
+    ],
+    "api:lab_save_point_return": [
+        ("get", lambda o: [o["lab"].pk], POST_ONLY),
+        ("post", lambda o: [o["lab"].pk], _statuses(401, 422, 422, 422, 422, 422)),
+    ],
     # /api/v1/ itself is nothing (ninja's placeholder; its docs are at /api/v1/docs).
     "api:api-root": [("get", lambda o: [], _statuses(404, 404, 404, 404, 404, 404))],
     "api:openapi-json": [("get", lambda o: [], PUBLIC)],
