@@ -208,6 +208,9 @@ class XenHost:
         self.runner.run(["rm", "-f", "--", names.abs_path(path)])
         return True
 
+    def restart_failure(self, name: str) -> str:
+        return self.tools.restart_failure(name)
+
     def console_command(self, name: str) -> list[str]:
         return self.tools.console_command(name)
 

@@ -136,6 +136,42 @@ def classify_error(argv: list[str], rc: int | None, stderr: str) -> ToolstackErr
     return ToolstackError(f"{verb} failed (exit {rc}): {first}", argv=argv, rc=rc, stderr=stderr)
 
 
+# xl's monitor (the `xl create` left in the background) logs each domain's life here; `xl create`
+# rotates the file, so it covers the domain since its last create.
+XL_LOG_DIR = "/var/log/xen"
+XL_LOG_TAIL_BYTES = 16384
+_RESTARTING = "Done. Rebooting now"
+_WAITING = re.compile(r"^Waiting for domain \S+ \(domid \d+\) to die")
+_LOG_PREFIX = re.compile(r"^libxl: error: \S+?:\d+:\w+: (?:Domain \d+:)?")
+_ADD_DEVICES = re.compile(r"unable to add \w+ devices")
+
+
+def parse_restart_failure(log: str) -> str:
+    """Why xl's restart of a domain that rebooted itself failed, from the domain's xl log; "" if it did not.
+
+    After "Done. Rebooting now" xl builds the domain again; on success it
+    logs "Waiting for domain ... to die" for the new one. An error instead,
+    with no new wait after it, is a restart that failed: the domain is gone
+    and the monitor has exited (seen on the testbed: libxl's hotplug timeout,
+    "unable to add disk devices"). Nothing is inferred before the error is
+    logged, so a restart still in progress is not taken for a failed one.
+    """
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    restarts = [i for i, line in enumerate(lines) if line.endswith(_RESTARTING)]
+    if not restarts:
+        return ""
+    after = lines[restarts[-1] + 1 :]
+    if any(_WAITING.match(line) for line in after):
+        return ""
+    errors = [line for line in after if "error" in line.lower() or "fatal" in line.lower()]
+    if not errors:
+        return ""
+    # "unable to add disk devices" says most; libxl's other lines are its detail and cleanup.
+    best = next((line for line in errors if _ADD_DEVICES.search(line)), None)
+    best = best or next((line for line in errors if "unable to add" in line), errors[0])
+    return _LOG_PREFIX.sub("", best)[:240]
+
+
 def parse_list_table(text: str) -> list[Domain]:
     """Rows of `xl list` / `xm list`, Domain-0 included; a dying `(null)` domain is kept as is."""
     domains: list[Domain] = []
@@ -374,6 +410,15 @@ class Toolstack:
     def restore(self, path: str) -> None:
         # libxl destroys a domain whose hotplug timed out; the image is still there to restore again.
         self._build("restore", names.abs_path(path), timeout=SAVE_TIMEOUT)
+
+    def restart_failure(self, name: str) -> str:
+        """Why xl could not restart `name` after it rebooted itself ("" if it did not fail; xm keeps no such log)."""
+        name = names.domain_name(name)
+        if self.dialect != "xl":
+            return ""
+        log = f"{XL_LOG_DIR}/xl-{name}.log"
+        r = self.runner.run(["tail", "-c", str(XL_LOG_TAIL_BYTES), "--", log], check=False)
+        return parse_restart_failure(r.stdout) if r.rc == 0 else ""
 
     def console_command(self, name: str) -> list[str]:
         """The argv that attaches to the guest's console (detach with Ctrl+])."""

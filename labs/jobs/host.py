@@ -13,7 +13,7 @@ from labs.dom0.base import Dom0Host, Domain, DomainCounters
 from labs.dom0.errors import Dom0Error
 from labs.jobs import connect
 from labs.models import Guest, Host, Xl
-from labs.services import usage
+from labs.services import actions, usage
 from labs.services.thin_pool import PoolFill
 from labs.services.upkeep import SILENT_AFTER_SECONDS
 
@@ -47,7 +47,9 @@ def sync_once(host: Host, h: Dom0Host, now: datetime, samples: bool = True) -> s
         xen_version=info.xen_version[:64],
         last_seen=now,
     )
-    changed, lost = [], []
+    changed: list[Guest] = []
+    lost: list[Guest] = []
+    vanished: list[Guest] = []
     guests = list(
         Guest.objects.filter(host=host).only(
             "pk", "domain_name", "observed_state", "busy_with", "lab", "student", "desired_state"
@@ -56,14 +58,16 @@ def sync_once(host: Host, h: Dom0Host, now: datetime, samples: bool = True) -> s
     for guest in guests:
         letter = letters.get(guest.domain_name, "")
         if letter != guest.observed_state:
-            if came_back and _lost_in_reboot(guest, letter):
-                lost.append(guest.pk)
+            if _gone_unasked(guest, letter):
+                (lost if came_back else vanished).append(guest)
             guest.observed_state = letter
             changed.append(guest)
     if changed:
         Guest.objects.bulk_update(changed, ["observed_state"])
     if lost:
-        Guest.objects.filter(pk__in=lost).update(last_error=LOST_IN_REBOOT % {"host": host.name})
+        Guest.objects.filter(pk__in=[g.pk for g in lost]).update(last_error=LOST_IN_REBOOT % {"host": host.name})
+    for guest in vanished:
+        _report_failed_reboot(h, guest)
     Guest.objects.filter(host=host).update(observed_at=now)
     note = _sample(host, h, now, domains, info.nr_cpus, guests) if samples else ""
     return f"{len(letters)} domains, {len(changed)} changed{note}, {time.monotonic() - started:.3f} s"
@@ -78,8 +82,22 @@ LOST_IN_REBOOT = (
 )
 
 
-def _lost_in_reboot(guest: Guest, letter: str) -> bool:
-    """A VM that ran when its host went silent and is gone now that the host answers, nobody having asked."""
+def _report_failed_reboot(h: Dom0Host, guest: Guest) -> None:
+    """A running VM vanished with nobody asking: shut down from inside, or rebooted from inside and xl
+    could not build it again (libxl's hotplug timeout, on a loaded host). Only xl's log tells them
+    apart; the second is reported for the panel's sync loop to start it (actions.restart_failed_reboots)."""
+    try:
+        reason = h.restart_failure(guest.domain_name)
+    except Dom0Error as e:  # then it stays a plain stop
+        log.warning("could not read xl's log for %s: %s", guest.domain_name, e)
+        return
+    if reason:
+        log.info("%s rebooted itself and xl could not build it again: %s", guest.domain_name, reason)
+        Guest.objects.filter(pk=guest.pk).update(last_error=actions.REBOOT_FAILED % {"reason": reason})
+
+
+def _gone_unasked(guest: Guest, letter: str) -> bool:
+    """A VM that ran and is gone now, nobody having asked (no panel job, and it was to run)."""
     return (
         guest.observed_state in Xl.UP
         and letter == Xl.ABSENT

@@ -253,8 +253,11 @@ def finish(task: Task, ok: bool, message: str = "", guest: Guest | None = None, 
     task.finished_at = timezone.now()
     with transaction.atomic():
         task.save(update_fields=["status", "error", "finished_at", "log", "dom0_seconds", "step", "steps_done"])
+        # A success with nothing to add keeps what the request said ("to 512 MiB", a save point's label, why
+        # the panel started a VM): the audit trail is read after the fact.
+        said = {"message": message[:2000]} if message or not ok else {}
         AuditEvent.objects.filter(task=task).update(
-            result=AuditEvent.Result.SUCCEEDED if ok else AuditEvent.Result.FAILED, message=message[:2000]
+            result=AuditEvent.Result.SUCCEEDED if ok else AuditEvent.Result.FAILED, **said
         )
         if guest is not None:
             # Only clear busy_with if it is still ours: a lab teardown may

@@ -142,8 +142,11 @@ def scheduled_action(guest: Guest, action: str, actor=None) -> Task:
     return _request(actor, guest, GUEST_ACTIONS[action], None)
 
 
-def _request(actor, guest: Guest, definition: GuestAction, memory_mb: int | None, prepare: Prepare = None) -> Task:
-    """Lock the guest, check its state allows the action, record the request and queue the job."""
+def _request(
+    actor, guest: Guest, definition: GuestAction, memory_mb: int | None, prepare: Prepare = None, note: str = ""
+) -> Task:
+    """Lock the guest, check its state allows the action, record the request (with `note`, if any, as the
+    audit message) and queue the job."""
     action = definition.name
     refusal = None
     with transaction.atomic():
@@ -174,9 +177,12 @@ def _request(actor, guest: Guest, definition: GuestAction, memory_mb: int | None
             task.save()
             event = AuditEvent.requested(
                 task,
-                _("to %(mem)d MiB") % {"mem": args["memory_mb"]}
-                if action == "mem_set"
-                else str(args.get("label", "")),
+                note
+                or (
+                    _("to %(mem)d MiB") % {"mem": args["memory_mb"]}
+                    if action == "mem_set"
+                    else str(args.get("label", ""))
+                ),
             )
             event.save()
             queueing.ping([g.host.queue_name])
@@ -395,6 +401,30 @@ def start_stopped(actor, lab: Lab) -> list[Task]:
         except InvalidAction:
             continue  # it changed meanwhile (a student started it): nothing to do
     return tasks
+
+
+# What a dom0's sync writes on a VM that rebooted itself and that xl could not build again (from xl's log):
+# the dom0 may only report (labs.services.credentials), so the panel's sync loop reads this and starts it.
+REBOOT_FAILED = "The VM rebooted itself, but Xen could not start it again (%(reason)s); the panel starts it."
+_REBOOT_FAILED_HEAD, _REBOOT_FAILED_TAIL = REBOOT_FAILED.split("%(reason)s")
+
+
+def restart_failed_reboots() -> int:
+    """Start each stopped VM whose dom0 reported a failed reboot from inside (REBOOT_FAILED): the student
+    asked for a reboot, not a stop. The start's success clears the report, so each is started once."""
+    started = 0
+    waiting = Guest.objects.filter(STOPPED, last_error__startswith=_REBOOT_FAILED_HEAD).select_related("lab", "host")
+    for guest in waiting:
+        reason = guest.last_error[len(_REBOOT_FAILED_HEAD) :].removesuffix(_REBOOT_FAILED_TAIL)
+        note = _("Started by the panel: the VM rebooted itself, but Xen could not start it again (%(reason)s).") % {
+            "reason": reason
+        }
+        try:
+            _request(None, guest, GUEST_ACTIONS["start"], None, note=note)
+        except InvalidAction:
+            continue  # it changed meanwhile (its student started it)
+        started += 1
+    return started
 
 
 def teardown_expired_lab(lab: Lab) -> list[Task]:

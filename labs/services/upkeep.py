@@ -24,7 +24,13 @@ from rq.registry import StartedJobRegistry
 
 from labs.models import AuditEvent, Guest, Host, Lab, Task
 from labs.services import queueing
-from labs.services.actions import close_lab_if_empty, queue_for_guests, retry_lost_task, teardown_expired_lab
+from labs.services.actions import (
+    close_lab_if_empty,
+    queue_for_guests,
+    restart_failed_reboots,
+    retry_lost_task,
+    teardown_expired_lab,
+)
 from labs.services.class_hours import apply_class_hours
 from labs.services.registry import breaks_guest
 
@@ -219,6 +225,7 @@ def tick(now: datetime | None = None) -> dict:
         "lost": 0,
         "expired": 0,
         "teardowns": 0,
+        "restarted": 0,
         "class_hours": 0,
         "errors": [],
     }
@@ -228,6 +235,7 @@ def tick(now: datetime | None = None) -> dict:
         ("lost", lambda: len(detect_lost_work())),
         ("expired", lambda: len(expire_labs(now))),
         ("teardowns", continue_teardowns),
+        ("restarted", restart_failed_reboots),
         ("class_hours", lambda: apply_class_hours(now)),
     )
     for key, fn in steps:

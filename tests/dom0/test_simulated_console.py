@@ -178,3 +178,22 @@ def test_the_agent_path_on_the_simulated_host_starts_no_process(sim, spawns):
 def test_the_hook_sees_a_spawn(spawns):
     subprocess.run(["true"], check=True)
     assert any(s.startswith("subprocess.Popen") for s in spawns)
+
+
+def test_reboot_and_poweroff_typed_in_the_guest_act_on_the_domain(sim, spawns):
+    """As the guest's own would: the domain restarts as a new one (on_reboot="restart"), or is gone."""
+    first = sim.domains()["net101-alice"]["domid"]
+    console = sim.open_console("net101-alice")
+    typed(console, b"")
+    assert "reboot: Restarting system" in typed(console, b"reboot\r")
+    assert sim.domains()["net101-alice"]["domid"] > first  # no step delay here: at once
+    assert sim.restart_failure("net101-alice") == ""
+    console.close()
+
+    console = sim.open_console("net101-alice")
+    typed(console, b"")
+    assert "reboot: Power down" in typed(console, b"poweroff\r")
+    assert "net101-alice" not in sim.domains()
+    assert sim.restart_failure("net101-alice") == ""  # a stop, not a failed reboot
+    console.close()
+    assert spawns == []

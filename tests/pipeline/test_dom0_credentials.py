@@ -106,7 +106,7 @@ def test_a_dom0_redis_user_reaches_its_own_queue_and_jobs_only(two_labs, creds_a
             denied()
 
 
-def test_the_pipeline_runs_on_the_dom0_credentials(two_labs, creds_a, host, sim_dir, alice, ivy, settings):
+def test_the_pipeline_runs_on_the_dom0_credentials(two_labs, creds_a, host, sim, sim_dir, alice, ivy, settings):
     lab_a, _ = two_labs
     env = {"DATABASE_URL": creds_a.database_url, "REDIS_URL": creds_a.redis_url}
 
@@ -131,6 +131,16 @@ def test_the_pipeline_runs_on_the_dom0_credentials(two_labs, creds_a, host, sim_
     enqueue_sync(host)
     run()
     assert UsageSample.objects.filter(guest=guest).count() == 3 and UsageTotal.objects.filter(guest=guest).exists()
+    # A reboot from inside that xl could not finish: the dom0's sync may only report it (on a column it
+    # may write); the panel's loop, on its own credentials, starts the VM.
+    sim.guest_reboot(guest.domain_name, restart_fails=True)
+    enqueue_sync(host)
+    run()
+    assert Guest.objects.get(pk=guest.pk).last_error.startswith("The VM rebooted itself")
+    tick()
+    run()
+    start = Task.objects.get(guest=guest, kind="start", actor=None)
+    assert start.status == "succeeded", (start.error, start.log)
     for action, kwargs in (("reboot", {}), ("mem_set", {"memory_mb": 384}), ("shutdown", {})):
         task = guest_action(alice, guest, action, **kwargs)
         run()

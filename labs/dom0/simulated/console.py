@@ -7,7 +7,9 @@ what is typed with a line editor (backspace, Ctrl+C, Ctrl+U, Ctrl+L,
 Ctrl+D), and answers a handful of commands from the guest's state as the
 simulated host keeps it: `hostname` from the guest's /etc/hostname,
 `ip addr` from its /etc/network/interfaces and the MAC in its config, plus
-`uname`, `whoami`, `id`, `pwd`, `echo`, `stty size`, `clear` and `exit`.
+`uname`, `whoami`, `id`, `pwd`, `echo`, `stty size`, `clear` and `exit`;
+`reboot` and `poweroff` (or `halt`, `shutdown`) act on the simulated domain
+as the guest's own would, so the panel sees it go (and come back).
 Anything else is "command not found". No command runs and no process is
 started: the output goes through a pipe so the agent can wait on it like a
 pty.
@@ -21,7 +23,9 @@ import ipaddress
 import os
 import shlex
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .. import names
 from ..pty import ConsoleError
@@ -93,8 +97,9 @@ class SimulatedConsole:
     # Nothing here notices the domain going: the agent's `xl list` does.
     ends_with_domain = False
 
-    def __init__(self, guest: GuestView) -> None:
+    def __init__(self, guest: GuestView, power: Callable[[str], None] | None = None) -> None:
         self.guest = guest
+        self._power = power  # "reboot" / "poweroff" typed in the guest, acted on by the simulated host
         self.rows, self.cols = 24, 80
         self._line = ""
         self._escape = ""  # an escape sequence being skipped (arrow keys and the like)
@@ -261,7 +266,12 @@ class SimulatedConsole:
         if command in fixed:
             return fixed[command]
         if command in ("reboot", "poweroff", "halt", "shutdown"):
-            return "This simulated guest cannot do that itself: use the panel's buttons."
+            what = "reboot" if command == "reboot" or "-r" in args else "poweroff"
+            if self._power is None:
+                return "This simulated guest cannot do that itself: use the panel's buttons."
+            self._power(what)
+            # The kernel's last line; the agent sees the domain go (and come back) through `xl list`.
+            return "reboot: Restarting system" if what == "reboot" else "reboot: Power down"
         if command == "stty" and args == ["size"]:
             return f"{self.rows} {self.cols}"
         handler = {"hostname": self._hostname, "ip": self._ip, "uname": self._uname}.get(command)
@@ -320,4 +330,8 @@ class ConsoleMixin(SimulatedBase):
             guest = guest_view(state, name, time.time())
         if guest is None:
             raise ConsoleError(f"{name} is an invalid domain identifier", argv=argv, rc=1)
-        return SimulatedConsole(guest)
+        return SimulatedConsole(guest, power=lambda what: self._from_inside(name, what))
+
+    if TYPE_CHECKING:  # ToolstackMixin's, on the composed SimulatedHost
+
+        def _from_inside(self, name: str, what: str, restart_fails: bool = False) -> None: ...

@@ -63,6 +63,7 @@ STEP_SECONDS: dict[str, float] = {
     "write_config": 0.01,
     "remove_config": 0.01,
     "list_domains": 0.03,
+    "restart_failure": 0.01,
     "create": 1.0,
     "shutdown": 2.5,
     "reboot": 3.0,
@@ -105,6 +106,7 @@ def empty_state() -> State:
         "domains": {},
         "configs": {},
         "saved": {},
+        "xl_logs": {},  # name -> the lines xl's monitor logs for it (/var/log/xen/xl-<name>.log)
         "faults": [],
         "events": [],
         "thin_pool_bytes": None,  # None: the default size, a quarter of the VG
@@ -216,12 +218,24 @@ class SimulatedBase:
                 self._event(state, f"{name}: domain {d['domid']} is gone ({d.get('gone_why') or 'shut down'})")
             elif d.get("reboot_at") is not None and now >= d["reboot_at"] and d.get("restart_fails"):
                 del doms[name]
+                new = self._next_domid(state)
+                self._xl_log_restart(state, name, d["domid"])
+                self._xl_log(
+                    state,
+                    name,
+                    f"libxl: error: libxl_device.c:1199:device_backend_callback: Domain {new}:unable to add device"
+                    f" with path /local/domain/0/backend/vbd/{new}/51713",
+                    f"libxl: error: libxl_create.c:1862:domcreate_attach_devices: Domain {new}:unable to add disk"
+                    " devices",
+                )
                 self._event(state, f"{name}: domain {d['domid']} rebooted, but xl could not build it again: gone")
             elif d.get("reboot_at") is not None and now >= d["reboot_at"]:
                 from .load import rebuild
 
                 old = d["domid"]
+                self._xl_log_restart(state, name, old)
                 d["domid"] = self._next_domid(state)
+                self._xl_log_waiting(state, name, d["domid"])
                 d["reboot_at"] = None
                 d["boots"] = d.get("boots", 1) + 1
                 rebuild(d, now)  # a new domain: its CPU time starts again, and a runaway loop is gone
@@ -256,6 +270,27 @@ class SimulatedBase:
         domid: int = state["next_domid"]
         state["next_domid"] = domid + 1
         return domid
+
+    # xl's monitor log, in xl's own words (xl_vmcontrol.c), so the real parser reads it.
+    def _xl_log(self, state: State, name: str, *lines: str) -> None:
+        log = state["xl_logs"].setdefault(name, [])
+        log.extend(lines)
+        del log[:-EVENTS_LIMIT]
+
+    def _xl_log_waiting(self, state: State, name: str, domid: int, new_file: bool = False) -> None:
+        if new_file:  # `xl create` and `xl restore` rotate the log
+            state["xl_logs"][name] = []
+        self._xl_log(state, name, f"Waiting for domain {name} (domid {domid}) to die [pid {4000 + domid}]")
+
+    def _xl_log_restart(self, state: State, name: str, domid: int) -> None:
+        self._xl_log(
+            state,
+            name,
+            f"Domain {domid} has shut down, reason code 1 0x1",
+            "Action for shutdown reason code 1 is restart",
+            f"Domain {domid} needs to be cleaned up: destroying the domain",
+            "Done. Rebooting now",
+        )
 
     def _event(self, state: State, text: str) -> None:
         self._dirty = True

@@ -20,7 +20,7 @@ import time
 from .. import names
 from ..base import SAVE_DIR, Domain, HostInfo, save_path
 from ..errors import CommandTimeout, InvalidState
-from ..toolstack import classify_error
+from ..toolstack import XL_LOG_DIR, XL_LOG_TAIL_BYTES, classify_error, parse_restart_failure
 from . import accounting, load
 from .configs import ConfigMixin
 from .failures import out_of_memory_stderr
@@ -115,6 +115,7 @@ class ToolstackMixin(ConfigMixin):
         }
         load.rebuild(d, now, load.choose_load(state))
         state["domains"][name] = d
+        self._xl_log_waiting(state, name, d["domid"], new_file=True)
         self._event(state, f"{name}: created as domain {d['domid']}")
         self._boot(state, name, d, now)
 
@@ -261,6 +262,7 @@ class ToolstackMixin(ConfigMixin):
             d.update(domid=self._next_domid(state), paused=False, pending=None, gone_at=None, reboot_at=None)
             load.rebuild(d, time.time(), str(old.get("load", "idle")))
             state["domains"][name] = d
+            self._xl_log_waiting(state, name, d["domid"], new_file=True)
             self._event(state, f"{name}: restored from {path} as domain {d['domid']}")
 
     def saved_image_exists(self, path: str) -> bool:
@@ -276,6 +278,31 @@ class ToolstackMixin(ConfigMixin):
             self._log([["rm", "-f", "--", path]])
             self._event(state, f"removed save image {path}")
             return True
+
+    def restart_failure(self, name: str) -> str:
+        names.domain_name(name)
+        if self.toolstack != "xl":
+            return ""
+        argv = ["tail", "-c", str(XL_LOG_TAIL_BYTES), "--", f"{XL_LOG_DIR}/xl-{name}.log"]
+        with self._op("restart_failure", [argv], name, readonly=True) as state:
+            return parse_restart_failure("\n".join(state["xl_logs"].get(name, [])))
+
+    def guest_reboot(self, name: str, restart_fails: bool = False) -> None:
+        """The guest reboots itself (`reboot` typed in it), as on_reboot="restart" has xl build it again.
+        With `restart_fails` (tests), that build fails as libxl's hotplug timeout made it fail on the testbed."""
+        self._from_inside(name, "reboot", restart_fails)
+
+    def guest_poweroff(self, name: str) -> None:
+        """The guest powers itself off (`poweroff` typed in it): on_poweroff="destroy", it is gone."""
+        self._from_inside(name, "poweroff")
+
+    def _from_inside(self, name: str, what: str, restart_fails: bool = False) -> None:
+        names.domain_name(name)
+        with self._locked() as state:
+            d = self._domain(state, name, self._ts("list", name))
+            _require_live(name, d, self._ts("list", name))
+            d["restart_fails"] = restart_fails
+            self._request_power(state, name, d, what)
 
     def console_command(self, name: str) -> list[str]:
         return self._ts("console", names.domain_name(name))
