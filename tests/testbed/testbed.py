@@ -46,6 +46,12 @@ STAGES = (
     ("dom0_kernel_s", "XENPANEL-INITRD role=dom0"),
     ("dom0_ready_s", READY),
 )
+# dom0's kernel reaches its initrd in about 8 s (30 s at load 7). Once, on a power_on() at load 2, it
+# printed "about to get started..." and nothing more for 600 s: QEMU TCG hung in the PV kernel's
+# earliest boot, before any disk write. The machine is then reset, as an operator resets a hung
+# host, at most STALL_RESETS times; each reset is counted in the timings (boot_resets).
+KERNEL_STALL_SECONDS = 180
+STALL_RESETS = 2
 GUEST_CONSOLE_DIR = "/var/log/xen/console"
 WHEELS_IN_DOM0 = "/var/cache/xenpanel/wheels"
 KEEP_RUNS = 5
@@ -53,6 +59,10 @@ KEEP_RUNS = 5
 
 class TestbedError(RuntimeError):
     """The testbed could not be built, booted or driven; the message says why."""
+
+
+class BootStalled(TestbedError):
+    """QEMU runs but dom0's kernel never reached its initrd (KERNEL_STALL_SECONDS)."""
 
 
 def testbed_dir() -> Path:
@@ -309,9 +319,10 @@ class Testbed:
         return self._start()
 
     def _start(self) -> dict[str, float]:
-        for attempt in range(3):
+        resets, port_taken = 0, False
+        for _attempt in range(3 + STALL_RESETS):
             # A power_on() keeps the port, so runners made before the power_off() reach the dom0 again.
-            if attempt or not self.ssh_port:
+            if port_taken or not self.ssh_port:
                 self.ssh_port = _free_port()
             self.timings = {}
             started = time.monotonic()
@@ -328,17 +339,27 @@ class Testbed:
             try:
                 self._wait_ready(started)
                 break
+            except BootStalled as e:
+                self.kill()
+                (self.run_dir / f"serial-{time.strftime('%H%M%S')}-stalled.log").write_text(self.serial_text())
+                if resets == STALL_RESETS:
+                    raise
+                resets += 1
+                print(f"\ntestbed: {e.args[0].splitlines()[0]}; resetting the machine ({resets})", file=sys.stderr)
             except TestbedError:
                 qemu_out = (self.run_dir / "qemu.log").read_text(errors="replace")
                 self.kill()
                 if "Could not set up host forwarding rule" in qemu_out:
-                    continue  # the free port was taken meanwhile: try another
+                    port_taken = True  # the free port was taken meanwhile: try another
+                    continue
                 raise
         else:
             raise TestbedError("QEMU could not bind a free ssh port on 127.0.0.1")
         self._start_ssh_master()
         self.ssh(["true"])
         self.timings["ssh_ready_s"] = time.monotonic() - started
+        if resets:
+            self.timings["boot_resets"] = resets
         return self.timings
 
     def _wait_ready(self, started: float) -> None:
@@ -359,6 +380,8 @@ class Testbed:
                 raise TestbedError(
                     f"QEMU exited with {self.proc.returncode} before {READY}:\n{qemu_out[-2000:]}\n{self._tail(text)}"
                 )
+            if "dom0_kernel_s" not in self.timings and time.monotonic() - started > KERNEL_STALL_SECONDS:
+                raise BootStalled(f"dom0's kernel did not start within {KERNEL_STALL_SECONDS} s:\n{self._tail(text)}")
             if time.monotonic() > deadline:
                 raise TestbedError(f"no {READY} within {self.boot_timeout:g} s:\n{self._tail(text)}")
             time.sleep(0.2)
