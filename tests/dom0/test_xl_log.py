@@ -33,8 +33,14 @@ POWERED_OFF = (
 )
 
 
-def test_a_restart_that_failed_says_which_devices():
+def test_a_restart_that_failed_says_which_devices(fixture_text):
     assert parse_restart_failure(STARTED + REBOOTED + FAILED) == "unable to add disk devices"
+    # The testbed's: a good restart, then one whose block hotplug failed.
+    real = fixture_text("xl-log-4.17-restart-failed-real.txt")
+    assert parse_restart_failure(real) == "unable to add disk devices"
+    # Cut before the failure, it is the good restart and a restart still building.
+    assert parse_restart_failure(real.split("testbed: this block add")[0]) == ""
+    assert parse_restart_failure(real.split("Domain 2 has shut down")[0]) == ""
 
 
 def test_a_restart_that_worked_or_is_still_building_is_not_a_failure():
