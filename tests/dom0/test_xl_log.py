@@ -22,7 +22,7 @@ REBOOTED = (
 FAILED = (
     "libxl: error: libxl_device.c:1199:device_backend_callback: Domain 4:unable to add device with path"
     " /local/domain/0/backend/vbd/4/51713\n"
-    "libxl: error: libxl_create.c:1862:domcreate_attach_devices: Domain 4:unable to add disk devices\n"
+    "libxl: error: libxl_create.c:1672:domcreate_launch_dm: Domain 4:unable to add disk devices\n"
     "libxl: error: libxl_domain.c:1183:libxl__destroy_domid: Domain 4:Non-existant domain\n"
 )
 POWERED_OFF = (

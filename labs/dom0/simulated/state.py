@@ -220,13 +220,14 @@ class SimulatedBase:
                 del doms[name]
                 new = self._next_domid(state)
                 self._xl_log_restart(state, name, d["domid"])
+                # As the testbed logged it (tests/dom0/fixtures/xl-log-4.17-restart-failed-real.txt).
                 self._xl_log(
                     state,
                     name,
-                    f"libxl: error: libxl_device.c:1199:device_backend_callback: Domain {new}:unable to add device"
-                    f" with path /local/domain/0/backend/vbd/{new}/51713",
-                    f"libxl: error: libxl_create.c:1862:domcreate_attach_devices: Domain {new}:unable to add disk"
-                    " devices",
+                    "libxl: error: libxl_exec.c:117:libxl_report_child_exitstatus: /etc/xen/scripts/block add"
+                    f" [{5000 + new}] exited with error status 1",
+                    f"libxl: error: libxl_create.c:1672:domcreate_launch_dm: Domain {new}:unable to add disk devices",
+                    f"libxl: error: libxl_domain.c:1183:libxl__destroy_domid: Domain {new}:Non-existant domain",
                 )
                 self._event(state, f"{name}: domain {d['domid']} rebooted, but xl could not build it again: gone")
             elif d.get("reboot_at") is not None and now >= d["reboot_at"]:
