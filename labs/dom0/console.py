@@ -301,8 +301,7 @@ class ConsoleManager:
             if session.state == "open" and (d is None or d.domid != session.domid):
                 await self._went_down(session)
             elif session.state == "restarting":
-                await self._reaped(session.domain)
-                self._maybe_back(session, d, now)
+                await self._restarting(session, d, now)
 
     def _poll_due(self, watched: list[Session], now: float) -> bool:
         """Whether to run `xl list` now: every tick for a console that would not notice its domain going (the
@@ -440,6 +439,35 @@ class ConsoleManager:
         if hint == "reset":
             session.restart_until = now + RESET_SECONDS
         self._emit(session, ("restarting", ""))
+
+    async def _restarting(self, session: Session, d: Domain | None, now: float) -> None:
+        await self._reaped(session.domain)
+        if d is None and self._gone_unexplained(session, now):
+            await self._ask_again(session)
+        if session.state == "restarting":
+            self._maybe_back(session, d, now)
+
+    def _gone_unexplained(self, session: Session, now: float) -> bool:
+        """Absent for gone_seconds with no hint: about to be taken as off."""
+        since = session.absent_since if session.absent_since is not None else now
+        return not session.hint and now - since >= self.gone_seconds
+
+    async def _ask_again(self, session: Session) -> None:
+        """Before a domain gone for no known reason is taken as off, ask once more: the panel may be bringing
+        it back meanwhile (a reboot typed in the guest that xl could not finish, which the panel starts)."""
+        if self.hint is None:
+            return
+        try:
+            hint = await self.hint(session.domain)
+        except Exception:
+            log.exception("console: hint for %s failed", session.domain)
+            return
+        if self.sessions.get(session.domain) is not session or session.state != "restarting":
+            return
+        if hint in END_HINTS:
+            self._end(session, hint)
+        elif hint in RESTART_HINTS:
+            session.hint = hint  # wait for it up to restart_until, as for a reboot asked of the panel
 
     def _maybe_back(self, session: Session, d: Domain | None, now: float) -> None:
         if d is not None and d.letter in LIVE_LETTERS:

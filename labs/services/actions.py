@@ -406,16 +406,16 @@ def start_stopped(actor, lab: Lab) -> list[Task]:
 # What a dom0's sync writes on a VM that rebooted itself and that xl could not build again (from xl's log):
 # the dom0 may only report (labs.services.credentials), so the panel's sync loop reads this and starts it.
 REBOOT_FAILED = "The VM rebooted itself, but Xen could not start it again (%(reason)s); the panel starts it."
-_REBOOT_FAILED_HEAD, _REBOOT_FAILED_TAIL = REBOOT_FAILED.split("%(reason)s")
+REBOOT_FAILED_HEAD, _REBOOT_FAILED_TAIL = REBOOT_FAILED.split("%(reason)s")
 
 
 def restart_failed_reboots() -> int:
     """Start each stopped VM whose dom0 reported a failed reboot from inside (REBOOT_FAILED): the student
     asked for a reboot, not a stop. The start's success clears the report, so each is started once."""
     started = 0
-    waiting = Guest.objects.filter(STOPPED, last_error__startswith=_REBOOT_FAILED_HEAD).select_related("lab", "host")
+    waiting = Guest.objects.filter(STOPPED, last_error__startswith=REBOOT_FAILED_HEAD).select_related("lab", "host")
     for guest in waiting:
-        reason = guest.last_error[len(_REBOOT_FAILED_HEAD) :].removesuffix(_REBOOT_FAILED_TAIL)
+        reason = guest.last_error[len(REBOOT_FAILED_HEAD) :].removesuffix(_REBOOT_FAILED_TAIL)
         note = _("Started by the panel: the VM rebooted itself, but Xen could not start it again (%(reason)s).") % {
             "reason": reason
         }

@@ -47,6 +47,7 @@ from labs.access import console_rights
 from labs.dom0 import names
 from labs.dom0.errors import InvalidName
 from labs.models import AuditEvent, Guest, Lab
+from labs.services.actions import REBOOT_FAILED_HEAD
 from labs.services.errors import QueueUnavailable, ServiceError
 from labs.services.queueing import redis_connection
 
@@ -159,6 +160,10 @@ def why_down(queue: str, domain: str) -> str:
             action = last[0]
     if action in DOWN_BECAUSE:
         return DOWN_BECAUSE[action]
+    # A reboot typed in the guest that xl could not finish: the dom0 reported it, or the panel is starting
+    # the VM (actions.restart_failed_reboots); either way it is coming back.
+    if guest.busy_with == "start" or guest.last_error.startswith(REBOOT_FAILED_HEAD):
+        return "reboot"
     if guest.desired_state == Guest.Desired.STOPPED:
         return "shutdown"
     return ""

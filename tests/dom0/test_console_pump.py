@@ -320,3 +320,59 @@ def test_a_domain_that_goes_away_for_no_known_reason_ends_as_off(fake_dir):
         await watch
 
     run(test)
+
+
+def test_a_domain_gone_for_no_known_reason_is_waited_for_when_the_panel_then_says_it_comes_back(fake_dir):
+    """A reboot typed in the guest that xl could not finish: no panel job when the console went down, so no
+    hint; by the time the domain has been gone gone_seconds, the panel is starting it. Asked again, the hint
+    says so, and the console waits and reattaches instead of ending as "off"."""
+
+    async def test() -> None:
+        host, sink = Host("web1"), Sink()
+        answers = ["", "reboot"]  # when it went down; gone_seconds later
+
+        async def hint(domain: str) -> str:
+            return answers.pop(0) if answers else "reboot"
+
+        manager = ConsoleManager(
+            host, sink, hint=hint, watch_seconds=0.05, poll_seconds=0.05, restart_poll_seconds=0.05, gone_seconds=0.3
+        )
+        stop = asyncio.Event()
+        watch = asyncio.create_task(manager.run(stop))
+        assert await manager.attach("web1", "v1")
+        await until(lambda: len(starts(fake_dir, "web1")) == 1)
+        [pid] = starts(fake_dir, "web1")
+        host.set("web1", None)  # the restart failed: the domain is gone
+        os.kill(pid, 9)
+        await until(lambda: answers == [])  # asked twice
+        await asyncio.sleep(0.5)  # well past gone_seconds
+        assert ("web1", "ended", "off") not in sink.events
+        host.set("web1", 7)  # the panel's start
+        await until(lambda: ("web1", "back", "") in sink.events)
+        stop.set()
+        await watch
+        await manager.close_all()
+
+    run(test)
+
+
+def test_asked_again_with_still_no_reason_it_ends_as_off(fake_dir):
+    async def test() -> None:
+        host, sink = Host("web1"), Sink()
+        asked: list[str] = []
+
+        async def hint(domain: str) -> str:
+            asked.append(domain)
+            return ""
+
+        manager = ConsoleManager(host, sink, hint=hint, watch_seconds=0.05, poll_seconds=0.05, gone_seconds=0.3)
+        stop = asyncio.Event()
+        watch = asyncio.create_task(manager.run(stop))
+        assert await manager.attach("web1", "v1")
+        host.set("web1", None)  # `poweroff` typed inside the guest
+        await until(lambda: ("web1", "ended", "off") in sink.events)
+        assert asked == ["web1", "web1"]
+        stop.set()
+        await watch
+
+    run(test)

@@ -41,3 +41,12 @@ def test_a_guest_meant_to_be_off_or_gone(alice_guest, host, lab):
     assert why_down(host.queue_name, alice_guest.domain_name) == "deleted"
     assert why_down(host.queue_name, "no-such-guest") == "deleted"
     assert why_down("another-queue", alice_guest.domain_name) == "deleted"  # only this host's guests
+
+
+def test_a_vm_the_panel_brings_back_after_a_failed_reboot_from_inside(alice_guest, host):
+    from labs.services.actions import REBOOT_FAILED
+
+    Guest.objects.filter(pk=alice_guest.pk).update(last_error=REBOOT_FAILED % {"reason": "unable to add disk devices"})
+    assert why_down(host.queue_name, alice_guest.domain_name) == "reboot"  # reported, the start is next
+    Guest.objects.filter(pk=alice_guest.pk).update(last_error="", busy_with="start")
+    assert why_down(host.queue_name, alice_guest.domain_name) == "reboot"  # being started
