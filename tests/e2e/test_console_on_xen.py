@@ -16,6 +16,9 @@
    one) shows it too, so it went through the real `xl console`.
 5. She reboots the VM from the page: the terminal says "VM restarting…",
    then the console comes back by itself and shows the guest's new boot.
+   She reboots it again while dom0's block hotplug script fails once, so xl
+   cannot build the domain again: the panel's sync reads why in xl's log and
+   starts the VM, and her console comes back to its new boot.
 6. The dom0 itself is powered off and booted again (Testbed.power_off/on, same
    disks): xendomains, enabled as the guide's section 7 says, saves her VM and
    restores it at boot with a process in it still counting; meanwhile her page
@@ -28,6 +31,7 @@ last test runs this module again on the machine's PostgreSQL.
 
 from __future__ import annotations
 
+import contextlib
 import html as html_lib
 import os
 import re
@@ -47,7 +51,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 from labs.dom0.base import save_path
-from labs.models import Guest
+from labs.models import AuditEvent, Guest, Task
 from labs.roster import RosterEntry
 from labs.services import console, create_lab_batch
 from tests.e2e import test_product_on_xen as product
@@ -250,10 +254,66 @@ def test_typed_in_chromium_read_back_through_xl_console_and_back_after_a_reboot(
         )
     assert "what you type goes to the VM" in status_of(browser)
     shot(browser, "e2e-console-after-reboot")
+
+    # Again, but xl cannot build the rebooted domain (under TCG at load 7, libxl's hotplug timeout did
+    # this): the block hotplug script fails its next `add` once. Nobody asked the panel for anything; its
+    # sync finds the VM gone, xl's log says why, and the panel starts it; her console follows.
+    boots = product.console_boots(testbed, guest.domain_name)
+    before = f"BEFORE-{secrets.token_hex(4)}"
+    with phases("reboot typed, xl's restart fails (block hotplug), the panel starts it, console back"):
+        with failing_block_add(testbed):
+            keys.send_keys(f"echo {before}; reboot" + Keys.ENTER)
+            start = until(
+                lambda: Task.objects.filter(guest=guest, kind="start", actor=None).first(),
+                "the panel to start the VM whose restart failed",
+                product.BOOT_TIMEOUT,
+                interval=2,
+                on_timeout=lambda: f"{product.guests_now()}\n{dom0.worker_log()}",
+            )
+            testbed.wait_console(guest.domain_name, BOOTED, count=boots + 1, timeout=product.BOOT_TIMEOUT)
+        # The text alternative holds the last 40 lines, and the whole new boot (the console attached as soon as
+        # the domain was made) pushes the marker and the "back" line out: the new boot's marker after the
+        # marker line (or with it gone), with the status saying the console is attached again.
+        WebDriverWait(browser, product.BOOT_TIMEOUT, poll_frequency=2).until(
+            lambda d: (
+                BOOTED in screen_text(d).split(f"\n{before}")[-1] and "what you type goes to the VM" in status_of(d)
+            )
+        )
+        echo_mark(browser, keys)  # and she types in it again
+    until(lambda: Task.objects.get(pk=start.pk).status == "succeeded", "the start to succeed", 120, interval=2)
+    note = AuditEvent.objects.get(task=start).message
+    assert "rebooted itself" in note and "unable to add" in note, note
+    # xl's log of the failed restart (rotated by the panel's `xl create`), as the dom0's sync read it.
+    xl_log = testbed.ssh(["cat", f"/var/log/xen/xl-{guest.domain_name}.log.1"]).stdout
+    print(f"\nxl log of the failed restart:\n{xl_log}")
+    assert "Done. Rebooting now" in xl_log, xl_log
+    assert "what you type goes to the VM" in status_of(browser)
     click(browser, browser.find_element(By.CSS_SELECTOR, '[data-console="disconnect"]'))
     WebDriverWait(browser, 30).until(lambda d: "Disconnected" in status_of(d))
     testbed_timings.add("console on real Xen", phases.seconds)
     print("\n" + phases.line("console on real Xen"))
+
+
+@contextlib.contextmanager
+def failing_block_add(testbed: Testbed):  # noqa: F811
+    """dom0's block hotplug script fails its next `add`, once; the real script is back afterwards."""
+    scripts = "/etc/xen/scripts"
+    testbed.ssh(
+        f"mv {scripts}/block {scripts}/block.real && cat > {scripts}/block && chmod 755 {scripts}/block"
+        " && touch /run/xenpanel-fail-block-add",
+        input=(
+            b"#!/bin/sh\n"
+            b"# testbed fault (tests/e2e/test_console_on_xen.py): the next disk add fails, once\n"
+            b'if [ "$1" = add ] && rm /run/xenpanel-fail-block-add 2>/dev/null; then\n'
+            b'  echo "testbed: this block add fails on purpose" >&2; exit 1\n'
+            b"fi\n"
+            b'exec /etc/xen/scripts/block.real "$@"\n'
+        ),
+    )
+    try:
+        yield
+    finally:
+        testbed.ssh(f"rm -f /run/xenpanel-fail-block-add; mv {scripts}/block.real {scripts}/block")
 
 
 def state_on_page(client, guest: Guest) -> str:
