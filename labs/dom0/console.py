@@ -424,13 +424,8 @@ class ConsoleManager:
         session.down_at = now
         session.absent_since = None
         session.restart_until = now + self.restart_seconds
-        hint = ""
-        if self.hint is not None:
-            try:
-                hint = await self.hint(session.domain)
-            except Exception:  # no hint is no reason to stop: wait for the domain instead
-                log.exception("console: hint for %s failed", session.domain)
-        if self.sessions.get(session.domain) is not session or session.state != "restarting":
+        hint = await self._ask(session)
+        if hint is None:
             return
         if hint in END_HINTS:
             self._end(session, hint)
@@ -452,18 +447,23 @@ class ConsoleManager:
         since = session.absent_since if session.absent_since is not None else now
         return not session.hint and now - since >= self.gone_seconds
 
+    async def _ask(self, session: Session) -> str | None:
+        """The hint for a restarting session's domain ("" when none or it failed); None when the session has
+        moved on meanwhile (ended, or replaced)."""
+        hint = ""
+        if self.hint is not None:
+            try:
+                hint = await self.hint(session.domain)
+            except Exception:  # no hint is no reason to stop: wait for the domain instead
+                log.exception("console: hint for %s failed", session.domain)
+        if self.sessions.get(session.domain) is not session or session.state != "restarting":
+            return None
+        return hint
+
     async def _ask_again(self, session: Session) -> None:
         """Before a domain gone for no known reason is taken as off, ask once more: the panel may be bringing
         it back meanwhile (a reboot typed in the guest that xl could not finish, which the panel starts)."""
-        if self.hint is None:
-            return
-        try:
-            hint = await self.hint(session.domain)
-        except Exception:
-            log.exception("console: hint for %s failed", session.domain)
-            return
-        if self.sessions.get(session.domain) is not session or session.state != "restarting":
-            return
+        hint = await self._ask(session)
         if hint in END_HINTS:
             self._end(session, hint)
         elif hint in RESTART_HINTS:

@@ -144,6 +144,7 @@ _RESTARTING = "Done. Rebooting now"
 _WAITING = re.compile(r"^Waiting for domain \S+ \(domid \d+\) to die")
 _LOG_PREFIX = re.compile(r"^libxl: error: \S+?:\d+:\w+: (?:Domain \d+:)?")
 _ADD_DEVICES = re.compile(r"unable to add \w+ devices")
+REASON_CHARS = 240
 
 
 def parse_restart_failure(log: str) -> str:
@@ -167,9 +168,8 @@ def parse_restart_failure(log: str) -> str:
     if not errors:
         return ""
     # "unable to add disk devices" says most; libxl's other lines are its detail and cleanup.
-    best = next((line for line in errors if _ADD_DEVICES.search(line)), None)
-    best = best or next((line for line in errors if "unable to add" in line), errors[0])
-    return _LOG_PREFIX.sub("", best)[:240]
+    best = next((line for line in errors if _ADD_DEVICES.search(line)), errors[0])
+    return _LOG_PREFIX.sub("", best)[:REASON_CHARS]
 
 
 def parse_list_table(text: str) -> list[Domain]:

@@ -13,6 +13,7 @@ from django.utils.translation import gettext as _
 from redis.exceptions import RedisError
 
 from labs.access import may_act_on_guest, may_manage_lab
+from labs.dom0.toolstack import REASON_CHARS
 from labs.models import AuditEvent, Guest, Host, Lab, Task, Xl
 from labs.services import class_hours, limits, queueing
 from labs.services.errors import InvalidAction, QueueUnavailable, ServiceError
@@ -411,11 +412,17 @@ REBOOT_FAILED_HEAD, _REBOOT_FAILED_TAIL = REBOOT_FAILED.split("%(reason)s")
 
 def restart_failed_reboots() -> int:
     """Start each stopped VM whose dom0 reported a failed reboot from inside (REBOOT_FAILED): the student
-    asked for a reboot, not a stop. The start's success clears the report, so each is started once."""
+    asked for a reboot, not a stop. The start's success clears the report, so each is started once.
+
+    A dom0 writes the report, and a dom0 is trusted less than the panel: only a VM the panel itself still
+    means to run is started (a student's own stop is kept), and the reason is cut to what xl would say.
+    """
     started = 0
-    waiting = Guest.objects.filter(STOPPED, last_error__startswith=REBOOT_FAILED_HEAD).select_related("lab", "host")
+    waiting = Guest.objects.filter(
+        STOPPED, desired_state=Guest.Desired.RUNNING, last_error__startswith=REBOOT_FAILED_HEAD
+    ).select_related("lab", "host")
     for guest in waiting:
-        reason = guest.last_error[len(REBOOT_FAILED_HEAD) :].removesuffix(_REBOOT_FAILED_TAIL)
+        reason = guest.last_error[len(REBOOT_FAILED_HEAD) :].removesuffix(_REBOOT_FAILED_TAIL)[:REASON_CHARS]
         note = _("Started by the panel: the VM rebooted itself, but Xen could not start it again (%(reason)s).") % {
             "reason": reason
         }

@@ -80,3 +80,19 @@ def test_it_is_started_once_and_a_vm_its_student_started_first_is_left_alone(run
     starts = list(Task.objects.filter(kind="start").order_by("pk"))
     assert len(starts) == 2 and starts[1].actor == alice and starts[1].status == "succeeded"
     assert Guest.objects.get(pk=g.pk).last_error == ""
+
+
+def test_a_report_on_a_vm_its_student_stopped_starts_nothing(running_guest, host, alice):
+    """The report comes from the dom0, which is trusted less than the panel: written by hand (a dom0's
+    Redis and database users can) on a VM alice shut down from her page, it must not start it again."""
+    from labs.services import guest_action
+    from labs.services.actions import REBOOT_FAILED
+
+    g = running_guest
+    guest_action(alice, g, "shutdown")
+    work(host.queue_name)
+    Guest.objects.filter(pk=g.pk).update(last_error=REBOOT_FAILED % {"reason": "x" * 5000})
+    _sync(host)
+    _sync(host)
+    assert not Task.objects.filter(kind="start").exists()
+    assert state_word(Guest.objects.select_related("host", "lab").get(pk=g.pk)) == "stopped"
